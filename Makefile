@@ -1,0 +1,207 @@
+# edgellm — one Makefile for build, test, bench and install. `make help` lists the targets.
+#
+#   make                      build everything into build/
+#   make test                 all tests (unit, reference, corpus, integration)
+#   make SANITIZER=address,undefined test    the same under sanitizers (into build/san-*/)
+#   make WERROR=1             warnings are errors (CI)
+
+comma := ,
+SANITIZER ?=
+BUILD ?= build$(if $(SANITIZER),/san-$(subst $(comma),-,$(SANITIZER)))
+PREFIX ?= /usr/local
+DESTDIR ?=
+WERROR ?= 0
+OPT ?= -O2
+PY ?= /usr/bin/python3
+export BUILD PY
+
+CC ?= cc
+MACHINE := $(shell $(CC) -dumpmachine)
+ifneq ($(filter x86_64%,$(MACHINE)),)
+  ARCH := x86_64
+else ifneq ($(filter aarch64%,$(MACHINE)),)
+  ARCH := aarch64
+else
+  ARCH := other
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+CPPFLAGS += -D_GNU_SOURCE -Iengine -Icompress -Iserver
+CFLAGS ?= -g $(OPT)
+CFLAGS += -std=c11 -pthread -fno-strict-aliasing $(WARN)
+LDLIBS += -lm -pthread
+ifneq ($(SANITIZER),)
+  CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+  LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+# Architecture-specific sources: *_x86.c only on x86-64 (compiled with AVX2/FMA/F16C enabled;
+# callers dispatch on CPU features at run time), *_arm.c only on aarch64.
+X86_FLAGS := -mavx2 -mfma -mf16c
+ARM_FLAGS := -march=armv8.2-a+dotprod+fp16
+define arch_filter
+$(filter-out $(if $(filter x86_64,$(ARCH)),,%_x86.c) $(if $(filter aarch64,$(ARCH)),,%_arm.c),$(1))
+endef
+
+ENGINE_SRCS := $(call arch_filter,$(wildcard engine/*.c))
+COMPRESS_SRCS := $(call arch_filter,$(wildcard compress/*.c))
+CLI_SRCS := $(wildcard cli/*.c)
+SERVER_SRCS := $(wildcard server/*.c)
+TOOL_SRCS := $(wildcard tools/*.c)
+CHECK_SRCS := $(wildcard tests/check_*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+ENGINE_OBJS := $(ENGINE_SRCS:%.c=$(BUILD)/%.o)
+COMPRESS_OBJS := $(COMPRESS_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o)
+CHECK_OBJS := $(CHECK_SRCS:%.c=$(BUILD)/%.o)
+
+LIBENGINE := $(BUILD)/libengine.a
+LIBCOMPRESS := $(BUILD)/libcompress.a
+CLI := $(BUILD)/edgellm
+DAEMON := $(BUILD)/edgellmd
+TOOLS := $(TOOL_SRCS:tools/%.c=$(BUILD)/%)
+CHECK_RUNNER := $(BUILD)/tests/check_runner
+
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
+BLAS_LIBS := -lopenblas
+JSON_LIBS := -ljansson
+SERVER_LIBS := -lmicrohttpd -luv -ljansson
+
+BINARIES := $(CLI) $(TOOLS) $(if $(SERVER_SRCS),$(DAEMON))
+
+.PHONY: all
+all: $(BINARIES)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter %_x86.c,$<),$(X86_FLAGS)) $(if $(filter %_arm.c,$<),$(ARM_FLAGS)) -MMD -MP -c $< -o $@
+
+$(LIBENGINE): $(ENGINE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBCOMPRESS): $(COMPRESS_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+ALL_LIBS := $(if $(COMPRESS_SRCS),$(LIBCOMPRESS)) $(LIBENGINE)
+ALL_LDLIBS := $(JSON_LIBS) $(BLAS_LIBS) $(LDLIBS)
+
+$(CLI): $(CLI_OBJS) $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJS) $(ALL_LIBS) $(ALL_LDLIBS) -o $@
+
+$(DAEMON): $(SERVER_OBJS) $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(SERVER_OBJS) $(ALL_LIBS) $(SERVER_LIBS) $(ALL_LDLIBS) -o $@
+
+$(BUILD)/%: $(BUILD)/tools/%.o $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(ALL_LIBS) $(ALL_LDLIBS) -o $@
+
+# ---------------------------------------------------------------------------------------------
+# Tests. Each tests/check_<name>.c exports `Suite *<name>_suite(void)`; the runner is generated.
+# Run one suite with CK_RUN_SUITE=<name> make test-unit.
+
+$(BUILD)/tests/suites.inc: $(CHECK_SRCS) Makefile
+	@mkdir -p $(dir $@)
+	@printf '%s\n' $(patsubst tests/check_%.c,'SUITE(%)',$(filter-out tests/check_main.c,$(CHECK_SRCS))) > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+
+$(BUILD)/tests/check_main.o: $(BUILD)/tests/suites.inc
+$(BUILD)/tests/check_%.o: CPPFLAGS += -I$(BUILD)/tests $(CHECK_CFLAGS)
+
+$(CHECK_RUNNER): $(CHECK_OBJS) $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CHECK_OBJS) $(ALL_LIBS) $(CHECK_LIBS) $(ALL_LDLIBS) -o $@
+
+# Targets that `make test` runs, in order. Each area appends its own.
+TEST_TARGETS := test-unit test-gguf-corpus test-cli test-ref
+
+.PHONY: test test-unit test-gguf-corpus test-cli test-ref
+test: all $(CHECK_RUNNER)
+	@$(MAKE) --no-print-directory $(TEST_TARGETS)
+	@echo "all tests passed ($(BUILD))"
+
+test-unit: $(CHECK_RUNNER)
+	$(CHECK_RUNNER)
+
+# Every file of the broken-GGUF corpus must be refused with a clear error and exit code 1.
+test-gguf-corpus: $(CLI)
+	sh tests/gguf_corpus.sh $(CLI) tests/fixtures/gguf_broken
+
+test-cli: $(CLI) $(TOOLS)
+	sh tests/cli.sh
+
+test-ref: $(CLI) $(TOOLS)
+	@if [ -f tests/reference/run.py ]; then $(PY) tests/reference/run.py; \
+	else echo "test-ref: tests/reference/run.py missing" >&2; exit 1; fi
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing (clang + libFuzzer): `make fuzz` builds every target and runs each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build/fuzz
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+.PHONY: fuzz fuzz-build
+fuzz-build:
+	$(MAKE) --no-print-directory CC=clang BUILD=$(FUZZ_BUILD)/lib SANITIZER=address,undefined \
+	    CFLAGS="-g -O1 -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libengine.a $(FUZZ_BUILD)/lib/libcompress.a
+	@mkdir -p $(FUZZ_BUILD)
+	for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	  clang $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined $$f \
+	    $(FUZZ_BUILD)/lib/libcompress.a $(FUZZ_BUILD)/lib/libengine.a $(ALL_LDLIBS) -o $(FUZZ_BUILD)/$$n || exit 1; done
+fuzz: fuzz-build
+	for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	  $$b -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus-$$n tests/fuzz/seeds/$$n || exit 1; done
+
+# ---------------------------------------------------------------------------------------------
+# Dependencies on a fresh Debian 12 (idempotent: installs only what is missing).
+DEB_PACKAGES := build-essential pkg-config clang llvm libclang-rt-14-dev clang-format \
+    check libjansson-dev libuv1-dev libmicrohttpd-dev libopenblas-dev libsystemd-dev \
+    python3-numpy python3-torch python3-matplotlib sentencepiece bible-kjv bible-kjv-text \
+    unicode-data valgrind wrk hyperfine curl nodejs npm chromium \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "deps: all Debian packages present"; fi
+	@if [ -f tests/js/package.json ]; then (cd tests/js && npm ci --no-audit --no-fund --loglevel=error); fi
+
+# ---------------------------------------------------------------------------------------------
+.PHONY: run
+run: all $(BUILD)/genmodel
+	@mkdir -p $(BUILD)/models
+	$(BUILD)/genmodel --arch llama --type q8_0 --seed 1 --n-embd 256 --n-layer 4 --n-head 8 \
+	    --n-head-kv 4 --n-ff 512 --n-vocab 512 -o $(BUILD)/models/demo.gguf
+	$(CLI) info $(BUILD)/models/demo.gguf
+	$(CLI) logits -m $(BUILD)/models/demo.gguf --ids 1,2,3 --greedy 16 --summary
+
+# ---------------------------------------------------------------------------------------------
+FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tests/*.c tests/fuzz/*.c)
+.PHONY: format format-check clean help
+format:
+	clang-format -i $(FORMAT_SRCS)
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_SRCS)
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make [all]            build build/edgellm, build/edgellmd (when present), tools"
+	@echo "make deps             install build and test dependencies (Debian 12, apt-get + npm)"
+	@echo "make run              run the engine on a generated demo model"
+	@echo "make test             run all tests; SANITIZER=address,undefined for a sanitizer build"
+	@echo "make test-unit        Check unit tests only (CK_RUN_SUITE=<name> for one suite)"
+	@echo "make fuzz             build libFuzzer targets and run each FUZZ_SECONDS (default 60)"
+	@echo "make format           clang-format every C file; format-check verifies"
+	@echo "make clean            remove build/"
+	@echo "Variables: BUILD=dir SANITIZER=list WERROR=1 OPT=-O2 CC=cc PREFIX=/usr/local DESTDIR="
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

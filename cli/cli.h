@@ -1,0 +1,31 @@
+/*
+ * cli.h — shared pieces of the edgellm command: the subcommand table entries and small
+ * argument helpers. Each subcommand lives in cli/cmd_<name>.c and exports
+ * `int cmd_<name>(int argc, char **argv)` returning the process exit code (0 ok, 1 failure,
+ * 2 usage error).
+ */
+#ifndef EDGELLM_CLI_H
+#define EDGELLM_CLI_H
+
+#include "engine.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+
+/* Prints "edgellm <cmd>: <message>" to stderr and returns 2 (usage) — for one-line errors. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "edgellm <cmd>: <message>" to stderr and returns 1 (failure). */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict integer parse: whole string, within [lo, hi]. Returns 0 or -1. */
+int cli_parse_int(const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *s, double lo, double hi, double *out);
+/* Parses "1,2,3" into a fresh array (caller frees). Returns count, or -1 on a malformed list. */
+int cli_parse_ids(const char *s, int32_t **out);
+/* True if argv[i] is "--help" or "-h". */
+bool cli_is_help(const char *arg);
+
+#endif

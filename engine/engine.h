@@ -1,0 +1,397 @@
+/*
+ * engine.h — the public interface of libengine: GGUF files, tensor formats, models, the forward
+ * pass with KV-cache slots and exits, tokenizers, chat templates and sampling.
+ *
+ * This is the one header other folders (cli/, compress/, server/, tests/) include. Internals
+ * shared between engine files live in engine/internal.h. Names: eng_<object>_<action>.
+ *
+ * Errors: functions return 0 or a negative ENG_E* code; constructors return NULL. Either way a
+ * human-readable detail (naming the file and what is wrong) is left in eng_last_error() of the
+ * calling thread.
+ */
+#ifndef EDGELLM_ENGINE_H
+#define EDGELLM_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors (one list shared by engine/, compress/ and server/)
+ */
+enum eng_err {
+    ENG_OK = 0,
+    ENG_EIO = -1,          /* open/read/write/mmap failed */
+    ENG_EFORMAT = -2,      /* malformed or hostile file contents */
+    ENG_ENOMEM = -3,       /* allocation failed */
+    ENG_EINVAL = -4,       /* invalid argument */
+    ENG_EUNSUPPORTED = -5, /* valid but not supported (architecture, tensor type, ...) */
+    ENG_ERANGE = -6,       /* value out of range (token id, position, context) */
+    ENG_ENOTFOUND = -7,    /* key, tensor or item does not exist */
+    ENG_ECANCELED = -8,    /* operation cancelled by the caller */
+    ENG_EBUSY = -9,        /* resource busy (queue full, slot in use) */
+    ENG_ERR_COUNT = 10,
+};
+
+/* Static string for an error code. Never NULL. */
+const char *eng_strerror(int err);
+
+/* The detail message of the last failure on this thread ("" if none). Thread-safe (thread-local).
+ * The pointer is valid until the next failing engine call on the same thread. */
+const char *eng_last_error(void);
+
+/* Sets the calling thread's detail message (printf format) and returns err, so a failing function
+ * can `return eng_fail(ENG_EFORMAT, "%s: bad magic", path);`. */
+int eng_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensor element types. Values equal ggml's type ids so GGUF files interoperate; append-only.
+ * Formats of edgellm's own are added from ENG_TYPE_OWN_FIRST upward.
+ */
+enum eng_type {
+    ENG_TYPE_F32 = 0,
+    ENG_TYPE_F16 = 1,
+    ENG_TYPE_Q4_0 = 2,
+    ENG_TYPE_Q4_1 = 3,
+    /* 4 and 5 were Q4_2 / Q4_3, removed from ggml */
+    ENG_TYPE_Q5_0 = 6,
+    ENG_TYPE_Q5_1 = 7,
+    ENG_TYPE_Q8_0 = 8,
+    ENG_TYPE_Q8_1 = 9,
+    ENG_TYPE_Q2_K = 10,
+    ENG_TYPE_Q3_K = 11,
+    ENG_TYPE_Q4_K = 12,
+    ENG_TYPE_Q5_K = 13,
+    ENG_TYPE_Q6_K = 14,
+    ENG_TYPE_Q8_K = 15,
+    ENG_TYPE_IQ2_XXS = 16,
+    ENG_TYPE_IQ2_XS = 17,
+    ENG_TYPE_IQ3_XXS = 18,
+    ENG_TYPE_IQ1_S = 19,
+    ENG_TYPE_IQ4_NL = 20,
+    ENG_TYPE_IQ3_S = 21,
+    ENG_TYPE_IQ2_S = 22,
+    ENG_TYPE_IQ4_XS = 23,
+    ENG_TYPE_I8 = 24,
+    ENG_TYPE_I16 = 25,
+    ENG_TYPE_I32 = 26,
+    ENG_TYPE_I64 = 27,
+    ENG_TYPE_F64 = 28,
+    ENG_TYPE_IQ1_M = 29,
+    ENG_TYPE_BF16 = 30,
+    ENG_TYPE_OWN_FIRST = 64, /* edgellm's own formats start here */
+    ENG_TYPE_COUNT = 96,     /* sentinel: size of the traits table */
+};
+
+/* Row kernels for one type. A row of n elements (n a multiple of blck_size) occupies
+ * n / blck_size * type_size bytes. */
+struct eng_type_traits {
+    const char *name;  /* "q4_0", as in GGUF tooling */
+    int64_t blck_size; /* elements per block */
+    size_t type_size;  /* bytes per block */
+    bool is_quantized;
+    /* Dequantize n elements (scalar reference unless a faster equal-result one is installed). */
+    void (*to_float)(const void *x, float *y, int64_t n);
+    /* Quantize n elements (reference; reproduces the format's layout). NULL if not supported. */
+    void (*from_float)(const float *x, void *y, int64_t n);
+    /* Activations are converted to this type before a dot product with a row of this type. */
+    enum eng_type vec_dot_type;
+    /* *s = dot(row w of this type, row a of vec_dot_type), n elements. The fastest kernel for the
+     * running CPU; NULL if this type cannot be used as a weight. */
+    void (*vec_dot)(int64_t n, float *s, const void *w, const void *a);
+};
+
+/* Traits of type t, or NULL if t is unknown or has no kernels here. Thread-safe. */
+const struct eng_type_traits *eng_type_traits(enum eng_type t);
+/* "q4_0" → ENG_TYPE_Q4_0; -1 if unknown. Case-insensitive. */
+int eng_type_from_name(const char *name);
+/* Name of a type id, "?" if unknown. */
+const char *eng_type_name(int t);
+/* Bytes of a row of n elements of type t; 0 if t unknown or n not a multiple of the block size. */
+size_t eng_row_size(enum eng_type t, int64_t n);
+
+/* Scalar half/bfloat conversions (round-to-nearest-even). */
+float eng_fp16_to_fp32(uint16_t h);
+uint16_t eng_fp32_to_fp16(float f);
+float eng_bf16_to_fp32(uint16_t h);
+uint16_t eng_fp32_to_bf16(float f);
+
+/* ---------------------------------------------------------------------------------------------
+ * GGUF reader. The file is mmap'd read-only; tensor data is never copied. Every count, offset,
+ * length and dimension is validated before use. Metadata is parsed into owned memory.
+ */
+enum eng_gguf_vtype {
+    ENG_GGUF_U8 = 0,
+    ENG_GGUF_I8 = 1,
+    ENG_GGUF_U16 = 2,
+    ENG_GGUF_I16 = 3,
+    ENG_GGUF_U32 = 4,
+    ENG_GGUF_I32 = 5,
+    ENG_GGUF_F32 = 6,
+    ENG_GGUF_BOOL = 7,
+    ENG_GGUF_STRING = 8,
+    ENG_GGUF_ARRAY = 9,
+    ENG_GGUF_U64 = 10,
+    ENG_GGUF_I64 = 11,
+    ENG_GGUF_F64 = 12,
+    ENG_GGUF_VTYPE_COUNT = 13,
+};
+
+struct eng_gguf_str {
+    const char *s; /* NUL-terminated copy; may contain embedded NULs, use len */
+    uint64_t len;
+};
+
+/* A metadata value. Scalars are widened into the union; arrays hold n elements of elem_type:
+ * numeric/bool elements packed natively (elem size = eng_gguf_vtype_size), strings as
+ * struct eng_gguf_str, nested arrays as struct eng_gguf_value. */
+struct eng_gguf_value {
+    enum eng_gguf_vtype type;
+    union {
+        uint64_t u64; /* U8, U16, U32, U64, BOOL */
+        int64_t i64;  /* I8, I16, I32, I64 */
+        double f64;   /* F32, F64 */
+        struct eng_gguf_str str;
+        struct {
+            enum eng_gguf_vtype elem_type;
+            uint64_t n;
+            void *data;
+        } arr;
+    } v;
+};
+
+struct eng_gguf_kv {
+    struct eng_gguf_str key;
+    struct eng_gguf_value val;
+};
+
+#define ENG_GGUF_MAX_DIMS 4
+
+struct eng_tensor {
+    const char *name; /* owned by the gguf object */
+    enum eng_type type;
+    int n_dims;
+    int64_t ne[ENG_GGUF_MAX_DIMS]; /* ne[0] is contiguous; unused dims are 1 */
+    uint64_t offset;               /* relative to the data section */
+    size_t nbytes;
+    const void *data; /* into the read-only mapping (NULL for tensors built in memory) */
+};
+
+struct eng_gguf; /* an open GGUF file */
+
+/* Opens and validates path. Returns NULL on failure (eng_last_error() names the file and the
+ * problem). Caller frees with eng_gguf_close(). Tensor types unknown to this build are accepted
+ * here (info can list them); loading a model with them fails later. */
+struct eng_gguf *eng_gguf_open(const char *path);
+/* Same, from a caller-owned buffer (fuzzing, tests); the buffer must outlive the object. */
+struct eng_gguf *eng_gguf_open_memory(const void *buf, size_t size, const char *label);
+void eng_gguf_close(struct eng_gguf *g);
+
+uint32_t eng_gguf_version(const struct eng_gguf *g);
+size_t eng_gguf_alignment(const struct eng_gguf *g);
+size_t eng_gguf_file_size(const struct eng_gguf *g);
+size_t eng_gguf_data_offset(const struct eng_gguf *g); /* file offset of the data section */
+const char *eng_gguf_path(const struct eng_gguf *g);
+
+int64_t eng_gguf_n_kv(const struct eng_gguf *g);
+const struct eng_gguf_kv *eng_gguf_kv_at(const struct eng_gguf *g, int64_t i);
+/* Index of key, or -1. */
+int64_t eng_gguf_find_key(const struct eng_gguf *g, const char *key);
+const struct eng_gguf_value *eng_gguf_get(const struct eng_gguf *g, const char *key);
+/* Typed getters: return 0 and set *out, ENG_ENOTFOUND if absent, ENG_EFORMAT if the stored
+ * type does not convert exactly (integers of any width convert if the value fits). */
+int eng_gguf_get_u32(const struct eng_gguf *g, const char *key, uint32_t *out);
+int eng_gguf_get_i64(const struct eng_gguf *g, const char *key, int64_t *out);
+int eng_gguf_get_f32(const struct eng_gguf *g, const char *key, float *out);
+int eng_gguf_get_bool(const struct eng_gguf *g, const char *key, bool *out);
+/* Borrowed string (owned by g), NULL if absent or not a string. */
+const char *eng_gguf_get_str(const struct eng_gguf *g, const char *key);
+/* Array of elem_type (any elem type if elem_type < 0): returns n and sets *data (borrowed), or -1
+ * when absent or of another type. */
+int64_t eng_gguf_get_arr(const struct eng_gguf *g, const char *key, int elem_type,
+                         const void **data);
+size_t eng_gguf_vtype_size(enum eng_gguf_vtype t); /* 0 for STRING/ARRAY */
+const char *eng_gguf_vtype_name(enum eng_gguf_vtype t);
+
+int64_t eng_gguf_n_tensors(const struct eng_gguf *g);
+const struct eng_tensor *eng_gguf_tensor_at(const struct eng_gguf *g, int64_t i);
+const struct eng_tensor *eng_gguf_find_tensor(const struct eng_gguf *g, const char *name);
+
+/* ---------------------------------------------------------------------------------------------
+ * GGUF writer. Collects metadata and tensors in memory (tensor data is borrowed until write),
+ * then writes the file to a temporary name, fsyncs and renames, so a half-written file is never
+ * left at the destination.
+ */
+struct eng_gguf_writer;
+
+struct eng_gguf_writer *eng_gguf_writer_new(void); /* GGUF v3, alignment 32 */
+void eng_gguf_writer_free(struct eng_gguf_writer *w);
+int eng_gguf_writer_set_version(struct eng_gguf_writer *w, uint32_t version); /* 2 or 3 */
+/* Setting a key that exists replaces its value (keeping its position). Values are copied. */
+int eng_gguf_set_u32(struct eng_gguf_writer *w, const char *key, uint32_t v);
+int eng_gguf_set_i32(struct eng_gguf_writer *w, const char *key, int32_t v);
+int eng_gguf_set_u64(struct eng_gguf_writer *w, const char *key, uint64_t v);
+int eng_gguf_set_f32(struct eng_gguf_writer *w, const char *key, float v);
+int eng_gguf_set_bool(struct eng_gguf_writer *w, const char *key, bool v);
+int eng_gguf_set_str(struct eng_gguf_writer *w, const char *key, const char *v);
+/* Numeric array of elem_type, n packed elements. */
+int eng_gguf_set_arr(struct eng_gguf_writer *w, const char *key, enum eng_gguf_vtype elem_type,
+                     const void *data, uint64_t n);
+int eng_gguf_set_arr_str(struct eng_gguf_writer *w, const char *key, const char *const *v,
+                         uint64_t n);
+/* Any value, deep-copied (used to copy metadata from a reader; nested arrays included). */
+int eng_gguf_set_value(struct eng_gguf_writer *w, const char *key,
+                       const struct eng_gguf_value *val);
+int eng_gguf_writer_remove(struct eng_gguf_writer *w, const char *key);
+/* Adds a tensor. data (nbytes = eng_row_size(type, ne[0]) * ne[1] * ne[2] * ne[3]) is borrowed
+ * until eng_gguf_writer_write returns; NULL data writes zeros. Names must be unique. */
+int eng_gguf_add_tensor(struct eng_gguf_writer *w, const char *name, enum eng_type type, int n_dims,
+                        const int64_t *ne, const void *data);
+/* Writes path atomically (path.tmp → fsync → rename). general.alignment is honoured. */
+int eng_gguf_writer_write(struct eng_gguf_writer *w, const char *path);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models
+ */
+enum eng_arch {
+    ENG_ARCH_LLAMA = 0,
+    ENG_ARCH_QWEN2 = 1,
+    ENG_ARCH_QWEN3 = 2,
+    ENG_ARCH_COUNT = 3,
+};
+
+enum eng_rope_mode {
+    ENG_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]) — llama GGUF */
+    ENG_ROPE_NEOX = 1, /* rotate (x[i], x[i + n_rot/2]) — qwen2, qwen3 */
+};
+
+struct eng_hparams {
+    enum eng_arch arch;
+    int n_vocab;
+    int n_ctx_train;
+    int n_embd;
+    int n_layer;
+    int n_head;
+    int n_head_kv;
+    int head_dim; /* key/value length per head */
+    int n_ff;
+    int n_rot; /* rotated dims per head */
+    float rms_eps;
+    float rope_base;
+    float rope_scale; /* linear scaling: positions are multiplied by this (1 / factor) */
+    enum eng_rope_mode rope_mode;
+    bool tied_output; /* output head = token_embd */
+    bool has_qkv_bias;
+    bool has_qk_norm;
+    bool has_rope_freqs; /* rope_freqs.weight present (llama3 scaling) */
+};
+
+struct eng_model_params {
+    bool use_mlock; /* lock the mapping in RAM */
+};
+
+struct eng_model;
+
+/* Loads a model from a GGUF file: validates architecture, hyperparameters, the presence, type
+ * and shape of every tensor. Returns NULL with a detail in eng_last_error(). Caller frees with
+ * eng_model_free(). params may be NULL. */
+struct eng_model *eng_model_load(const char *path, const struct eng_model_params *params);
+void eng_model_free(struct eng_model *m);
+const struct eng_hparams *eng_model_hparams(const struct eng_model *m);
+/* The underlying file (borrowed; tokenizer and chat template read their metadata from it). */
+const struct eng_gguf *eng_model_gguf(const struct eng_model *m);
+const char *eng_arch_name(enum eng_arch a);
+int64_t eng_model_n_params(const struct eng_model *m);
+/* Bytes of weights (tensor data) in the file. */
+size_t eng_model_weight_bytes(const struct eng_model *m);
+
+/* ---------------------------------------------------------------------------------------------
+ * Inference context: KV cache for n_slots independent sequences over one model's weights, the
+ * scratch for batches of up to n_batch tokens, and a thread pool. Everything is allocated here;
+ * the forward pass allocates nothing. One thread at a time may use a context.
+ */
+struct eng_ctx_params {
+    int n_slots;   /* independent sequences (default 1) */
+    int n_ctx;     /* positions per slot (default min(n_ctx_train, 4096)) */
+    int n_batch;   /* max tokens per eng_forward call (default 512) */
+    int n_outputs; /* max tokens per call that produce logits (default n_batch) */
+    int n_threads; /* worker threads (default: performance cores) */
+};
+
+struct eng_ctx;
+
+/* Fills p with defaults for model m. */
+void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p);
+/* m is borrowed and must outlive the context. NULL on failure. */
+struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_params *p);
+void eng_ctx_free(struct eng_ctx *c);
+const struct eng_ctx_params *eng_ctx_get_params(const struct eng_ctx *c);
+const struct eng_model *eng_ctx_model(const struct eng_ctx *c);
+/* Bytes allocated by the context (KV cache + scratch). */
+size_t eng_ctx_memory_bytes(const struct eng_ctx *c);
+
+/* A batch of tokens. Tokens of one slot must be at consecutive positions in increasing order;
+ * a token at position p attends to its slot's cached positions 0..p, so a slot's positions
+ * 0..p-1 must have been filled by earlier calls or earlier tokens of this batch. */
+struct eng_batch {
+    int n_tokens;
+    const int32_t *token; /* (n_tokens) token ids */
+    const int32_t *pos;   /* (n_tokens) positions; NULL: 0, 1, 2, ... */
+    const int32_t *slot;  /* (n_tokens) slot of each token; NULL: all slot 0 */
+    const int8_t *output; /* (n_tokens) nonzero: produce logits; NULL: only the last token */
+};
+
+/* Which layers' hidden states are kept for output tokens. L in 0..n_layer-1 is the residual
+ * stream after block L; exits = final norm + output head applied to it (n_layer-1 = the normal
+ * logits). last_layer < n_layer-1 stops the forward pass after that block (the ordinary logits
+ * are then those of that exit). Default: no exits, full depth. */
+int eng_ctx_set_exits(struct eng_ctx *c, const int *layers, int n_exits);
+int eng_ctx_set_last_layer(struct eng_ctx *c, int last_layer);
+
+/* Runs the batch. Returns 0 or ENG_EINVAL / ENG_ERANGE (bad token id, position, slot, size).
+ * On success the outputs are numbered 0..eng_n_outputs()-1 in batch order. */
+int eng_forward(struct eng_ctx *c, const struct eng_batch *b);
+int eng_n_outputs(const struct eng_ctx *c);
+/* Logits of output i (n_vocab floats, borrowed until the next eng_forward). */
+const float *eng_logits(const struct eng_ctx *c, int i);
+/* Batch index of output i. */
+int eng_output_token_index(const struct eng_ctx *c, int i);
+/* Hidden state (n_embd floats) of exit e (index into the layers given to eng_ctx_set_exits) for
+ * output i, before the final norm. Borrowed until the next eng_forward. */
+const float *eng_exit_hidden(const struct eng_ctx *c, int e, int i);
+/* Logits of exit e for output i: final norm + output head. Full vocabulary into out (n_vocab),
+ * or only the rows listed in ids (n_ids > 0) into out[0..n_ids-1]. Uses the context's threads. */
+int eng_exit_logits(struct eng_ctx *c, int e, int i, const int32_t *ids, int n_ids, float *out);
+
+/* Copies positions [0, n_pos) of slot src's KV cache into slot dst (prefix reuse). */
+int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos);
+
+/* Llama 3 rope scaling: fills factors[0..n_rot/2) with the divisor of each rotary frequency
+ * (stored as the rope_freqs.weight tensor), from rope_scaling {factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings}. */
+void eng_rope_llama3_factors(float *factors, int n_rot, float base, float factor, float low_freq,
+                             float high_freq, int orig_ctx);
+
+/* Number of performance cores of this machine (the default thread count). */
+int eng_default_threads(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer (section owned by engine/tokenizer.c)
+ */
+
+/* ---------------------------------------------------------------------------------------------
+ * Chat templates (section owned by engine/chat.c)
+ */
+
+/* ---------------------------------------------------------------------------------------------
+ * Sampling (section owned by engine/sampler.c)
+ */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

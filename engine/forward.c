@@ -1,0 +1,545 @@
+/*
+ * forward.c — the inference context and the transformer forward pass for llama, qwen2 and qwen3:
+ * RMSNorm, RoPE (normal or NEOX pairing), causal GQA attention over per-slot KV caches, SwiGLU
+ * FFN, exits (final norm + output head on any layer's hidden state).
+ *
+ * Legend for shapes: B tokens in the batch, E n_embd, Q n_head*head_dim, KV n_head_kv*head_dim,
+ * F n_ff, V n_vocab, C n_ctx (positions per slot), S n_slots, L n_layer.
+ *
+ * All memory is allocated in eng_ctx_new; eng_forward allocates nothing. Matrix products go
+ * through matmul(), which quantizes the activations to the weight's vec_dot type and splits the
+ * weight rows across the pool. It does not tokenize, sample or schedule.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ENG_MAX_EXITS 64
+
+struct eng_ctx {
+    const struct eng_model *m;
+    struct eng_ctx_params p;
+    struct eng_pool *pool;
+    size_t mem_bytes;
+
+    float *kv; /* (S, L, 2, C, KV) key then value caches */
+
+    /* scratch, (B, ...) rows */
+    float *x;        /* (B, E) residual stream */
+    float *xb;       /* (B, E) normed input / projection output */
+    float *q;        /* (B, Q) */
+    float *k;        /* (B, KV) */
+    float *v;        /* (B, KV) */
+    float *att_out;  /* (B, Q) */
+    float *hb;       /* (B, F) */
+    float *hb2;      /* (B, F) */
+    float *att;      /* (n_threads, C) attention scores, one row per thread */
+    void *qbuf;      /* activations converted to a vec_dot type, sized for the largest */
+    float *rope_cos; /* (C, n_rot/2) */
+    float *rope_sin; /* (C, n_rot/2) */
+
+    /* outputs, (n_outputs, ...) */
+    float *out_x;   /* (n_outputs, E) final-normed hidden of output tokens */
+    float *logits;  /* (n_outputs, V) */
+    float *exits_h; /* (ENG_MAX_EXITS, n_outputs, E) hidden states at exits */
+    int *out_idx;   /* (n_outputs) batch index of each output */
+    int n_out;
+
+    int exits[ENG_MAX_EXITS];
+    int n_exits;
+    int last_layer;
+
+    /* the current batch (valid during eng_forward) */
+    const struct eng_batch *b;
+    int n_tok;
+};
+
+/* ---- defaults ---- */
+
+int eng_default_threads(void) {
+    /* Count distinct (package, core) pairs among online CPUs; on big.LITTLE boards only the cores
+     * of the highest cpu_capacity. Falls back to the online CPU count. */
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_cpu < 1) return 1;
+    if (n_cpu > 1024) n_cpu = 1024;
+    long seen[1024];
+    int n_seen = 0, max_cap = -1, n_max_cap = 0;
+    for (long c = 0; c < n_cpu; c++) {
+        char path[128];
+        long core = -1, pkg = 0, cap = -1;
+        FILE *f;
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%ld/topology/core_id", c);
+        if ((f = fopen(path, "r"))) {
+            if (fscanf(f, "%ld", &core) != 1) core = -1;
+            fclose(f);
+        }
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%ld/topology/physical_package_id",
+                 c);
+        if ((f = fopen(path, "r"))) {
+            if (fscanf(f, "%ld", &pkg) != 1) pkg = 0;
+            fclose(f);
+        }
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%ld/cpu_capacity", c);
+        if ((f = fopen(path, "r"))) {
+            if (fscanf(f, "%ld", &cap) != 1) cap = -1;
+            fclose(f);
+        }
+        if (cap > max_cap) {
+            max_cap = (int)cap;
+            n_max_cap = 0;
+        }
+        if (cap == max_cap) n_max_cap++;
+        if (core < 0) continue;
+        long id = pkg * 100000 + core;
+        bool dup = false;
+        for (int i = 0; i < n_seen; i++) dup |= seen[i] == id;
+        if (!dup && n_seen < 1024) seen[n_seen++] = id;
+    }
+    int n = n_seen > 0 ? n_seen : (int)n_cpu;
+    if (max_cap > 0 && n_max_cap < n) n = n_max_cap;
+    return n < 1 ? 1 : n;
+}
+
+void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p) {
+    p->n_slots = 1;
+    p->n_ctx = ENG_MIN(m->hp.n_ctx_train, 4096);
+    p->n_batch = 512;
+    p->n_outputs = 0; /* = n_slots */
+    p->n_threads = eng_default_threads();
+}
+
+/* ---- context ---- */
+
+static size_t qbuf_size(const struct eng_model *m, int B) {
+    const struct eng_tensor *mats[8];
+    size_t best = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const struct eng_layer *ly = &m->layers[l];
+        int n = 0;
+        mats[n++] = ly->wq;
+        mats[n++] = ly->wk;
+        mats[n++] = ly->wv;
+        mats[n++] = ly->wo;
+        mats[n++] = ly->w_gate;
+        mats[n++] = ly->w_up;
+        mats[n++] = ly->w_down;
+        mats[n++] = m->output;
+        for (int i = 0; i < n; i++) {
+            const struct eng_type_traits *tr = eng_type_traits(mats[i]->type);
+            size_t rs = eng_row_size(tr->vec_dot_type, mats[i]->ne[0]);
+            if (rs * (size_t)B > best) best = rs * (size_t)B;
+        }
+    }
+    return best;
+}
+
+static void rope_tables(struct eng_ctx *c) {
+    const struct eng_hparams *hp = &c->m->hp;
+    int half = hp->n_rot / 2;
+    for (int pos = 0; pos < c->p.n_ctx; pos++) {
+        for (int i = 0; i < half; i++) {
+            double inv = pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
+            if (c->m->rope_freqs_f) inv /= c->m->rope_freqs_f[i];
+            double theta = (double)pos * hp->rope_scale * inv;
+            c->rope_cos[(size_t)pos * half + i] = (float)cos(theta);
+            c->rope_sin[(size_t)pos * half + i] = (float)sin(theta);
+        }
+    }
+}
+
+struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_params *params) {
+    const struct eng_hparams *hp = &m->hp;
+    struct eng_ctx_params p;
+    eng_ctx_params_default(m, &p);
+    if (params) p = *params;
+    if (p.n_outputs <= 0) p.n_outputs = p.n_slots;
+    if (p.n_slots < 1 || p.n_slots > 4096 || p.n_ctx < 1 || p.n_ctx > (1 << 22) || p.n_batch < 1 ||
+        p.n_batch > 65536 || p.n_outputs > p.n_batch || p.n_threads < 1 || p.n_threads > 1024) {
+        eng_fail(ENG_EINVAL,
+                 "invalid context parameters (slots %d, ctx %d, batch %d, outputs %d, threads %d)",
+                 p.n_slots, p.n_ctx, p.n_batch, p.n_outputs, p.n_threads);
+        return NULL;
+    }
+    struct eng_ctx *c = calloc(1, sizeof(*c));
+    if (!c) goto nomem;
+    c->m = m;
+    c->p = p;
+    c->last_layer = hp->n_layer - 1;
+    size_t E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim;
+    size_t KV = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff, V = (size_t)hp->n_vocab;
+    size_t C = (size_t)p.n_ctx, B = (size_t)p.n_batch, O = (size_t)p.n_outputs;
+    size_t half = (size_t)hp->n_rot / 2;
+
+    size_t kv_floats = (size_t)p.n_slots * hp->n_layer * 2 * C * KV;
+    size_t n_floats = B * (2 * E + Q + 2 * KV + Q + 2 * F) + (size_t)p.n_threads * C +
+                      2 * C * half + O * (E + V) + (size_t)ENG_MAX_EXITS * O * E;
+    size_t qb = qbuf_size(m, p.n_batch);
+    c->mem_bytes = (kv_floats + n_floats) * sizeof(float) + qb + O * sizeof(int);
+    c->kv = calloc(kv_floats, sizeof(float));
+    float *s = malloc(n_floats * sizeof(float));
+    c->qbuf = malloc(qb ? qb : 1);
+    c->out_idx = malloc(O * sizeof(int));
+    if (!c->kv || !s || !c->qbuf || !c->out_idx) {
+        free(s);
+        goto nomem;
+    }
+    c->x = s, s += B * E;
+    c->xb = s, s += B * E;
+    c->q = s, s += B * Q;
+    c->k = s, s += B * KV;
+    c->v = s, s += B * KV;
+    c->att_out = s, s += B * Q;
+    c->hb = s, s += B * F;
+    c->hb2 = s, s += B * F;
+    c->att = s, s += (size_t)p.n_threads * C;
+    c->rope_cos = s, s += C * half;
+    c->rope_sin = s, s += C * half;
+    c->out_x = s, s += O * E;
+    c->logits = s, s += O * V;
+    c->exits_h = s;
+    rope_tables(c);
+    c->pool = eng_pool_new(p.n_threads);
+    if (!c->pool) goto nomem;
+    return c;
+nomem:
+    eng_ctx_free(c);
+    eng_fail(ENG_ENOMEM, "out of memory for the context (KV cache for %d slots x %d positions)",
+             p.n_slots, p.n_ctx);
+    return NULL;
+}
+
+void eng_ctx_free(struct eng_ctx *c) {
+    if (!c) return;
+    eng_pool_free(c->pool);
+    free(c->kv);
+    free(c->x); /* start of the scratch allocation */
+    free(c->qbuf);
+    free(c->out_idx);
+    free(c);
+}
+
+const struct eng_ctx_params *eng_ctx_get_params(const struct eng_ctx *c) {
+    return &c->p;
+}
+const struct eng_model *eng_ctx_model(const struct eng_ctx *c) {
+    return c->m;
+}
+size_t eng_ctx_memory_bytes(const struct eng_ctx *c) {
+    return c->mem_bytes;
+}
+
+int eng_ctx_set_exits(struct eng_ctx *c, const int *layers, int n_exits) {
+    if (n_exits < 0 || n_exits > ENG_MAX_EXITS)
+        return eng_fail(ENG_EINVAL, "at most %d exits", ENG_MAX_EXITS);
+    for (int i = 0; i < n_exits; i++)
+        if (layers[i] < 0 || layers[i] >= c->m->hp.n_layer)
+            return eng_fail(ENG_ERANGE, "exit layer %d is outside 0..%d", layers[i],
+                            c->m->hp.n_layer - 1);
+    memcpy(c->exits, layers, (size_t)n_exits * sizeof(int));
+    c->n_exits = n_exits;
+    return 0;
+}
+
+int eng_ctx_set_last_layer(struct eng_ctx *c, int last_layer) {
+    if (last_layer < 0 || last_layer >= c->m->hp.n_layer)
+        return eng_fail(ENG_ERANGE, "last layer %d is outside 0..%d", last_layer,
+                        c->m->hp.n_layer - 1);
+    c->last_layer = last_layer;
+    return 0;
+}
+
+static float *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int pos) {
+    const struct eng_hparams *hp = &c->m->hp;
+    size_t KV = (size_t)hp->n_head_kv * hp->head_dim, C = (size_t)c->p.n_ctx;
+    return c->kv + ((((size_t)slot * hp->n_layer + layer) * 2 + which) * C + (size_t)pos) * KV;
+}
+
+int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
+    if (dst < 0 || dst >= c->p.n_slots || src < 0 || src >= c->p.n_slots || n_pos < 0 ||
+        n_pos > c->p.n_ctx)
+        return eng_fail(ENG_ERANGE, "slot copy %d -> %d of %d positions is out of range", src, dst,
+                        n_pos);
+    if (dst == src || n_pos == 0) return 0;
+    const struct eng_hparams *hp = &c->m->hp;
+    size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
+    for (int l = 0; l < hp->n_layer; l++)
+        for (int w = 0; w < 2; w++)
+            memcpy(kv_at(c, dst, l, w, 0), kv_at(c, src, l, w, 0),
+                   (size_t)n_pos * KV * sizeof(float));
+    return 0;
+}
+
+/* ---- kernels of the pass ---- */
+
+/* out = x / rms(x) * w, n elements. out may alias x. */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+struct matmul_job {
+    const struct eng_tensor *w;
+    const struct eng_type_traits *tr;
+    const float *x; /* (B, in) */
+    const void *xq; /* (B, in) in vec_dot_type */
+    size_t xq_row;  /* bytes per converted row */
+    int B;
+    float *y;            /* (B, out) */
+    int64_t ldy;         /* row stride of y */
+    const int32_t *rows; /* only these weight rows (NULL: all) */
+    int n_rows;
+};
+
+static void matmul_convert(void *arg, int ith, int nth) {
+    struct matmul_job *j = arg;
+    const struct eng_type_traits *vt = eng_type_traits(j->tr->vec_dot_type);
+    int64_t in = j->w->ne[0];
+    for (int b = ith; b < j->B; b += nth)
+        vt->from_float(j->x + (size_t)b * in, (uint8_t *)j->xq + (size_t)b * j->xq_row, in);
+}
+
+static void matmul_rows(void *arg, int ith, int nth) {
+    struct matmul_job *j = arg;
+    int64_t in = j->w->ne[0];
+    int64_t n = j->rows ? j->n_rows : j->w->ne[1];
+    size_t wrow = eng_row_size(j->w->type, in);
+    /* Contiguous ranges, so each thread streams its part of the weights once. */
+    int64_t per = (n + nth - 1) / nth, r0 = per * ith, r1 = ENG_MIN(n, r0 + per);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t wr = j->rows ? j->rows[r] : r;
+        const uint8_t *wp = (const uint8_t *)j->w->data + (size_t)wr * wrow;
+        for (int b = 0; b < j->B; b++)
+            j->tr->vec_dot(in, &j->y[(size_t)b * j->ldy + r], wp,
+                           (const uint8_t *)j->xq + (size_t)b * j->xq_row);
+    }
+}
+
+/* y (B, out) = x (B, in) · Wᵀ, using the context's pool. rows/n_rows select weight rows (y then
+ * has n_rows columns). */
+static void matmul_sel(struct eng_ctx *c, const struct eng_tensor *w, const float *x, int B,
+                       float *y, int64_t ldy, const int32_t *rows, int n_rows) {
+    struct matmul_job j = {w, eng_type_traits(w->type), x, NULL, 0, B, y, ldy, rows, n_rows};
+    if (j.tr->vec_dot_type == ENG_TYPE_F32) {
+        j.xq = x;
+        j.xq_row = (size_t)w->ne[0] * sizeof(float);
+    } else {
+        j.xq = c->qbuf;
+        j.xq_row = eng_row_size(j.tr->vec_dot_type, w->ne[0]);
+        eng_pool_run(c->pool, matmul_convert, &j);
+    }
+    eng_pool_run(c->pool, matmul_rows, &j);
+}
+
+static void matmul(struct eng_ctx *c, const struct eng_tensor *w, const float *x, int B, float *y) {
+    matmul_sel(c, w, x, B, y, w->ne[1], NULL, 0);
+}
+
+/* Rotates the first n_rot dims of each of n_heads heads (head_dim apart) at position pos. */
+static void rope(const struct eng_ctx *c, float *v, int n_heads, int pos) {
+    const struct eng_hparams *hp = &c->m->hp;
+    int half = hp->n_rot / 2;
+    const float *cs = c->rope_cos + (size_t)pos * half, *sn = c->rope_sin + (size_t)pos * half;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * hp->head_dim;
+        for (int i = 0; i < half; i++) {
+            int i0 = hp->rope_mode == ENG_ROPE_NORM ? 2 * i : i;
+            int i1 = hp->rope_mode == ENG_ROPE_NORM ? 2 * i + 1 : i + half;
+            float a = x[i0], b = x[i1];
+            x[i0] = a * cs[i] - b * sn[i];
+            x[i1] = a * sn[i] + b * cs[i];
+        }
+    }
+}
+
+struct attn_job {
+    struct eng_ctx *c;
+    int layer;
+};
+
+/* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over (b, h). */
+static void attention(void *arg, int ith, int nth) {
+    struct attn_job *j = arg;
+    struct eng_ctx *c = j->c;
+    const struct eng_hparams *hp = &c->m->hp;
+    const struct eng_batch *b = c->b;
+    int hd = hp->head_dim, n_head = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    size_t KV = (size_t)hp->n_head_kv * hd, Q = (size_t)n_head * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *att = c->att + (size_t)ith * c->p.n_ctx;
+    int total = c->n_tok * n_head;
+    for (int task = ith; task < total; task += nth) {
+        int t = task / n_head, h = task % n_head;
+        int slot = b->slot ? b->slot[t] : 0;
+        int pos = b->pos ? b->pos[t] : t;
+        const float *q = c->q + (size_t)t * Q + (size_t)h * hd;
+        const float *kc = kv_at(c, slot, j->layer, 0, 0) + (size_t)(h / group) * hd;
+        const float *vc = kv_at(c, slot, j->layer, 1, 0) + (size_t)(h / group) * hd;
+        float max = -INFINITY;
+        for (int p = 0; p <= pos; p++) {
+            const float *k = kc + (size_t)p * KV;
+            float s = 0.0f;
+            for (int i = 0; i < hd; i++) s += q[i] * k[i];
+            s *= scale;
+            att[p] = s;
+            if (s > max) max = s;
+        }
+        float sum = 0.0f;
+        for (int p = 0; p <= pos; p++) {
+            att[p] = expf(att[p] - max);
+            sum += att[p];
+        }
+        float inv = 1.0f / sum;
+        float *out = c->att_out + (size_t)t * Q + (size_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p <= pos; p++) {
+            const float *v = vc + (size_t)p * KV;
+            float a = att[p] * inv;
+            for (int i = 0; i < hd; i++) out[i] += a * v[i];
+        }
+    }
+}
+
+static float silu(float x) {
+    return x / (1.0f + expf(-x));
+}
+
+static int validate_batch(const struct eng_ctx *c, const struct eng_batch *b, int *n_out) {
+    if (!b || b->n_tokens < 1 || b->n_tokens > c->p.n_batch || !b->token)
+        return eng_fail(ENG_EINVAL, "batch of %d tokens (1..%d allowed)", b ? b->n_tokens : 0,
+                        c->p.n_batch);
+    int outs = 0;
+    for (int t = 0; t < b->n_tokens; t++) {
+        if (b->token[t] < 0 || b->token[t] >= c->m->hp.n_vocab)
+            return eng_fail(ENG_ERANGE, "token id %d is outside the vocabulary (0..%d)",
+                            b->token[t], c->m->hp.n_vocab - 1);
+        int pos = b->pos ? b->pos[t] : t;
+        if (pos < 0 || pos >= c->p.n_ctx)
+            return eng_fail(ENG_ERANGE, "position %d is outside the context (0..%d)", pos,
+                            c->p.n_ctx - 1);
+        int slot = b->slot ? b->slot[t] : 0;
+        if (slot < 0 || slot >= c->p.n_slots)
+            return eng_fail(ENG_ERANGE, "slot %d is outside 0..%d", slot, c->p.n_slots - 1);
+        if (b->output ? b->output[t] != 0 : t == b->n_tokens - 1) outs++;
+    }
+    if (outs > c->p.n_outputs)
+        return eng_fail(ENG_ERANGE, "%d outputs requested, the context holds %d", outs,
+                        c->p.n_outputs);
+    *n_out = outs;
+    return 0;
+}
+
+int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
+    int n_out, err;
+    if ((err = validate_batch(c, b, &n_out))) return err;
+    const struct eng_model *m = c->m;
+    const struct eng_hparams *hp = &m->hp;
+    const int B = b->n_tokens, E = hp->n_embd, hd = hp->head_dim;
+    const size_t Q = (size_t)hp->n_head * hd, KV = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
+    c->b = b;
+    c->n_tok = B;
+    c->n_out = 0;
+    for (int t = 0; t < B; t++)
+        if (b->output ? b->output[t] != 0 : t == B - 1) c->out_idx[c->n_out++] = t;
+
+    for (int t = 0; t < B; t++) eng_tensor_row_f32(m->tok_embd, b->token[t], c->x + (size_t)t * E);
+
+    for (int l = 0; l <= c->last_layer; l++) {
+        const struct eng_layer *ly = &m->layers[l];
+        const struct eng_layer_f *lf = &m->lf[l];
+
+        /* attention */
+        for (int t = 0; t < B; t++)
+            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->attn_norm, E, hp->rms_eps);
+        matmul(c, ly->wq, c->xb, B, c->q);
+        matmul(c, ly->wk, c->xb, B, c->k);
+        matmul(c, ly->wv, c->xb, B, c->v);
+        for (int t = 0; t < B; t++) {
+            float *q = c->q + (size_t)t * Q, *k = c->k + (size_t)t * KV, *v = c->v + (size_t)t * KV;
+            if (lf->bq)
+                for (size_t i = 0; i < Q; i++) q[i] += lf->bq[i];
+            if (lf->bk)
+                for (size_t i = 0; i < KV; i++) k[i] += lf->bk[i];
+            if (lf->bv)
+                for (size_t i = 0; i < KV; i++) v[i] += lf->bv[i];
+            if (lf->q_norm)
+                for (int h = 0; h < hp->n_head; h++)
+                    rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, lf->q_norm, hd, hp->rms_eps);
+            if (lf->k_norm)
+                for (int h = 0; h < hp->n_head_kv; h++)
+                    rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, lf->k_norm, hd, hp->rms_eps);
+            int pos = b->pos ? b->pos[t] : t, slot = b->slot ? b->slot[t] : 0;
+            rope(c, q, hp->n_head, pos);
+            rope(c, k, hp->n_head_kv, pos);
+            memcpy(kv_at(c, slot, l, 0, pos), k, KV * sizeof(float));
+            memcpy(kv_at(c, slot, l, 1, pos), v, KV * sizeof(float));
+        }
+        struct attn_job aj = {c, l};
+        eng_pool_run(c->pool, attention, &aj);
+        matmul(c, ly->wo, c->att_out, B, c->xb);
+        for (size_t i = 0; i < (size_t)B * E; i++) c->x[i] += c->xb[i];
+
+        /* feed-forward */
+        for (int t = 0; t < B; t++)
+            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->ffn_norm, E, hp->rms_eps);
+        matmul(c, ly->w_gate, c->xb, B, c->hb);
+        matmul(c, ly->w_up, c->xb, B, c->hb2);
+        for (size_t i = 0; i < (size_t)B * F; i++) c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+        matmul(c, ly->w_down, c->hb, B, c->xb);
+        for (size_t i = 0; i < (size_t)B * E; i++) c->x[i] += c->xb[i];
+
+        for (int e = 0; e < c->n_exits; e++) {
+            if (c->exits[e] != l) continue;
+            for (int i = 0; i < c->n_out; i++)
+                memcpy(c->exits_h + ((size_t)e * c->p.n_outputs + i) * E,
+                       c->x + (size_t)c->out_idx[i] * E, (size_t)E * sizeof(float));
+        }
+    }
+
+    for (int i = 0; i < c->n_out; i++)
+        rmsnorm(c->out_x + (size_t)i * E, c->x + (size_t)c->out_idx[i] * E, m->output_norm_f, E,
+                hp->rms_eps);
+    if (c->n_out > 0) matmul(c, m->output, c->out_x, c->n_out, c->logits);
+    c->b = NULL;
+    return 0;
+}
+
+int eng_n_outputs(const struct eng_ctx *c) {
+    return c->n_out;
+}
+
+const float *eng_logits(const struct eng_ctx *c, int i) {
+    if (i < 0 || i >= c->n_out) return NULL;
+    return c->logits + (size_t)i * c->m->hp.n_vocab;
+}
+
+int eng_output_token_index(const struct eng_ctx *c, int i) {
+    return i >= 0 && i < c->n_out ? c->out_idx[i] : -1;
+}
+
+const float *eng_exit_hidden(const struct eng_ctx *c, int e, int i) {
+    if (e < 0 || e >= c->n_exits || i < 0 || i >= c->n_out) return NULL;
+    return c->exits_h + ((size_t)e * c->p.n_outputs + i) * c->m->hp.n_embd;
+}
+
+int eng_exit_logits(struct eng_ctx *c, int e, int i, const int32_t *ids, int n_ids, float *out) {
+    const float *h = eng_exit_hidden(c, e, i);
+    if (!h) return eng_fail(ENG_ERANGE, "exit %d / output %d does not exist", e, i);
+    const struct eng_model *m = c->m;
+    int E = m->hp.n_embd;
+    for (int k = 0; k < n_ids; k++)
+        if (ids[k] < 0 || ids[k] >= m->hp.n_vocab)
+            return eng_fail(ENG_ERANGE, "token id %d is outside the vocabulary", ids[k]);
+    /* c->xb row 0 is free between forward calls. */
+    rmsnorm(c->xb, h, m->output_norm_f, E, m->hp.rms_eps);
+    if (n_ids > 0)
+        matmul_sel(c, m->output, c->xb, 1, out, n_ids, ids, n_ids);
+    else
+        matmul(c, m->output, c->xb, 1, out);
+    return 0;
+}

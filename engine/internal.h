@@ -1,0 +1,87 @@
+/*
+ * internal.h — declarations shared between engine/ files and not part of the public API:
+ * the model's weight views, the thread pool, the matrix kernels' entry points.
+ */
+#ifndef EDGELLM_ENGINE_INTERNAL_H
+#define EDGELLM_ENGINE_INTERNAL_H
+
+#include "engine.h"
+
+#include <stdatomic.h>
+
+#define ENG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define ENG_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define ENG_MAX(a, b)    ((a) > (b) ? (a) : (b))
+
+/* ---- blocks of the formats implemented in types.c (the kernels add the others) ---- */
+#define ENG_QK8_0 32
+struct eng_block_q8_0 {
+    uint16_t d;           /* fp16 scale */
+    int8_t qs[ENG_QK8_0]; /* x = d * q */
+};
+_Static_assert(sizeof(struct eng_block_q8_0) == 34, "q8_0 block: 8.5 bits per weight");
+
+#define ENG_QK4_0 32
+struct eng_block_q4_0 {
+    uint16_t d;                /* fp16 scale */
+    uint8_t qs[ENG_QK4_0 / 2]; /* element j: low nibble of qs[j]; j+16: high nibble; x = d*(q-8) */
+};
+_Static_assert(sizeof(struct eng_block_q4_0) == 18, "q4_0 block: 4.5 bits per weight");
+
+/* Block size and bytes per block of any ggml type id (whether or not this build has kernels
+ * for it). Returns 0, or ENG_EUNSUPPORTED for an unknown id. */
+int eng_type_block_info(int type, int64_t *blck_size, size_t *type_size);
+
+/* Installs the scalar reference kernels of the core formats into the table. Called once. */
+void eng_types_init_core(struct eng_type_traits *table);
+/* Hook for additional formats and SIMD kernels (kernels code); may replace entries. */
+void eng_types_init_extra(struct eng_type_traits *table);
+
+/* ---- thread pool ---- */
+struct eng_pool;
+/* n_threads >= 1 (the calling thread counts as one). NULL on failure. */
+struct eng_pool *eng_pool_new(int n_threads);
+void eng_pool_free(struct eng_pool *p);
+int eng_pool_size(const struct eng_pool *p);
+/* Calls fn(arg, ith, nth) on every thread (ith = 0 runs on the caller) and returns when all
+ * are done. */
+void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
+
+/* ---- weights ---- */
+struct eng_layer {
+    const struct eng_tensor *attn_norm;       /* (n_embd) */
+    const struct eng_tensor *wq;              /* (n_embd -> n_head*head_dim) */
+    const struct eng_tensor *wk;              /* (n_embd -> n_head_kv*head_dim) */
+    const struct eng_tensor *wv;              /* (n_embd -> n_head_kv*head_dim) */
+    const struct eng_tensor *wo;              /* (n_head*head_dim -> n_embd) */
+    const struct eng_tensor *bq, *bk, *bv;    /* qwen2 biases or NULL */
+    const struct eng_tensor *q_norm, *k_norm; /* qwen3 (head_dim) or NULL */
+    const struct eng_tensor *ffn_norm;        /* (n_embd) */
+    const struct eng_tensor *w_gate;          /* (n_embd -> n_ff) */
+    const struct eng_tensor *w_up;            /* (n_embd -> n_ff) */
+    const struct eng_tensor *w_down;          /* (n_ff -> n_embd) */
+};
+
+struct eng_model {
+    struct eng_gguf *gguf; /* owns the mapping */
+    struct eng_hparams hp;
+    const struct eng_tensor *tok_embd;    /* (n_embd, n_vocab) */
+    const struct eng_tensor *output_norm; /* (n_embd) */
+    const struct eng_tensor *output;      /* (n_embd -> n_vocab), = tok_embd when tied */
+    const struct eng_tensor *rope_freqs;  /* (n_rot/2) or NULL */
+    struct eng_layer *layers;             /* (n_layer) */
+    /* F32 copies of the small vectors (norm weights, biases, rope factors), one allocation. */
+    float *small;
+    float *output_norm_f; /* (n_embd) */
+    float *rope_freqs_f;  /* (n_rot/2) or NULL */
+    struct eng_layer_f {
+        float *attn_norm, *ffn_norm; /* (n_embd) */
+        float *bq, *bk, *bv;         /* biases or NULL */
+        float *q_norm, *k_norm;      /* (head_dim) or NULL */
+    } * lf;                          /* (n_layer) */
+};
+
+/* Reads a tensor's row r (of ne[0] elements) as floats. */
+void eng_tensor_row_f32(const struct eng_tensor *t, int64_t r, float *out);
+
+#endif

@@ -1,0 +1,319 @@
+/*
+ * types.c — the tensor type traits table and the scalar reference kernels of the core formats
+ * (F32, F16, BF16, Q8_0, Q4_0). Other block formats and SIMD kernels register themselves through
+ * eng_types_init_extra(); this file does not know about them.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- half and bfloat ---- */
+
+float eng_fp16_to_fp32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do {
+                e++;
+                mant <<= 1;
+            } while (!(mant & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000 | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t eng_fp32_to_fp16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffff;
+    if (absx > 0x7f800000) return (uint16_t)(sign | 0x7e00);  /* NaN */
+    if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* overflow to inf (RNE) */
+    if (absx < 0x38800000) {                                  /* subnormal or zero in fp16 */
+        if (absx < 0x33000000) return (uint16_t)sign;         /* rounds to zero */
+        uint32_t e = absx >> 23;
+        uint32_t m = (absx & 0x7fffff) | 0x800000;
+        uint32_t shift = 126 - e; /* 14 - (e - 127) + 13 - 1 ... align to fp16 subnormal */
+        uint32_t r = m >> (shift - 0);
+        /* m * 2^(e-150) expressed in units of 2^-24: m >> (150 - 24 - e) = m >> (126 - e) */
+        uint32_t rem = m & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = absx - 0x38000000; /* rebias exponent 127 -> 15 */
+    uint32_t h = r >> 13;
+    uint32_t rem = r & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+float eng_bf16_to_fp32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t eng_fp32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 64); /* quiet NaN */
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* ---- F32 ---- */
+
+static void f32_to_float(const void *x, float *y, int64_t n) {
+    memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+static void f32_from_float(const float *x, void *y, int64_t n) {
+    memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+static void f32_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) {
+    const float *x = w, *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += x[i] * y[i];
+    *s = sum;
+}
+
+/* ---- F16 / BF16: weights converted on the fly, activations stay F32 ---- */
+
+static void f16_to_float(const void *x, float *y, int64_t n) {
+    const uint16_t *h = x;
+    for (int64_t i = 0; i < n; i++) y[i] = eng_fp16_to_fp32(h[i]);
+}
+
+static void f16_from_float(const float *x, void *y, int64_t n) {
+    uint16_t *h = y;
+    for (int64_t i = 0; i < n; i++) h[i] = eng_fp32_to_fp16(x[i]);
+}
+
+static void f16_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) {
+    const uint16_t *x = w;
+    const float *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += eng_fp16_to_fp32(x[i]) * y[i];
+    *s = sum;
+}
+
+static void bf16_to_float(const void *x, float *y, int64_t n) {
+    const uint16_t *h = x;
+    for (int64_t i = 0; i < n; i++) y[i] = eng_bf16_to_fp32(h[i]);
+}
+
+static void bf16_from_float(const float *x, void *y, int64_t n) {
+    uint16_t *h = y;
+    for (int64_t i = 0; i < n; i++) h[i] = eng_fp32_to_bf16(x[i]);
+}
+
+static void bf16_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) {
+    const uint16_t *x = w;
+    const float *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += eng_bf16_to_fp32(x[i]) * y[i];
+    *s = sum;
+}
+
+/* ---- Q8_0 ---- */
+
+static void q8_0_to_float(const void *x, float *y, int64_t n) {
+    const struct eng_block_q8_0 *b = x;
+    for (int64_t i = 0; i < n / ENG_QK8_0; i++) {
+        float d = eng_fp16_to_fp32(b[i].d);
+        for (int j = 0; j < ENG_QK8_0; j++) y[i * ENG_QK8_0 + j] = d * b[i].qs[j];
+    }
+}
+
+static void q8_0_from_float(const float *x, void *y, int64_t n) {
+    struct eng_block_q8_0 *b = y;
+    for (int64_t i = 0; i < n / ENG_QK8_0; i++) {
+        const float *v = x + i * ENG_QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < ENG_QK8_0; j++) amax = fmaxf(amax, fabsf(v[j]));
+        float d = amax / 127.0f;
+        float id = d ? 1.0f / d : 0.0f;
+        b[i].d = eng_fp32_to_fp16(d);
+        for (int j = 0; j < ENG_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(v[j] * id);
+    }
+}
+
+static void q8_0_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) {
+    const struct eng_block_q8_0 *x = w, *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK8_0; i++) {
+        int32_t acc = 0;
+        for (int j = 0; j < ENG_QK8_0; j++) acc += x[i].qs[j] * y[i].qs[j];
+        sum += (float)acc * eng_fp16_to_fp32(x[i].d) * eng_fp16_to_fp32(y[i].d);
+    }
+    *s = sum;
+}
+
+/* ---- Q4_0 ---- */
+
+static void q4_0_to_float(const void *x, float *y, int64_t n) {
+    const struct eng_block_q4_0 *b = x;
+    for (int64_t i = 0; i < n / ENG_QK4_0; i++) {
+        float d = eng_fp16_to_fp32(b[i].d);
+        for (int j = 0; j < ENG_QK4_0 / 2; j++) {
+            y[i * ENG_QK4_0 + j] = d * ((b[i].qs[j] & 0x0f) - 8);
+            y[i * ENG_QK4_0 + j + ENG_QK4_0 / 2] = d * ((b[i].qs[j] >> 4) - 8);
+        }
+    }
+}
+
+static void q4_0_from_float(const float *x, void *y, int64_t n) {
+    struct eng_block_q4_0 *b = y;
+    for (int64_t i = 0; i < n / ENG_QK4_0; i++) {
+        const float *v = x + i * ENG_QK4_0;
+        float amax = 0.0f, max = 0.0f; /* the value of largest magnitude, with its sign */
+        for (int j = 0; j < ENG_QK4_0; j++) {
+            if (fabsf(v[j]) > amax) {
+                amax = fabsf(v[j]);
+                max = v[j];
+            }
+        }
+        float d = max / -8.0f;
+        float id = d ? 1.0f / d : 0.0f;
+        b[i].d = eng_fp32_to_fp16(d);
+        for (int j = 0; j < ENG_QK4_0 / 2; j++) {
+            int q0 = (int)(int8_t)(v[j] * id + 8.5f);
+            int q1 = (int)(int8_t)(v[j + ENG_QK4_0 / 2] * id + 8.5f);
+            q0 = q0 > 15 ? 15 : q0;
+            q1 = q1 > 15 ? 15 : q1;
+            b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static void q4_0_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) {
+    const struct eng_block_q4_0 *x = w;
+    const struct eng_block_q8_0 *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK4_0; i++) {
+        int32_t acc = 0;
+        for (int j = 0; j < ENG_QK4_0 / 2; j++) {
+            acc += ((x[i].qs[j] & 0x0f) - 8) * y[i].qs[j];
+            acc += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + ENG_QK4_0 / 2];
+        }
+        sum += (float)acc * eng_fp16_to_fp32(x[i].d) * eng_fp16_to_fp32(y[i].d);
+    }
+    *s = sum;
+}
+
+/* ---- the table ---- */
+
+/* Names of every ggml type id, so tools can list tensors of types without kernels here. */
+static const char *const type_names[ENG_TYPE_COUNT] = {
+    [ENG_TYPE_F32] = "f32",       [ENG_TYPE_F16] = "f16",         [ENG_TYPE_Q4_0] = "q4_0",
+    [ENG_TYPE_Q4_1] = "q4_1",     [ENG_TYPE_Q5_0] = "q5_0",       [ENG_TYPE_Q5_1] = "q5_1",
+    [ENG_TYPE_Q8_0] = "q8_0",     [ENG_TYPE_Q8_1] = "q8_1",       [ENG_TYPE_Q2_K] = "q2_k",
+    [ENG_TYPE_Q3_K] = "q3_k",     [ENG_TYPE_Q4_K] = "q4_k",       [ENG_TYPE_Q5_K] = "q5_k",
+    [ENG_TYPE_Q6_K] = "q6_k",     [ENG_TYPE_Q8_K] = "q8_k",       [ENG_TYPE_IQ2_XXS] = "iq2_xxs",
+    [ENG_TYPE_IQ2_XS] = "iq2_xs", [ENG_TYPE_IQ3_XXS] = "iq3_xxs", [ENG_TYPE_IQ1_S] = "iq1_s",
+    [ENG_TYPE_IQ4_NL] = "iq4_nl", [ENG_TYPE_IQ3_S] = "iq3_s",     [ENG_TYPE_IQ2_S] = "iq2_s",
+    [ENG_TYPE_IQ4_XS] = "iq4_xs", [ENG_TYPE_I8] = "i8",           [ENG_TYPE_I16] = "i16",
+    [ENG_TYPE_I32] = "i32",       [ENG_TYPE_I64] = "i64",         [ENG_TYPE_F64] = "f64",
+    [ENG_TYPE_IQ1_M] = "iq1_m",   [ENG_TYPE_BF16] = "bf16",
+};
+
+static struct eng_type_traits table[ENG_TYPE_COUNT];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+void eng_types_init_core(struct eng_type_traits *t) {
+    t[ENG_TYPE_F32] = (struct eng_type_traits){
+        "f32", 1, 4, false, f32_to_float, f32_from_float, ENG_TYPE_F32, f32_vec_dot_ref};
+    t[ENG_TYPE_F16] = (struct eng_type_traits){
+        "f16", 1, 2, false, f16_to_float, f16_from_float, ENG_TYPE_F32, f16_vec_dot_ref};
+    t[ENG_TYPE_BF16] = (struct eng_type_traits){
+        "bf16", 1, 2, false, bf16_to_float, bf16_from_float, ENG_TYPE_F32, bf16_vec_dot_ref};
+    t[ENG_TYPE_Q8_0] =
+        (struct eng_type_traits){"q8_0",        ENG_QK8_0,       sizeof(struct eng_block_q8_0),
+                                 true,          q8_0_to_float,   q8_0_from_float,
+                                 ENG_TYPE_Q8_0, q8_0_vec_dot_ref};
+    t[ENG_TYPE_Q4_0] =
+        (struct eng_type_traits){"q4_0",        ENG_QK4_0,       sizeof(struct eng_block_q4_0),
+                                 true,          q4_0_to_float,   q4_0_from_float,
+                                 ENG_TYPE_Q8_0, q4_0_vec_dot_ref};
+}
+
+static void table_init(void) {
+    eng_types_init_core(table);
+}
+
+const struct eng_type_traits *eng_type_traits(enum eng_type t) {
+    if ((unsigned)t >= ENG_TYPE_COUNT) return NULL;
+    pthread_once(&table_once, table_init);
+    return table[t].name ? &table[t] : NULL;
+}
+
+const char *eng_type_name(int t) {
+    if (t < 0 || t >= ENG_TYPE_COUNT) return "?";
+    const struct eng_type_traits *tr = eng_type_traits((enum eng_type)t);
+    if (tr) return tr->name;
+    return type_names[t] ? type_names[t] : "?";
+}
+
+int eng_type_from_name(const char *name) {
+    for (int t = 0; t < ENG_TYPE_COUNT; t++) {
+        const char *n = eng_type_name(t);
+        if (strcmp(n, "?") != 0 && strcasecmp(n, name) == 0) return t;
+    }
+    return -1;
+}
+
+size_t eng_row_size(enum eng_type t, int64_t n) {
+    const struct eng_type_traits *tr = eng_type_traits(t);
+    if (!tr || n < 0 || n % tr->blck_size) return 0;
+    return (size_t)(n / tr->blck_size) * tr->type_size;
+}
+
+/* Layout of every ggml type id, from the format definitions (elements per block, bytes). */
+static const struct {
+    int64_t blck;
+    size_t size;
+} type_layout[ENG_TYPE_COUNT] = {
+    [ENG_TYPE_F32] = {1, 4},        [ENG_TYPE_F16] = {1, 2},        [ENG_TYPE_Q4_0] = {32, 18},
+    [ENG_TYPE_Q4_1] = {32, 20},     [ENG_TYPE_Q5_0] = {32, 22},     [ENG_TYPE_Q5_1] = {32, 24},
+    [ENG_TYPE_Q8_0] = {32, 34},     [ENG_TYPE_Q8_1] = {32, 36},     [ENG_TYPE_Q2_K] = {256, 84},
+    [ENG_TYPE_Q3_K] = {256, 110},   [ENG_TYPE_Q4_K] = {256, 144},   [ENG_TYPE_Q5_K] = {256, 176},
+    [ENG_TYPE_Q6_K] = {256, 210},   [ENG_TYPE_Q8_K] = {256, 292},   [ENG_TYPE_IQ2_XXS] = {256, 66},
+    [ENG_TYPE_IQ2_XS] = {256, 74},  [ENG_TYPE_IQ3_XXS] = {256, 98}, [ENG_TYPE_IQ1_S] = {256, 50},
+    [ENG_TYPE_IQ4_NL] = {32, 18},   [ENG_TYPE_IQ3_S] = {256, 110},  [ENG_TYPE_IQ2_S] = {256, 82},
+    [ENG_TYPE_IQ4_XS] = {256, 136}, [ENG_TYPE_I8] = {1, 1},         [ENG_TYPE_I16] = {1, 2},
+    [ENG_TYPE_I32] = {1, 4},        [ENG_TYPE_I64] = {1, 8},        [ENG_TYPE_F64] = {1, 8},
+    [ENG_TYPE_IQ1_M] = {256, 56},   [ENG_TYPE_BF16] = {1, 2},
+};
+
+int eng_type_block_info(int type, int64_t *blck_size, size_t *type_size) {
+    if (type < 0 || type >= ENG_TYPE_COUNT) return ENG_EUNSUPPORTED;
+    const struct eng_type_traits *tr = eng_type_traits((enum eng_type)type);
+    if (tr) {
+        *blck_size = tr->blck_size;
+        *type_size = tr->type_size;
+        return 0;
+    }
+    if (!type_layout[type].blck) return ENG_EUNSUPPORTED;
+    *blck_size = type_layout[type].blck;
+    *type_size = type_layout[type].size;
+    return 0;
+}
