@@ -380,16 +380,160 @@ void eng_rope_llama3_factors(float *factors, int n_rot, float base, float factor
 int eng_default_threads(void);
 
 /* ---------------------------------------------------------------------------------------------
- * Tokenizer (section owned by engine/tokenizer.c)
+ * Tokenizer (engine/tokenizer.c). Built from a model's tokenizer.ggml.* metadata: "llama"
+ * (SentencePiece with scores and byte fallback) and "gpt2" (byte-level BPE with merges and the
+ * pre-tokenizer named by tokenizer.ggml.pre). Immutable after load: thread-safe to share.
  */
+enum eng_token_attr {
+    ENG_TOKEN_NORMAL = 1,
+    ENG_TOKEN_UNKNOWN = 2,
+    ENG_TOKEN_CONTROL = 3,
+    ENG_TOKEN_USER_DEFINED = 4,
+    ENG_TOKEN_UNUSED = 5,
+    ENG_TOKEN_BYTE = 6,
+};
+
+enum eng_tokenize_flags {
+    ENG_TOKENIZE_ADD_SPECIAL = 1 << 0,   /* add BOS (and EOS) as the model's metadata says */
+    ENG_TOKENIZE_PARSE_SPECIAL = 1 << 1, /* "<|im_start|>" in text becomes its id */
+};
+
+enum eng_detok_flags {
+    ENG_DETOK_RENDER_SPECIAL = 1 << 0, /* control tokens are rendered as their text */
+};
+
+struct eng_tokenizer;
+
+/* Reads the tokenizer from g (borrowed; only needed during the call). NULL with a detail in
+ * eng_last_error() if the metadata is missing or malformed. Caller frees. */
+struct eng_tokenizer *eng_tokenizer_load(const struct eng_gguf *g);
+void eng_tokenizer_free(struct eng_tokenizer *t);
+int eng_tokenizer_n_vocab(const struct eng_tokenizer *t);
+int32_t eng_token_bos(const struct eng_tokenizer *t); /* -1 if none */
+int32_t eng_token_eos(const struct eng_tokenizer *t); /* -1 if none */
+/* True for tokens that end a generation (EOS, EOT, <|im_end|>, <|eot_id|>, ...). */
+bool eng_token_is_eog(const struct eng_tokenizer *t, int32_t id);
+enum eng_token_attr eng_token_attr(const struct eng_tokenizer *t, int32_t id);
+/* The vocabulary entry's text as stored (borrowed), NULL if id is out of range. */
+const char *eng_token_text(const struct eng_tokenizer *t, int32_t id);
+/* Id of an exact vocabulary entry, or -1. */
+int32_t eng_token_lookup(const struct eng_tokenizer *t, const char *text, size_t len);
+
+/* Encodes len bytes of text. Writes at most max ids to out and returns the total number of
+ * tokens (which may exceed max: call again with a larger buffer), or a negative error. */
+int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, int32_t *out,
+                 int max, unsigned flags);
+/* The bytes one token stands for (byte tokens give their byte, "▁" becomes a space, byte-level
+ * BPE is mapped back to bytes). Writes at most size bytes; returns the full length, or negative.
+ * Control tokens give "" unless ENG_DETOK_RENDER_SPECIAL. */
+int eng_token_to_piece(const struct eng_tokenizer *t, int32_t id, char *buf, int size,
+                       unsigned flags);
+/* Decodes a whole sequence into buf (NUL-terminated when it fits); returns the full length. */
+int eng_detokenize(const struct eng_tokenizer *t, const int32_t *ids, int n, char *buf, int size,
+                   unsigned flags);
+
+/* Streaming detokenizer: feeds ids one at a time and returns only complete UTF-8 (partial code
+ * points are held back until they complete), with the leading-space rule of the first token. */
+struct eng_detok {
+    const struct eng_tokenizer *t;
+    unsigned flags;
+    bool at_start;
+    int n_pending;
+    char pending[8];
+};
+void eng_detok_init(struct eng_detok *d, const struct eng_tokenizer *t, unsigned flags);
+/* Appends the text of id to out (at most size bytes; size >= 64 always suffices for one token of
+ * any real vocabulary, else the rest is dropped and a negative value returned). Returns bytes. */
+int eng_detok_push(struct eng_detok *d, int32_t id, char *out, int size);
+/* Returns held-back bytes of an incomplete sequence at the end (as U+FFFD). */
+int eng_detok_flush(struct eng_detok *d, char *out, int size);
 
 /* ---------------------------------------------------------------------------------------------
- * Chat templates (section owned by engine/chat.c)
+ * Chat templates (engine/chat.c). The family is detected from tokenizer.chat_template; an unknown
+ * template falls back to ChatML (and eng_chat_detect reports it).
  */
+enum eng_chat_family {
+    ENG_CHAT_CHATML = 0, /* also Qwen */
+    ENG_CHAT_LLAMA3 = 1,
+    ENG_CHAT_LLAMA2 = 2,
+    ENG_CHAT_MISTRAL = 3,
+    ENG_CHAT_GEMMA = 4,
+    ENG_CHAT_PHI3 = 5,
+    ENG_CHAT_FAMILY_COUNT = 6,
+};
+
+struct eng_chat_msg {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content; /* UTF-8 */
+};
+
+/* Family of a Jinja chat template string (NULL → ChatML). *known is set false for fallbacks. */
+enum eng_chat_family eng_chat_detect(const char *tmpl, bool *known);
+const char *eng_chat_family_name(enum eng_chat_family f);
+/* Renders messages as the family does, plus the assistant prefix if add_generation_prompt.
+ * bos/eos are the model's BOS/EOS texts (may be NULL). Returns a malloc'd string (caller frees),
+ * or NULL with eng_last_error() (e.g. a role the family does not support). */
+char *eng_chat_render(enum eng_chat_family f, const struct eng_chat_msg *msgs, int n,
+                      bool add_generation_prompt, const char *bos, const char *eos);
 
 /* ---------------------------------------------------------------------------------------------
- * Sampling (section owned by engine/sampler.c)
+ * Sampling (engine/sampler.c). One sampler per sequence; not thread-safe.
  */
+struct eng_logit_bias {
+    int32_t token;
+    float bias;
+};
+
+struct eng_sampler_params {
+    float temperature;       /* 0 = greedy */
+    int top_k;               /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off; divides positive / multiplies negative logits */
+    int repeat_last_n;       /* window of recent tokens for all penalties (0 = all) */
+    float presence_penalty;  /* 0 = off (OpenAI semantics) */
+    float frequency_penalty; /* 0 = off (OpenAI semantics) */
+    uint64_t seed;           /* same seed, same logits → same tokens */
+    const struct eng_logit_bias *logit_bias; /* copied by eng_sampler_new */
+    int n_logit_bias;
+    int n_logprobs; /* how many top log-probabilities to report per token (0..20) */
+};
+
+struct eng_token_logprob {
+    int32_t token;
+    float logprob;
+};
+
+/* Result of one sampling step. top[] is filled with n_logprobs entries, most likely first. */
+struct eng_sample {
+    int32_t token;
+    float logprob; /* log-probability of token under the final (post-penalty) distribution */
+    int n_top;
+    struct eng_token_logprob top[20];
+};
+
+void eng_sampler_params_default(struct eng_sampler_params *p);
+/* NULL on invalid parameters (eng_last_error() says which). Caller frees. */
+struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vocab);
+void eng_sampler_free(struct eng_sampler *s);
+/* Picks the next token from logits (n_vocab; not modified) and records it in the history. */
+int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sample *out);
+/* Records a token that was not sampled (prompt tokens, for penalties). */
+void eng_sampler_accept(struct eng_sampler *s, int32_t token);
+void eng_sampler_reset(struct eng_sampler *s);
+
+/* Stop strings across token boundaries: text is pushed as it is generated; the matcher says
+ * how much may be emitted now (bytes that cannot start a stop string) and whether a stop string
+ * completed (the text before it is emitted, the stop string and after are not). */
+struct eng_stop;
+struct eng_stop *eng_stop_new(const char *const *stops, int n);
+void eng_stop_free(struct eng_stop *st);
+/* Appends len bytes; sets *emit to the bytes (borrowed until the next call) safe to output now
+ * and *n_emit. Returns true when a stop string matched. */
+bool eng_stop_push(struct eng_stop *st, const char *text, size_t len, const char **emit,
+                   size_t *n_emit);
+/* At the end of generation: the held-back tail that never became a stop string. */
+void eng_stop_flush(struct eng_stop *st, const char **emit, size_t *n_emit);
 
 #ifdef __cplusplus
 }

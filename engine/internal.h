@@ -47,6 +47,12 @@ int eng_pool_size(const struct eng_pool *p);
  * are done. */
 void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
 
+/* ---- matrix products ---- */
+/* y (B, ldy) = x (B, w->ne[0]) · Wᵀ. With rows (n_rows > 0) only those weight rows are used and
+ * y has n_rows meaningful columns. qbuf holds B converted activation rows of w's vec_dot type. */
+void eng_matmul(struct eng_pool *pool, void *qbuf, const struct eng_tensor *w, const float *x,
+                int B, float *y, int64_t ldy, const int32_t *rows, int n_rows);
+
 /* ---- weights ---- */
 struct eng_layer {
     const struct eng_tensor *attn_norm;       /* (n_embd) */
