@@ -431,7 +431,7 @@ def main():
         test_dequant(tmp)
         test_forward(tmp)
     n_fail = sum(1 for _, ok in RESULTS if not ok)
-    print(f"reference selftest: {len(RESULTS) - n_fail} passed, {n_fail} failed")
+    print(f"selftest: {len(RESULTS) - n_fail} passed, {n_fail} failed")
     return 1 if n_fail else 0
 
 
