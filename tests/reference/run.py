@@ -34,31 +34,38 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "reference"))
 sys.path.insert(0, HERE)
 
+import gguf  # noqa: E402
 import model as refmodel  # noqa: E402
 import selftest  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Tolerances
 
-F32_ABS = 1e-3  # the issue's bound; float32 accumulation over these sizes gives ~1e-5
+F32_ABS = 1e-3  # the bound the engine must meet; measured at most 2.3e-5 (f32 rounding)
 GREEDY_TOKENS = 32
 
-# (max rel, min top-1 agreement) for models whose weights are not F32. The reference runs on the
-# dequantized weights, so the weights themselves are identical on both sides; what differs is how
-# the engine treats activations. Bounds are measured values (see the table at the end of a run,
-# column "measured") times a margin of about 3, rounded up.
+# (max rel, min top-1 agreement) for models whose weights are not F32. rel = max|diff| / max|ref|
+# over a sequence's logits; top-1 = share of positions (all sequences and exit layers pooled)
+# whose argmax is the same. The reference runs on the dequantized weights, so the weights are
+# identical on both sides; what differs is how the engine treats activations.
 TOLERANCES = {
-    # F16/BF16 weights: the engine converts each weight to f32 exactly and multiplies in f32, so
-    # only f32 rounding remains and the F32 bound applies (as a relative bound, since it is
-    # judged with the same relative measure as the quantized types).
-    "f16": (1e-4, 1.0),
-    "bf16": (1e-4, 1.0),
-    # Q8_0/Q4_0 weights: the engine quantizes the activation vector to Q8_0 (blocks of 32, 8-bit,
-    # per-block f16 scale) before every dot product; the relative rounding error of one activation
-    # is up to 1/254 of its block's maximum. Over 3 layers this reaches the logits as a relative
-    # error of about 1e-2; top-1 changes only where two logits are within that much.
-    "q8_0": (3e-2, 0.95),
-    "q4_0": (3e-2, 0.95),
+    # F16/BF16: the engine widens each weight exactly to f32 and multiplies in f32, so only f32
+    # rounding remains: measured rel <= 6.0e-7, the same as the F32 models' rel (<= 6.5e-7).
+    # 1e-5 leaves 15x for other summation orders (SIMD kernels, thread splits) while staying far
+    # below what rounding the activations to half precision would give (simulated: ~8e-4 for f16,
+    # ~5e-3 for bf16), so such a kernel change shows up here and has to revise this bound openly.
+    "f16": (1e-5, 1.0),
+    "bf16": (1e-5, 1.0),
+    # Q8_0/Q4_0: the engine quantizes every activation vector to Q8_0 (blocks of 32, 8 bits,
+    # an f16 scale per block) before each dot product, an error of up to 1/254 of the block's
+    # largest value per activation. Measured rel <= 2.1e-2 (Q8_0) and 1.9e-2 (Q4_0); simulating
+    # just that activation rounding on float32 weights gives 1.5e-2..2.4e-2, so the difference is
+    # that rounding and nothing else. Bound 6e-2 = about 3x the worst measured. Q4_0 is no worse
+    # than Q8_0 because the weight rounding is on both sides. Top-1 measured >= 0.972 over 264
+    # positions per model (flips only where two logits are within the rounding); bound 0.9.
+    # A real defect (wrong nibble order, scale, block stride) gives rel of order 1.
+    "q8_0": (6e-2, 0.9),
+    "q4_0": (6e-2, 0.9),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -131,8 +138,8 @@ def genmodel(genbin, opts, t, path):
     run_cmd(cmd + ["-o", path])
 
 
-def engine_logits(edgellm, path, ids, exit_layer=None, greedy=0):
-    cmd = [edgellm, "logits", "-m", path, "--ids", ",".join(map(str, ids)), "--all"]
+def engine_logits(edgellm, path, ids, exit_layer=None, greedy=0, extra=()):
+    cmd = [edgellm, "logits", "-m", path, "--ids", ",".join(map(str, ids)), "--all", *extra]
     if exit_layer is not None:
         cmd += ["--exit", str(exit_layer)]
     if greedy:
@@ -161,6 +168,8 @@ class Result:
         self.name, self.t = name, t
         self.final = 0.0  # F32: max|diff|; others: rel
         self.exits = 0.0  # the same over exit layers 0..n_layer-2
+        self.chunked = 0.0  # the same for len80 prefilled in chunks of 1 and of 7 tokens
+        self.rel = 0.0  # max|diff| / max|ref| over everything (for every type)
         self.agree = 0  # positions (over all sequences and exits) whose argmax is the same
         self.n_pos = 0
         self.greedy = []  # tokens matched, per greedy sequence
@@ -182,7 +191,7 @@ def worst(eng, ref):
     return float(d[p, v]), int(p), int(v)
 
 
-def compare(res, tag, eng, ref, is_exit):
+def compare(res, tag, eng, ref, kind):
     if eng.shape != ref.shape:
         res.fail(f"{tag}: engine logits shape {eng.shape}, reference {ref.shape}")
         return
@@ -190,19 +199,18 @@ def compare(res, tag, eng, ref, is_exit):
     res.agree += int(np.sum(eng.argmax(axis=1) == ref.argmax(axis=1)))
     res.n_pos += eng.shape[0]
     where = f"position {p}, token {v}: engine {eng[p, v]:.6f} reference {ref[p, v]:.6f}"
+    rel = d / float(np.abs(ref).max())
+    res.rel = max(res.rel, rel)
     if res.t == "f32":
         m, bound = d, F32_ABS
         if d > F32_ABS:
             res.fail(f"{tag}: max|diff| {d:.2e} > {F32_ABS:.0e} at {where}")
     else:
         max_rel = TOLERANCES[res.t][0]
-        m = d / float(np.abs(ref).max())
+        m = rel
         if m > max_rel:
             res.fail(f"{tag}: rel {m:.2e} > {max_rel:.0e}, worst at {where}")
-    if is_exit:
-        res.exits = max(res.exits, m)
-    else:
-        res.final = max(res.final, m)
+    setattr(res, kind, max(getattr(res, kind), m))
 
 
 def check_greedy(res, tag, model, ids, eng_tokens):
@@ -213,15 +221,41 @@ def check_greedy(res, tag, model, ids, eng_tokens):
         return
     k = next((i for i, (a, b) in enumerate(zip(eng_tokens, ref_tokens)) if a != b),
              min(len(eng_tokens), len(ref_tokens)))
-    msg = f"{tag}: greedy differs first at step {k}: engine {eng_tokens[k:k + 1]} reference {ref_tokens[k]}"
+    got = eng_tokens[k] if k < len(eng_tokens) else "(none)"
+    msg = f"{tag}: greedy differs first at step {k}: engine {got} reference {ref_tokens[k]}"
     if k < len(eng_tokens):
         lg = model.logits(ids + ref_tokens[:k])[-1]
         msg += f" (reference logit gap between them {float(lg[ref_tokens[k]] - lg[eng_tokens[k]]):.2e})"
     res.fail(msg)
 
 
-def check_model(res, edgellm, path):
+def check_features(res, path, opts, model):
+    """The generated file has what its variant is meant to exercise; otherwise a passing check
+    would prove nothing about that feature."""
+    g = gguf.GGUFFile(path)
+    c = model.cfg
+    want_type = res.t.upper()
+    for name, t in g.tensors.items():
+        if len(t.ne) == 2 and t.traits.name != want_type:
+            res.fail(f"generated model: {name} is {t.traits.name}, expected {want_type}")
+    tied = "output.weight" not in g.tensors
+    if tied != bool(opts.get("tied")):
+        res.fail(f"generated model: output head {'tied' if tied else 'untied'}, expected otherwise")
+    want = {"n_head": opts["n_head"], "n_head_kv": opts["n_head_kv"], "arch": opts["arch"],
+            "head_dim": opts.get("head_dim", opts["n_embd"] // opts["n_head"])}
+    for k, v in want.items():
+        if getattr(c, k) != v:
+            res.fail(f"generated model: {k} = {getattr(c, k)}, expected {v}")
+    rs = opts.get("rope_scaling", "none")
+    has_llama3 = c.freq_divisors is not None and float(np.max(c.freq_divisors)) > 1.0
+    has_linear = c.pos_scale != 1.0
+    if has_llama3 != (rs == "llama3") or has_linear != (rs == "linear"):
+        res.fail(f"generated model: rope scaling does not match --rope-scaling {rs}")
+
+
+def check_model(res, edgellm, path, opts):
     model = refmodel.load(path)
+    check_features(res, path, opts, model)
     n_layer = model.cfg.n_layer
     for sname, ids in sequences(model.cfg.n_vocab).items():
         hidden = model.hidden_states(ids)
@@ -235,31 +269,41 @@ def check_model(res, edgellm, path):
                          f"{j['exit']}, expected {model.cfg.n_vocab}/{n_layer}/{L}")
                 continue
             eng = np.asarray(j["logits"], dtype=np.float64)
-            compare(res, tag, eng, model.head(hidden[L]).numpy(), not final)
+            compare(res, tag, eng, model.head(hidden[L]).numpy(), "final" if final else "exits")
             if want_greedy:
                 if "greedy" not in j:
                     res.fail(f"{tag}: engine JSON has no 'greedy' key")
                 else:
                     check_greedy(res, f"{sname} greedy", model, ids, j["greedy"])
+    # the KV cache path: prefill in chunks (1 = token-by-token decode), with several threads
+    ids = sequences(model.cfg.n_vocab)["len80"]
+    ref = model.logits(ids).numpy()
+    for extra in (("--batch", "1"), ("--batch", "7", "-t", "3")):
+        j = engine_logits(edgellm, path, ids, extra=extra)
+        compare(res, "len80 " + " ".join(extra), np.asarray(j["logits"]), ref, "chunked")
     if res.t != "f32" and res.top1 < TOLERANCES[res.t][1]:
         res.fail(f"top-1 agreement {res.top1:.3f} ({res.agree}/{res.n_pos} positions over all "
                  f"sequences and exits) < {TOLERANCES[res.t][1]}")
 
 
 def print_table(results):
-    print(f"\n{'model':24} {'type':5} {'final':>9} {'exits':>9} {'bound':>7} {'top1':>6} "
-          f"{'min top1':>8} {'greedy':>9}  result")
+    print(f"\n{'model':24} {'type':5} {'final':>9} {'exits':>9} {'chunked':>9} {'bound':>7} "
+          f"{'rel':>9} {'top1':>6} {'min':>5} {'greedy':>8}  result")
     for r in results:
         if r.t == "f32":
             bound, mtop1 = f"{F32_ABS:.0e}", "-"
-            g = "/".join(f"{x}" for x in r.greedy) + f" of {GREEDY_TOKENS}" if r.greedy else "-"
+            g = ",".join(f"{x}" for x in r.greedy) if r.greedy else "-"
         else:
             bound, mtop1 = f"{TOLERANCES[r.t][0]:.0e}", f"{TOLERANCES[r.t][1]}"
             g = "-"
-        print(f"{r.name:24} {r.t:5} {r.final:9.2e} {r.exits:9.2e} {bound:>7} {r.top1:6.3f} "
-              f"{mtop1:>8} {g:>9}  {'ok' if not r.failures else 'FAIL (%d)' % len(r.failures)}")
-    print("final/exits: F32 max|engine - reference|; other types max|diff| / max|reference|, "
-          "worst over sequences (len1, len7, len80)")
+        print(f"{r.name:24} {r.t:5} {r.final:9.2e} {r.exits:9.2e} {r.chunked:9.2e} {bound:>7} "
+              f"{r.rel:9.2e} {r.top1:6.3f} {mtop1:>5} {g:>8}  "
+              f"{'ok' if not r.failures else 'FAIL (%d)' % len(r.failures)}")
+    print("final / exits / chunked (len80 prefilled 1 and 7 tokens at a time): F32 models "
+          "max|engine - reference|,\nother types max|diff| / max|reference|; worst over the "
+          "sequences (len1, len7, len80). rel: max|diff| / max|reference| for every type.\n"
+          "top1: share of positions (all sequences and exits) with the same argmax; min: its "
+          f"bound. greedy: tokens matched of {GREEDY_TOKENS} (after len7, after len80).")
 
 
 def main():
@@ -297,7 +341,7 @@ def main():
         t1 = time.time()
         try:
             genmodel(a.genmodel, opts, t, path)
-            check_model(res, a.edgellm, path)
+            check_model(res, a.edgellm, path, opts)
         except (EngineError, refmodel.ModelError, OSError, ValueError) as e:
             res.fail(str(e))
         print(f"  {name:24s} {time.time() - t1:5.1f}s", flush=True)
