@@ -6,6 +6,7 @@
  */
 #include "unicode.h"
 
+/* clang-format off */
 /* Class byte of code point c: eng_ucd_stage2[eng_ucd_stage1[c >> 7] * 128 + (c & 127)]. */
 const uint16_t eng_ucd_stage1[8704] = {
     0, 1, 2, 2, 2, 3, 4, 5, 2, 6, 7, 8, 9, 10, 11, 12,
@@ -5663,3 +5664,4 @@ const struct eng_ucd_range eng_ucd_nfc_qc[112] = {
     {0x2F800, 0x2FA1D},
 };
 const int eng_ucd_n_nfc_qc = 112;
+/* clang-format on */

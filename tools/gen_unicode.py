@@ -145,6 +145,7 @@ def main():
     print(" */")
     print('#include "unicode.h"')
     print()
+    print("/* clang-format off */")
     print("/* Class byte of code point c: eng_ucd_stage2[eng_ucd_stage1[c >> %d] * %d + (c & %d)]. */"
           % (BLOCK.bit_length() - 1, BLOCK, BLOCK - 1))
     emit_array("eng_ucd_stage1", "uint16_t", index, 16, "%d")
@@ -178,6 +179,7 @@ def main():
         print("    {0x%04X, 0x%04X}," % (lo, hi))
     print("};")
     print("const int eng_ucd_n_nfc_qc = %d;" % len(qc_ranges))
+    print("/* clang-format on */")
 
 
 if __name__ == "__main__":
