@@ -183,6 +183,13 @@ run: all $(BUILD)/genmodel
 	$(CLI) logits -m $(BUILD)/models/demo.gguf --ids 1,2,3 --greedy 16 --summary
 
 # ---------------------------------------------------------------------------------------------
+# The bundled default model, trained here from Debian packages (about 1.5 h on 2 cores); see
+# models/README.md. Resumable: rerunning continues where it stopped.
+.PHONY: default-model
+default-model: $(CLI)
+	tools/train/make_default_model.sh
+
+# ---------------------------------------------------------------------------------------------
 FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tests/*.c tests/fuzz/*.c)
 .PHONY: format format-check clean help
 format:
@@ -197,6 +204,7 @@ help:
 	@echo "make [all]            build build/edgellm, build/edgellmd (when present), tools"
 	@echo "make deps             install build and test dependencies (Debian 12, apt-get + npm)"
 	@echo "make run              run the engine on a generated demo model"
+	@echo "make default-model    train the bundled models/default.gguf from Debian packages"
 	@echo "make test             run all tests; SANITIZER=address,undefined for a sanitizer build"
 	@echo "make test-unit        Check unit tests only (CK_RUN_SUITE=<name> for one suite)"
 	@echo "make fuzz             build libFuzzer targets and run each FUZZ_SECONDS (default 60)"
