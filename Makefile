@@ -73,7 +73,7 @@ BLAS_LIBS := -lopenblas
 JSON_LIBS := -ljansson
 SERVER_LIBS := -lmicrohttpd -luv -ljansson
 
-BINARIES := $(CLI) $(TOOLS) $(if $(SERVER_SRCS),$(DAEMON))
+BINARIES := $(CLI) $(TOOLS) $(if $(wildcard server/main.c),$(DAEMON))
 
 .PHONY: all
 all: $(BINARIES)

@@ -179,13 +179,13 @@ static int rd_array(struct rd *r, struct eng_gguf_value *v, int depth) {
         return 0;
     }
     for (uint64_t i = 0; i < n; i++) {
+        v->v.arr.n = i + 1; /* counted first, so value_free frees a partly read element too */
         if (et == ENG_GGUF_STRING) {
             err = rd_str(r, &((struct eng_gguf_str *)v->v.arr.data)[i], "array string");
         } else {
             err = rd_array(r, &((struct eng_gguf_value *)v->v.arr.data)[i], depth + 1);
         }
         if (err) return err;
-        v->v.arr.n = i + 1; /* so value_free frees exactly what was read */
     }
     return 0;
 }
@@ -417,7 +417,8 @@ static int parse(struct eng_gguf *g) {
         return eng_fail(ENG_EFORMAT, "%s: %llu metadata entries cannot fit in the file", g->path,
                         (unsigned long long)n_kv);
     if (n_tensors > (uint64_t)INT64_MAX)
-        return eng_fail(ENG_EFORMAT, "%s: tensor count overflows", g->path);
+        return eng_fail(ENG_EFORMAT, "%s: %llu tensors: the count overflows", g->path,
+                        (unsigned long long)n_tensors);
     g->kv = calloc(n_kv ? n_kv : 1, sizeof(*g->kv));
     if (!g->kv) return eng_fail(ENG_ENOMEM, "%s: out of memory for metadata", g->path);
     for (uint64_t i = 0; i < n_kv; i++) {

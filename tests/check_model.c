@@ -1,0 +1,283 @@
+/*
+ * check_model.c — model loading and the forward pass beyond what the reference checks cover:
+ * sequences interleaved over several slots in mixed batches give the same logits as each run
+ * alone; exits equal a pass cut at that layer; slot copies; batch validation; and load errors
+ * (unknown architecture, missing tensor, wrong shape) are refused with a message.
+ *
+ * Models come from the generator ($BUILD/genmodel, built by `make`).
+ */
+#include "engine.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-4f
+
+static char dir[64];
+
+static void setup(void) {
+    snprintf(dir, sizeof(dir), "/tmp/check_model.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
+}
+
+/* Generates a model into dir/name with genmodel arguments args; returns the path (static). */
+static const char *gen(const char *name, const char *args) {
+    static char path[256];
+    char cmd[1024];
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(cmd, sizeof(cmd), "%s/genmodel %s -o %s", build, args, path);
+    ck_assert_msg(system(cmd) == 0, "genmodel failed: %s", cmd);
+    return path;
+}
+
+static struct eng_ctx *ctx(struct eng_model *m, int slots, int n_ctx, int batch, int outputs) {
+    struct eng_ctx_params p;
+    eng_ctx_params_default(m, &p);
+    p.n_slots = slots;
+    p.n_ctx = n_ctx;
+    p.n_batch = batch;
+    p.n_outputs = outputs;
+    p.n_threads = 2;
+    struct eng_ctx *c = eng_ctx_new(m, &p);
+    ck_assert_msg(c != NULL, "%s", eng_last_error());
+    return c;
+}
+
+static float max_diff(const float *a, const float *b, int n) {
+    float d = 0.0f;
+    for (int i = 0; i < n; i++) d = fmaxf(d, fabsf(a[i] - b[i]));
+    return d;
+}
+
+#define N_SEQ 3
+static const int32_t seqs[N_SEQ][9] = {
+    {1, 17, 250, 3, 99, 42, 7, 0, 0},
+    {1, 300, 301, 5, 6, 0, 0, 0, 0},
+    {1, 2, 3, 4, 5, 6, 7, 8, 9},
+};
+static const int seq_len[N_SEQ] = {7, 5, 9};
+
+static void check_slots(const char *genargs) {
+    struct eng_model *m = eng_model_load(gen("m.gguf", genargs), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    int V = eng_model_hparams(m)->n_vocab;
+    /* alone: logits at every position */
+    float *alone = malloc(sizeof(float) * N_SEQ * 9 * (size_t)V);
+    for (int s = 0; s < N_SEQ; s++) {
+        struct eng_ctx *c = ctx(m, 1, 16, 9, 9);
+        int8_t out[9];
+        memset(out, 1, sizeof(out));
+        struct eng_batch b = {seq_len[s], seqs[s], NULL, NULL, out};
+        ck_assert_int_eq(eng_forward(c, &b), 0);
+        ck_assert_int_eq(eng_n_outputs(c), seq_len[s]);
+        for (int i = 0; i < seq_len[s]; i++)
+            memcpy(alone + ((size_t)s * 9 + i) * V, eng_logits(c, i), sizeof(float) * V);
+        eng_ctx_free(c);
+    }
+    /* interleaved: three steps, each mixing slots, with slot i holding sequence (i+1)%3 */
+    struct eng_ctx *c = ctx(m, N_SEQ, 16, 12, 12);
+    const struct {
+        int seq, from, to;
+    } steps[3][2] = {
+        {{0, 0, 4}, {1, 0, 2}},
+        {{2, 0, 5}, {0, 4, 7}},
+        {{1, 2, 5}, {2, 5, 9}},
+    };
+    for (int st = 0; st < 3; st++) {
+        int32_t tok[12], pos[12], slot[12];
+        int8_t out[12];
+        int n = 0;
+        for (int k = 0; k < 2; k++) {
+            for (int p = steps[st][k].from; p < steps[st][k].to; p++) {
+                tok[n] = seqs[steps[st][k].seq][p];
+                pos[n] = p;
+                slot[n] = (steps[st][k].seq + 1) % N_SEQ;
+                out[n] = 1;
+                n++;
+            }
+        }
+        struct eng_batch b = {n, tok, pos, slot, out};
+        ck_assert_int_eq(eng_forward(c, &b), 0);
+        ck_assert_int_eq(eng_n_outputs(c), n);
+        for (int i = 0; i < n; i++) {
+            int seq = (slot[i] + N_SEQ - 1) % N_SEQ;
+            float d = max_diff(eng_logits(c, i), alone + ((size_t)seq * 9 + pos[i]) * V, V);
+            ck_assert_msg(d <= TOL, "%s: seq %d pos %d differs by %g in a mixed batch", genargs,
+                          seq, pos[i], d);
+        }
+    }
+    /* prefix reuse: copy slot 0's first 3 positions into slot 2... then continue there */
+    ck_assert_int_eq(eng_slot_copy(c, 2, 1, 3), 0); /* slot 1 holds sequence 0 */
+    int32_t tok = seqs[0][3], pos = 3, slot = 2;
+    struct eng_batch b = {1, &tok, &pos, &slot, NULL};
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    ck_assert_float_le(max_diff(eng_logits(c, 0), alone + (size_t)3 * V, V), TOL);
+    eng_ctx_free(c);
+    free(alone);
+    eng_model_free(m);
+}
+
+START_TEST(slots_llama) {
+    check_slots("--arch llama --type f32 --seed 3");
+}
+END_TEST
+
+START_TEST(slots_qwen3_q8) {
+    check_slots("--arch qwen3 --type q8_0 --seed 4 --head-dim 32");
+}
+END_TEST
+
+START_TEST(exits) {
+    struct eng_model *m =
+        eng_model_load(gen("e.gguf", "--arch qwen2 --type f32 --seed 5 --n-layer 4"), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    int V = eng_model_hparams(m)->n_vocab;
+    const int32_t ids[5] = {1, 40, 41, 42, 43};
+    int8_t out[5] = {0, 1, 0, 1, 1};
+    struct eng_ctx *c = ctx(m, 1, 8, 5, 3);
+    int layers[4] = {0, 1, 2, 3};
+    ck_assert_int_eq(eng_ctx_set_exits(c, layers, 4), 0);
+    struct eng_batch b = {5, ids, NULL, NULL, out};
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    ck_assert_int_eq(eng_n_outputs(c), 3);
+    ck_assert_int_eq(eng_output_token_index(c, 1), 3);
+    float *row = malloc(sizeof(float) * (size_t)V), *sel = malloc(sizeof(float) * 4);
+    for (int e = 0; e < 4; e++) {
+        /* reference: a pass that stops after block e */
+        struct eng_ctx *cut = ctx(m, 1, 8, 5, 3);
+        ck_assert_int_eq(eng_ctx_set_last_layer(cut, e), 0);
+        ck_assert_int_eq(eng_forward(cut, &b), 0);
+        for (int i = 0; i < 3; i++) {
+            ck_assert_int_eq(eng_exit_logits(c, e, i, NULL, 0, row), 0);
+            ck_assert_float_le(max_diff(row, eng_logits(cut, i), V), TOL);
+            int32_t pick[4] = {0, 7, V - 1, 7};
+            ck_assert_int_eq(eng_exit_logits(c, e, i, pick, 4, sel), 0);
+            for (int k = 0; k < 4; k++) ck_assert_float_le(fabsf(sel[k] - row[pick[k]]), TOL);
+        }
+        eng_ctx_free(cut);
+    }
+    /* the last exit is the ordinary output */
+    ck_assert_int_eq(eng_exit_logits(c, 3, 2, NULL, 0, row), 0);
+    ck_assert_float_le(max_diff(row, eng_logits(c, 2), V), TOL);
+    ck_assert_int_eq(eng_exit_logits(c, 4, 0, NULL, 0, row), ENG_ERANGE);
+    int32_t bad = V;
+    ck_assert_int_eq(eng_exit_logits(c, 0, 0, &bad, 1, sel), ENG_ERANGE);
+    int bad_layer = 4;
+    ck_assert_int_eq(eng_ctx_set_exits(c, &bad_layer, 1), ENG_ERANGE);
+    free(row);
+    free(sel);
+    eng_ctx_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
+START_TEST(batch_validation) {
+    struct eng_model *m = eng_model_load(gen("v.gguf", "--arch llama --type f32 --seed 6"), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    struct eng_ctx *c = ctx(m, 2, 8, 4, 2);
+    int32_t tok[5] = {1, 2, 3, 4, 5}, pos[5] = {0, 1, 2, 3, 4}, slot[5] = {0, 0, 0, 0, 0};
+    int8_t out[5] = {1, 1, 1, 0, 0};
+    struct eng_batch b = {5, tok, pos, slot, NULL};
+    ck_assert_int_eq(eng_forward(c, &b), ENG_EINVAL); /* over n_batch */
+    b.n_tokens = 0;
+    ck_assert_int_eq(eng_forward(c, &b), ENG_EINVAL);
+    b.n_tokens = 3;
+    tok[1] = 320;
+    ck_assert_int_eq(eng_forward(c, &b), ENG_ERANGE); /* token id */
+    tok[1] = -1;
+    ck_assert_int_eq(eng_forward(c, &b), ENG_ERANGE);
+    tok[1] = 2;
+    pos[2] = 8;
+    ck_assert_int_eq(eng_forward(c, &b), ENG_ERANGE); /* position */
+    pos[2] = 2;
+    slot[0] = 2;
+    ck_assert_int_eq(eng_forward(c, &b), ENG_ERANGE); /* slot */
+    slot[0] = 0;
+    b.output = out;
+    ck_assert_int_eq(eng_forward(c, &b), ENG_ERANGE); /* 3 outputs, room for 2 */
+    ck_assert(strstr(eng_last_error(), "outputs") != NULL);
+    out[0] = 0;
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    ck_assert_int_eq(eng_n_outputs(c), 2);
+    ck_assert_ptr_null(eng_logits(c, 2));
+    eng_ctx_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
+/* Writes a copy of src with one change: arch renamed, a tensor dropped, or a tensor reshaped. */
+static const char *mutate(const char *src, const char *name, const char *arch, const char *drop,
+                          const char *reshape) {
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    struct eng_gguf *g = eng_gguf_open(src);
+    ck_assert_ptr_nonnull(g);
+    struct eng_gguf_writer *w = eng_gguf_writer_new();
+    for (int64_t i = 0; i < eng_gguf_n_kv(g); i++) {
+        const struct eng_gguf_kv *kv = eng_gguf_kv_at(g, i);
+        if (arch && !strcmp(kv->key.s, "general.architecture"))
+            ck_assert_int_eq(eng_gguf_set_str(w, kv->key.s, arch), 0);
+        else
+            ck_assert_int_eq(eng_gguf_set_value(w, kv->key.s, &kv->val), 0);
+    }
+    for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++) {
+        const struct eng_tensor *t = eng_gguf_tensor_at(g, i);
+        if (drop && !strcmp(t->name, drop)) continue;
+        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        if (reshape && !strcmp(t->name, reshape)) {
+            ne[0] = t->ne[1]; /* transposed */
+            ne[1] = t->ne[0];
+        }
+        ck_assert_int_eq(eng_gguf_add_tensor(w, t->name, t->type, t->n_dims, ne, t->data), 0);
+    }
+    ck_assert_int_eq(eng_gguf_writer_write(w, path), 0);
+    eng_gguf_writer_free(w);
+    eng_gguf_close(g);
+    return path;
+}
+
+static void expect_load_error(const char *path, const char *want) {
+    struct eng_model *m = eng_model_load(path, NULL);
+    ck_assert_msg(m == NULL, "%s loaded", path);
+    ck_assert_msg(strstr(eng_last_error(), want) != NULL, "'%s' lacks '%s'", eng_last_error(),
+                  want);
+}
+
+START_TEST(load_errors) {
+    char src[256];
+    snprintf(src, sizeof(src), "%s", gen("ok.gguf", "--arch qwen2 --type f32 --seed 7"));
+    expect_load_error(mutate(src, "arch.gguf", "gpt-neox", NULL, NULL),
+                      "architecture 'gpt-neox' is not supported");
+    expect_load_error(mutate(src, "miss.gguf", NULL, "blk.1.ffn_up.weight", NULL),
+                      "'blk.1.ffn_up.weight' is missing");
+    expect_load_error(mutate(src, "bias.gguf", NULL, "blk.0.attn_k.bias", NULL),
+                      "'blk.0.attn_k.bias' is missing");
+    expect_load_error(mutate(src, "shape.gguf", NULL, NULL, "blk.2.attn_k.weight"),
+                      "'blk.2.attn_k.weight' has shape");
+    expect_load_error("/nonexistent.gguf", "cannot open");
+}
+END_TEST
+
+Suite *model_suite(void) {
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("model");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, slots_llama);
+    tcase_add_test(tc, slots_qwen3_q8);
+    tcase_add_test(tc, exits);
+    tcase_add_test(tc, batch_validation);
+    tcase_add_test(tc, load_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
