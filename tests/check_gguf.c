@@ -380,7 +380,7 @@ static void one_tensor(struct buf *b, const char *name, uint32_t n_dims, const u
 
 START_TEST(hostile_tensors) {
     struct buf b;
-    uint64_t ne[4] = {32, 2, 1, 1};
+    uint64_t ne[5] = {32, 2, 1, 1, 1};
     one_tensor(&b, "t", 2, ne, ENG_TYPE_F32, 0, 256);
     struct eng_gguf *g = eng_gguf_open_memory(b.b, b.n, "ok.gguf");
     ck_assert_msg(g != NULL, "%s", eng_last_error());
