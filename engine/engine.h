@@ -418,9 +418,15 @@ enum eng_token_attr eng_token_attr(const struct eng_tokenizer *t, int32_t id);
 const char *eng_token_text(const struct eng_tokenizer *t, int32_t id);
 /* Id of an exact vocabulary entry, or -1. */
 int32_t eng_token_lookup(const struct eng_tokenizer *t, const char *text, size_t len);
+/* Whether ENG_TOKENIZE_ADD_SPECIAL puts a BOS first (the model's add_bos_token and a BOS id). */
+bool eng_tokenizer_add_bos(const struct eng_tokenizer *t);
+/* Bytes of the longest piece any token decodes to. */
+int eng_tokenizer_max_piece(const struct eng_tokenizer *t);
 
 /* Encodes len bytes of text. Writes at most max ids to out and returns the total number of
- * tokens (which may exceed max: call again with a larger buffer), or a negative error. */
+ * tokens (which may exceed max: call again with a larger buffer), or a negative error.
+ * Without ENG_TOKENIZE_PARSE_SPECIAL only user-defined added tokens are matched in the text
+ * (control tokens such as "<|im_start|>" are then tokenized as ordinary text). Thread-safe. */
 int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, int32_t *out,
                  int max, unsigned flags);
 /* The bytes one token stands for (byte tokens give their byte, "▁" becomes a space, byte-level
@@ -442,11 +448,16 @@ struct eng_detok {
     char pending[8];
 };
 void eng_detok_init(struct eng_detok *d, const struct eng_tokenizer *t, unsigned flags);
-/* Appends the text of id to out (at most size bytes; size >= 64 always suffices for one token of
- * any real vocabulary, else the rest is dropped and a negative value returned). Returns bytes. */
+/* Appends the text of id to out (not NUL-terminated) and returns the number of bytes, 0 while a
+ * code point is incomplete. Invalid bytes come out as U+FFFD. A buffer of eng_detok_max(t) bytes
+ * always suffices; with a smaller one that cannot hold the result, returns ENG_ERANGE and
+ * consumes nothing. */
 int eng_detok_push(struct eng_detok *d, int32_t id, char *out, int size);
-/* Returns held-back bytes of an incomplete sequence at the end (as U+FFFD). */
+/* Ends the stream: an incomplete sequence still held back comes out as U+FFFD (size >= 3).
+ * Returns bytes written. */
 int eng_detok_flush(struct eng_detok *d, char *out, int size);
+/* Output buffer size that always suffices for eng_detok_push with tokenizer t. */
+int eng_detok_max(const struct eng_tokenizer *t);
 
 /* ---------------------------------------------------------------------------------------------
  * Chat templates (engine/chat.c). The family is detected from tokenizer.chat_template; an unknown
