@@ -1,14 +1,20 @@
 /*
- * types.c — the tensor type traits table and the scalar reference kernels of the core formats
- * (F32, F16, BF16, Q8_0, Q4_0). Other block formats and SIMD kernels register themselves through
- * eng_types_init_extra(); this file does not know about them.
+ * types.c — the tensor type traits table, its run-time SIMD level selection, and the scalar
+ * reference kernels of the core formats (F32, F16, BF16, Q8_0, Q4_0). The other block formats'
+ * references come from quants.c (eng_types_init_extra); SIMD kernels from the architecture files
+ * (quants_x86.c, quants_neon.c, quants_arm.c), installed over the references by level. This file
+ * does not contain SIMD code.
  */
-#include "internal.h"
+#include "quants.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 /* ---- half and bfloat ---- */
 
@@ -237,6 +243,8 @@ static const char *const type_names[ENG_TYPE_COUNT] = {
 };
 
 static struct eng_type_traits table[ENG_TYPE_COUNT];
+static struct eng_type_traits ref_table[ENG_TYPE_COUNT];
+static enum eng_simd active_simd = ENG_SIMD_SCALAR;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 void eng_types_init_core(struct eng_type_traits *t) {
@@ -256,14 +264,105 @@ void eng_types_init_core(struct eng_type_traits *t) {
                                  ENG_TYPE_Q8_0, q4_0_vec_dot_ref};
 }
 
+void eng_types_init_ref(struct eng_type_traits *t) {
+    memset(t, 0, sizeof(*t) * ENG_TYPE_COUNT);
+    eng_types_init_core(t);
+    eng_types_init_extra(t);
+}
+
+/* ---- SIMD levels ---- */
+
+static const char *const simd_names[ENG_SIMD_COUNT] = {
+    [ENG_SIMD_SCALAR] = "scalar", [ENG_SIMD_AVX2] = "avx2",       [ENG_SIMD_AVX512] = "avx512",
+    [ENG_SIMD_NEON] = "neon",     [ENG_SIMD_DOTPROD] = "dotprod",
+};
+
+const char *eng_simd_name(enum eng_simd s) {
+    return (unsigned)s < ENG_SIMD_COUNT ? simd_names[s] : "?";
+}
+
+bool eng_simd_supported(enum eng_simd s) {
+    switch (s) {
+    case ENG_SIMD_SCALAR:
+        return true;
+#if defined(__x86_64__)
+    case ENG_SIMD_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    case ENG_SIMD_AVX512:
+        return eng_simd_supported(ENG_SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
+#endif
+#if defined(__aarch64__)
+    case ENG_SIMD_NEON:
+        return true; /* Advanced SIMD is part of the aarch64 baseline */
+    case ENG_SIMD_DOTPROD:
+#if defined(__linux__) && defined(HWCAP_ASIMDDP)
+        return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+        return false;
+#endif
+#endif
+    default:
+        return false;
+    }
+}
+
+int eng_types_build(struct eng_type_traits *t, enum eng_simd s) {
+    if (!eng_simd_supported(s))
+        return eng_fail(ENG_EUNSUPPORTED, "SIMD level %s is not supported on this CPU/build",
+                        eng_simd_name(s));
+    eng_types_init_ref(t);
+#if defined(__x86_64__)
+    if (s >= ENG_SIMD_AVX2) eng_simd_install_avx2(t);
+    if (s >= ENG_SIMD_AVX512) eng_simd_install_avx512(t);
+#endif
+#if defined(__aarch64__)
+    if (s >= ENG_SIMD_NEON) eng_simd_install_neon(t);
+    if (s >= ENG_SIMD_DOTPROD) eng_simd_install_dotprod(t);
+#endif
+    return 0;
+}
+
+/* The best supported level, capped by EDGELLM_SIMD=<level name> if set. */
+static enum eng_simd choose_simd(void) {
+    const char *cap_name = getenv("EDGELLM_SIMD");
+    int cap = ENG_SIMD_COUNT - 1;
+    if (cap_name && *cap_name)
+        for (int s = 0; s < ENG_SIMD_COUNT; s++)
+            if (strcasecmp(cap_name, simd_names[s]) == 0) cap = s;
+    enum eng_simd best = ENG_SIMD_SCALAR;
+    for (int s = 1; s <= cap; s++)
+        if (eng_simd_supported((enum eng_simd)s)) best = (enum eng_simd)s;
+    return best;
+}
+
 static void table_init(void) {
-    eng_types_init_core(table);
+    eng_types_init_ref(ref_table);
+    active_simd = choose_simd();
+    if (eng_types_build(table, active_simd) != 0) {
+        active_simd = ENG_SIMD_SCALAR;
+        eng_types_init_ref(table);
+    }
 }
 
 const struct eng_type_traits *eng_type_traits(enum eng_type t) {
     if ((unsigned)t >= ENG_TYPE_COUNT) return NULL;
     pthread_once(&table_once, table_init);
     return table[t].name ? &table[t] : NULL;
+}
+
+const struct eng_type_traits *eng_type_traits_ref(enum eng_type t) {
+    if ((unsigned)t >= ENG_TYPE_COUNT) return NULL;
+    pthread_once(&table_once, table_init);
+    return ref_table[t].name ? &ref_table[t] : NULL;
+}
+
+enum eng_simd eng_simd_active(void) {
+    pthread_once(&table_once, table_init);
+    return active_simd;
 }
 
 const char *eng_type_name(int t) {

@@ -1,0 +1,178 @@
+/*
+ * quants.h — engine-internal: the block layouts of the ggml formats beyond Q8_0 / Q4_0 (those two
+ * live in internal.h), the reference traits table, and the SIMD kernel levels with their run-time
+ * selection. Shared by types.c, quants.c, the SIMD files (quants_*.c) and the kernel tests.
+ *
+ * Layouts are the ggml ones byte for byte (GGUF files written by other tools load unchanged).
+ * Half-precision fields are stored as raw uint16_t bits. Every block struct has a static assert on
+ * its size and says its bits per weight (bpw = 8 * sizeof(block) / elements per block).
+ *
+ * It does not declare the public traits API (engine.h) nor the matrix products (internal.h).
+ */
+#ifndef EDGELLM_ENGINE_QUANTS_H
+#define EDGELLM_ENGINE_QUANTS_H
+
+#include "internal.h"
+
+/* ---- 32-element blocks ---- */
+
+#define ENG_QK4_1 32
+struct eng_block_q4_1 {
+    uint16_t d, m;             /* fp16 scale and minimum */
+    uint8_t qs[ENG_QK4_1 / 2]; /* nibbles as in q4_0; x = d*q + m */
+};
+_Static_assert(sizeof(struct eng_block_q4_1) == 20, "q4_1 block: 5.0 bits per weight");
+
+#define ENG_QK5_0 32
+struct eng_block_q5_0 {
+    uint16_t d;                /* fp16 scale */
+    uint8_t qh[4];             /* bit j of this little-endian u32 = 5th bit of element j */
+    uint8_t qs[ENG_QK5_0 / 2]; /* low 4 bits, nibbles as in q4_0; x = d*(q-16) */
+};
+_Static_assert(sizeof(struct eng_block_q5_0) == 22, "q5_0 block: 5.5 bits per weight");
+
+#define ENG_QK5_1 32
+struct eng_block_q5_1 {
+    uint16_t d, m; /* fp16 scale and minimum */
+    uint8_t qh[4];
+    uint8_t qs[ENG_QK5_1 / 2]; /* x = d*q + m, q = 5 bits as in q5_0 */
+};
+_Static_assert(sizeof(struct eng_block_q5_1) == 24, "q5_1 block: 6.0 bits per weight");
+
+#define ENG_QK8_1 32
+struct eng_block_q8_1 { /* activations for q4_1 / q5_1 */
+    uint16_t d;         /* fp16 scale */
+    uint16_t s;         /* fp16 of d * sum(qs) */
+    int8_t qs[ENG_QK8_1];
+};
+_Static_assert(sizeof(struct eng_block_q8_1) == 36, "q8_1 block: 9.0 bits per weight");
+
+#define ENG_QK4_NL 32
+struct eng_block_iq4_nl {
+    uint16_t d;                 /* fp16 scale */
+    uint8_t qs[ENG_QK4_NL / 2]; /* nibbles as in q4_0, index into eng_iq4nl_values; x = d*v[q] */
+};
+_Static_assert(sizeof(struct eng_block_iq4_nl) == 18, "iq4_nl block: 4.5 bits per weight");
+
+/* The 16 non-linear levels of iq4_nl / iq4_xs. */
+extern const int8_t eng_iq4nl_values[16];
+
+/* ---- 256-element super-blocks (k-quants) ---- */
+
+#define ENG_QK_K         256
+#define ENG_K_SCALE_SIZE 12
+
+struct eng_block_q2_k {
+    uint8_t scales[ENG_QK_K / 16]; /* per 16: low nibble scale, high nibble min */
+    uint8_t qs[ENG_QK_K / 4];      /* 2-bit quants */
+    uint16_t d;                    /* fp16 super-scale of the scales */
+    uint16_t dmin;                 /* fp16 super-scale of the mins */
+};
+_Static_assert(sizeof(struct eng_block_q2_k) == 84, "q2_k block: 2.625 bits per weight");
+
+struct eng_block_q3_k {
+    uint8_t hmask[ENG_QK_K / 8];      /* high bit of each quant */
+    uint8_t qs[ENG_QK_K / 4];         /* low 2 bits */
+    uint8_t scales[ENG_K_SCALE_SIZE]; /* 16 six-bit scales, stored +32 */
+    uint16_t d;                       /* fp16 super-scale */
+};
+_Static_assert(sizeof(struct eng_block_q3_k) == 110, "q3_k block: 3.4375 bits per weight");
+
+struct eng_block_q4_k {
+    uint16_t d;                       /* fp16 super-scale of the scales */
+    uint16_t dmin;                    /* fp16 super-scale of the mins */
+    uint8_t scales[ENG_K_SCALE_SIZE]; /* 8 six-bit scales and 8 six-bit mins */
+    uint8_t qs[ENG_QK_K / 2];         /* 4-bit quants; x = d*sc*q - dmin*m per 32 */
+};
+_Static_assert(sizeof(struct eng_block_q4_k) == 144, "q4_k block: 4.5 bits per weight");
+
+struct eng_block_q5_k {
+    uint16_t d, dmin;
+    uint8_t scales[ENG_K_SCALE_SIZE]; /* as q4_k */
+    uint8_t qh[ENG_QK_K / 8];         /* 5th bits */
+    uint8_t qs[ENG_QK_K / 2];         /* low 4 bits */
+};
+_Static_assert(sizeof(struct eng_block_q5_k) == 176, "q5_k block: 5.5 bits per weight");
+
+struct eng_block_q6_k {
+    uint8_t ql[ENG_QK_K / 2];     /* low 4 bits */
+    uint8_t qh[ENG_QK_K / 4];     /* high 2 bits */
+    int8_t scales[ENG_QK_K / 16]; /* 8-bit scales per 16 */
+    uint16_t d;                   /* fp16 super-scale; x = d*sc*(q-32) */
+};
+_Static_assert(sizeof(struct eng_block_q6_k) == 210, "q6_k block: 6.5625 bits per weight");
+
+struct eng_block_q8_k { /* activations for the k-quants and iq4_xs */
+    float d;            /* f32 scale (not fp16) */
+    int8_t qs[ENG_QK_K];
+    int16_t bsums[ENG_QK_K / 16]; /* sum of each 16 quants */
+};
+_Static_assert(sizeof(struct eng_block_q8_k) == 292, "q8_k block: 9.125 bits per weight");
+
+struct eng_block_iq4_xs {
+    uint16_t d;                      /* fp16 super-scale */
+    uint16_t scales_h;               /* high 2 bits of the 8 six-bit scales */
+    uint8_t scales_l[ENG_QK_K / 64]; /* low 4 bits of the scales, two per byte */
+    uint8_t qs[ENG_QK_K / 2];        /* per 32: nibbles as in iq4_nl */
+};
+_Static_assert(sizeof(struct eng_block_iq4_xs) == 136, "iq4_xs block: 4.25 bits per weight");
+
+/* Six-bit scale j (0..7) and min of a q4_k / q5_k scales array. */
+static inline void eng_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* The 16 signed six-bit scales of a q3_k block, already minus 32. */
+void eng_q3k_scales(const uint8_t packed[ENG_K_SCALE_SIZE], int8_t out[16]);
+
+/* Round to nearest, ties to even (|x| < 2^22), as the format definitions specify. */
+static inline int eng_nearest_int(float x) {
+    float v = x + 12582912.f;
+    int32_t i;
+    __builtin_memcpy(&i, &v, sizeof(i));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* ---- reference table ---- */
+
+/* Fills t with the scalar reference kernels of every supported format (core + quants.c). */
+void eng_types_init_ref(struct eng_type_traits *t);
+/* The reference traits of type t (scalar kernels only), NULL if unsupported. Thread-safe. */
+const struct eng_type_traits *eng_type_traits_ref(enum eng_type t);
+
+/* ---- SIMD levels ----
+ * A level replaces some table entries with faster kernels that give the same results as the
+ * reference (quantizers bit-identical, dot products equal up to float summation order).
+ * Levels of one architecture stack: the table is built as ref, then each available level up to
+ * the chosen one is installed in order. EDGELLM_SIMD=<name> caps the level (e.g. "scalar"). */
+enum eng_simd {
+    ENG_SIMD_SCALAR = 0,
+    ENG_SIMD_AVX2 = 1,    /* x86-64: AVX2 + FMA + F16C */
+    ENG_SIMD_AVX512 = 2,  /* x86-64: AVX-512 F/BW/VL + VNNI, on top of AVX2 */
+    ENG_SIMD_NEON = 3,    /* aarch64: baseline Advanced SIMD */
+    ENG_SIMD_DOTPROD = 4, /* aarch64: SDOT/UDOT, on top of NEON */
+    ENG_SIMD_COUNT = 5,
+};
+
+const char *eng_simd_name(enum eng_simd s);
+/* True if this build has the level and the running CPU (and OS) supports it. */
+bool eng_simd_supported(enum eng_simd s);
+/* The level the traits table was built with (after the EDGELLM_SIMD cap). */
+enum eng_simd eng_simd_active(void);
+/* Builds a table at level s (ref + each level of the same architecture up to s). Returns 0, or
+ * ENG_EUNSUPPORTED when s is not supported here. Used by the table and by the tests. */
+int eng_types_build(struct eng_type_traits *t, enum eng_simd s);
+
+/* Installers, one per level, defined in the architecture files (absent on other builds). */
+void eng_simd_install_avx2(struct eng_type_traits *t);
+void eng_simd_install_avx512(struct eng_type_traits *t);
+void eng_simd_install_neon(struct eng_type_traits *t);
+void eng_simd_install_dotprod(struct eng_type_traits *t);
+
+#endif

@@ -1,0 +1,615 @@
+/*
+ * quants_x86.c — AVX2/FMA/F16C kernels for x86-64 (compiled with -mavx2 -mfma -mf16c; only
+ * installed when the running CPU has them, see eng_simd_supported). For every weight format: the
+ * dot product of a weight row with an activation row, and the activation quantizers Q8_0, Q8_1
+ * and Q8_K.
+ *
+ * Every kernel has a scalar twin in types.c / quants.c. Quantizers give the same bytes as their
+ * twins; dot products compute the same integer block sums and differ only in the order of float
+ * additions (tests/check_kernels.c bounds that difference). It does not choose kernels.
+ */
+#include "quants.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- helpers ---- */
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* 32 nibbles of 16 bytes: low nibbles in bytes 0..15, high nibbles in bytes 16..31. */
+static inline __m256i nibbles32(const uint8_t *p) {
+    __m128i b = _mm_loadu_si128((const __m128i *)p);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* Byte j = 0xFF if bit j of the 32-bit little-endian word at p is set, else 0. */
+static inline __m256i bits32(const uint8_t *p) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)w), shuf);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+}
+
+/* Sum of products of 32 signed bytes x and y, as 8 int32 lanes (|x|, |y| <= 127 keeps the
+ * intermediate int16 sums exact). */
+static inline __m256i dot_s8(__m256i x, __m256i y) {
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+/* Same for unsigned x (0..127) and signed y. */
+static inline __m256i dot_u8s8(__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+/* ---- F32 / F16 / BF16 weights, F32 activations ---- */
+
+static void f32_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const float *w = vw, *a = va;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* hot loop */
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(a + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(a + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(a + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++) sum += w[i] * a[i];
+    *s = sum;
+}
+
+static inline __m256 load_f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static void f16_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const uint16_t *w = vw;
+    const float *a = va;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* hot loop */
+        acc0 = _mm256_fmadd_ps(load_f16x8(w + i), _mm256_loadu_ps(a + i), acc0);
+        acc1 = _mm256_fmadd_ps(load_f16x8(w + i + 8), _mm256_loadu_ps(a + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(load_f16x8(w + i + 16), _mm256_loadu_ps(a + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(load_f16x8(w + i + 24), _mm256_loadu_ps(a + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(load_f16x8(w + i), _mm256_loadu_ps(a + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++) sum += h2f(w[i]) * a[i];
+    *s = sum;
+}
+
+static void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
+    for (; i < n; i++) y[i] = h2f(x[i]);
+}
+
+static inline __m256 load_bf16x8(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static void bf16_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const uint16_t *w = vw;
+    const float *a = va;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* hot loop */
+        acc0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(a + i), acc0);
+        acc1 = _mm256_fmadd_ps(load_bf16x8(w + i + 8), _mm256_loadu_ps(a + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(load_bf16x8(w + i + 16), _mm256_loadu_ps(a + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(load_bf16x8(w + i + 24), _mm256_loadu_ps(a + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(a + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++) sum += eng_bf16_to_fp32(w[i]) * a[i];
+    *s = sum;
+}
+
+static void bf16_to_float_avx2(const void *vx, float *y, int64_t n) {
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_bf16x8(x + i));
+    for (; i < n; i++) y[i] = eng_bf16_to_fp32(x[i]);
+}
+
+/* ---- activation quantizers ---- */
+
+/* roundf (half away from zero) of 8 floats whose magnitude is below 2^23, exactly. */
+static inline __m256i round_away(__m256 v) {
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_sub_ps(v, t); /* exact */
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 half = _mm256_cmp_ps(_mm256_andnot_ps(sign, frac), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(half, one)));
+}
+
+/* Packs 32 int32 (four vectors, in order) into 32 int8 in order. */
+static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i ab = _mm256_packs_epi32(a, b);
+    __m256i cd = _mm256_packs_epi32(c, d);
+    __m256i x = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* Quantizes 32 floats to q8_0-style: returns d (f32), writes qs, and the sum of qs. */
+static inline float quant32(const float *x, int8_t *qs, int *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    float amax = hmax_ps(m);
+    float d = amax / 127.0f;
+    float id = d ? 1.0f / d : 0.0f;
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i i0 = round_away(_mm256_mul_ps(v0, vid)), i1 = round_away(_mm256_mul_ps(v1, vid));
+    __m256i i2 = round_away(_mm256_mul_ps(v2, vid)), i3 = round_away(_mm256_mul_ps(v3, vid));
+    if (sum)
+        *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    _mm256_storeu_si256((__m256i *)qs, pack32(i0, i1, i2, i3));
+    return d;
+}
+
+static void q8_0_from_float_avx2(const float *x, void *vy, int64_t n) {
+    struct eng_block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / ENG_QK8_0; i++)
+        y[i].d = eng_fp32_to_fp16(quant32(x + i * ENG_QK8_0, y[i].qs, NULL));
+}
+
+static void q8_1_from_float_avx2(const float *x, void *vy, int64_t n) {
+    struct eng_block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / ENG_QK8_1; i++) {
+        int sum;
+        float d = quant32(x + i * ENG_QK8_1, y[i].qs, &sum);
+        y[i].d = eng_fp32_to_fp16(d);
+        y[i].s = eng_fp32_to_fp16((float)sum * d);
+    }
+}
+
+static void q8_k_from_float_avx2(const float *x, void *vy, int64_t n) {
+    struct eng_block_q8_k *y = vy;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / ENG_QK_K; i++, x += ENG_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < ENG_QK_K; j += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        float amax = hmax_ps(m);
+        if (!amax) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        /* the sign of the first element of largest magnitude, as the reference */
+        float max = amax;
+        __m256 va = _mm256_set1_ps(amax);
+        for (int j = 0; j < ENG_QK_K; j += 8) {
+            __m256 v = _mm256_loadu_ps(x + j);
+            int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), va, _CMP_EQ_OQ));
+            if (mask) {
+                max = x[j + __builtin_ctz((unsigned)mask)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        __m256 vs = _mm256_set1_ps(iscale);
+        for (int j = 0; j < ENG_QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), vs));
+            /* bsums of the two groups of 16 */
+            y[i].bsums[j / 16] = (int16_t)hsum_epi32(_mm256_add_epi32(q[0], q[1]));
+            y[i].bsums[j / 16 + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(q[2], q[3]));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), pack32(q[0], q[1], q[2], q[3]));
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+/* ---- 32-element block formats × Q8_0 / Q8_1 ---- */
+
+static void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q8_0 *w = vw, *a = va;
+    int64_t nb = n / ENG_QK8_0, i = 0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) { /* hot loop */
+        __m256i p0 = dot_s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                            _mm256_loadu_si256((const __m256i *)a[i].qs));
+        __m256i p1 = dot_s8(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
+                            _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p0),
+                               acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(a[i + 1].d)),
+                               _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i p = dot_s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                           _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc0 =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q4_0 *w = vw;
+    const struct eng_block_q8_0 *a = va;
+    int64_t nb = n / ENG_QK4_0, i = 0;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) { /* hot loop */
+        __m256i x0 = _mm256_sub_epi8(nibbles32(w[i].qs), eight);
+        __m256i x1 = _mm256_sub_epi8(nibbles32(w[i + 1].qs), eight);
+        __m256i p0 = dot_s8(x0, _mm256_loadu_si256((const __m256i *)a[i].qs));
+        __m256i p1 = dot_s8(x1, _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p0),
+                               acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(a[i + 1].d)),
+                               _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i x = _mm256_sub_epi8(nibbles32(w[i].qs), eight);
+        __m256i p = dot_s8(x, _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc0 =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q4_1 *w = vw;
+    const struct eng_block_q8_1 *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK4_1; i++) { /* hot loop */
+        __m256i p = dot_u8s8(nibbles32(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc);
+        summ += h2f(w[i].m) * h2f(a[i].s);
+    }
+    *s = hsum_ps(acc) + summ;
+}
+
+static void q5_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q5_0 *w = vw;
+    const struct eng_block_q8_0 *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i f0 = _mm256_set1_epi8((char)0xF0);
+    for (int64_t i = 0; i < n / ENG_QK5_0; i++) { /* hot loop */
+        /* q - 16 as int8: low nibble, or'ed with 0xF0 where the 5th bit is clear */
+        __m256i x = _mm256_or_si256(nibbles32(w[i].qs), _mm256_andnot_si256(bits32(w[i].qh), f0));
+        __m256i p = dot_s8(x, _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+static void q5_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q5_1 *w = vw;
+    const struct eng_block_q8_1 *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    for (int64_t i = 0; i < n / ENG_QK5_1; i++) { /* hot loop */
+        __m256i x = _mm256_or_si256(nibbles32(w[i].qs), _mm256_and_si256(bits32(w[i].qh), b4));
+        __m256i p = dot_u8s8(x, _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc);
+        summ += h2f(w[i].m) * h2f(a[i].s);
+    }
+    *s = hsum_ps(acc) + summ;
+}
+
+static inline __m256i iq4_table(void) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)eng_iq4nl_values));
+}
+
+static void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_iq4_nl *w = vw;
+    const struct eng_block_q8_0 *a = va;
+    const __m256i tbl = iq4_table();
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / ENG_QK4_NL; i++) { /* hot loop */
+        __m256i x = _mm256_shuffle_epi8(tbl, nibbles32(w[i].qs));
+        __m256i p = dot_s8(x, _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* ---- k-quants × Q8_K ---- */
+
+/* The 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of a q4_k / q5_k block. */
+static inline void k4_unpack(const uint8_t *q, uint32_t out[4]) {
+    uint32_t w[3];
+    memcpy(w, q, 12);
+    out[0] = w[0] & 0x3f3f3f3f;
+    out[1] = (w[2] & 0x0f0f0f0f) | (((w[0] >> 6) & 0x03030303) << 4);
+    out[2] = w[1] & 0x3f3f3f3f;
+    out[3] = ((w[2] >> 4) & 0x0f0f0f0f) | (((w[1] >> 6) & 0x03030303) << 4);
+}
+
+/* Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 six-bit mins in bytes 8..15 of u. */
+static inline int k4_min_sum(const uint32_t u[4], const int16_t *bsums) {
+    __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
+    __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
+    __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    __m128i pairs = _mm_hadd_epi16(b0, b1); /* |pair| <= 2*16*127 fits int16 */
+    __m128i p = _mm_madd_epi16(mins, pairs);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
+    return _mm_cvtsi128_si32(p);
+}
+
+static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q4_k *w = vw;
+    const struct eng_block_q8_k *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        uint32_t u[4];
+        k4_unpack(w[i].scales, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        float d = a[i].d * h2f(w[i].d), dmin = a[i].d * h2f(w[i].dmin);
+        accm += dmin * (float)k4_min_sum(u, a[i].bsums);
+        const uint8_t *q = w[i].qs;
+        const int8_t *y = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++, q += 32, y += 64) {
+            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
+            __m256i ql = _mm256_and_si256(qb, m4);
+            __m256i qh = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+            __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)y));
+            __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y + 32)));
+            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j]));
+            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc) - accm;
+}
+
+static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q5_k *w = vw;
+    const struct eng_block_q8_k *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        uint32_t u[4];
+        k4_unpack(w[i].scales, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        float d = a[i].d * h2f(w[i].d), dmin = a[i].d * h2f(w[i].dmin);
+        accm += dmin * (float)k4_min_sum(u, a[i].bsums);
+        const uint8_t *q = w[i].qs;
+        const int8_t *y = a[i].qs;
+        __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++, q += 32, y += 64) {
+            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
+            /* 5th bits of sub-blocks 2j and 2j+1: bits 0 and 1 of hb shifted right by 2j */
+            __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4);
+            __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4);
+            __m256i ql = _mm256_or_si256(_mm256_and_si256(qb, m4), h0);
+            __m256i qh = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h1);
+            hb = _mm256_srli_epi16(hb, 2);
+            __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)y));
+            __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y + 32)));
+            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j]));
+            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc) - accm;
+}
+
+/* int16 vector [s0 x8, s1 x8]: the scales of the two 16-element halves of a 32-byte product. */
+static inline __m256i scale_pair(int s0, int s1) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
+}
+
+/* Σ_g scales[g] * bsums[g] over the 16 groups (scales as 16 int16). */
+static inline int bsum_dot(__m256i scales16, const int16_t *bsums) {
+    return hsum_epi32(_mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *)bsums)));
+}
+
+static void q6_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q6_k *w = vw;
+    const struct eng_block_q8_k *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        const int8_t *sc = w[i].scales;
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        /* values are stored +32: subtract 32 * Σ sc*bsum at the end */
+        int corr = bsum_dot(sc16, a[i].bsums);
+        const uint8_t *ql = w[i].ql, *qh = w[i].qh;
+        const int8_t *y = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, y += 128, sc += 8) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                         _mm256_and_si256(h, m30));
+            __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+            __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)y));
+            __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(y + 32)));
+            __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(y + 64)));
+            __m256i p4 = _mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(y + 96)));
+            p1 = _mm256_madd_epi16(p1, scale_pair(sc[0], sc[1]));
+            p2 = _mm256_madd_epi16(p2, scale_pair(sc[2], sc[3]));
+            p3 = _mm256_madd_epi16(p3, scale_pair(sc[4], sc[5]));
+            p4 = _mm256_madd_epi16(p4, scale_pair(sc[6], sc[7]));
+            sumi = _mm256_add_epi32(
+                sumi, _mm256_add_epi32(_mm256_add_epi32(p1, p2), _mm256_add_epi32(p3, p4)));
+        }
+        int isum = hsum_epi32(sumi) - 32 * corr;
+        sum += a[i].d * h2f(w[i].d) * (float)isum;
+    }
+    *s = sum;
+}
+
+static void q3_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q3_k *w = vw;
+    const struct eng_block_q8_k *a = va;
+    const __m256i m3 = _mm256_set1_epi8(0x03), b2 = _mm256_set1_epi8(0x04);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        int8_t sc[16];
+        eng_q3k_scales(w[i].scales, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        /* unsigned q' = 2 low bits + 4 * high bit = value + 4 */
+        int corr = bsum_dot(sc16, a[i].bsums);
+        __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
+        const uint8_t *q = w[i].qs;
+        const int8_t *y = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        int is = 0;
+        for (int half = 0; half < 2; half++, q += 32) {
+            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
+            for (int k = 0; k < 4; k++, y += 32, is += 2) {
+                __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
+                /* high bit (bit 4*half + k of hmask) moved to bit 2 */
+                __m256i hi = _mm256_and_si256(_mm256_slli_epi16(hm, 2), b2);
+                hm = _mm256_srli_epi16(hm, 1);
+                __m256i p = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi),
+                                                 _mm256_loadu_si256((const __m256i *)y));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc[is], sc[is + 1])));
+            }
+        }
+        int isum = hsum_epi32(sumi) - 4 * corr;
+        sum += a[i].d * h2f(w[i].d) * (float)isum;
+    }
+    *s = sum;
+}
+
+static void q2_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q2_k *w = vw;
+    const struct eng_block_q8_k *a = va;
+    const __m256i m3 = _mm256_set1_epi8(0x03);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
+        __m256i mins16 =
+            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
+        int msum = bsum_dot(mins16, a[i].bsums);
+        const uint8_t *sc = w[i].scales, *q = w[i].qs;
+        const int8_t *y = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        int is = 0;
+        for (int half = 0; half < 2; half++, q += 32) {
+            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
+            for (int k = 0; k < 4; k++, y += 32, is += 2) {
+                __m256i v = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
+                __m256i p = _mm256_maddubs_epi16(v, _mm256_loadu_si256((const __m256i *)y));
+                sumi = _mm256_add_epi32(
+                    sumi, _mm256_madd_epi16(p, scale_pair(sc[is] & 0xF, sc[is + 1] & 0xF)));
+            }
+        }
+        sum += a[i].d * (h2f(w[i].d) * (float)hsum_epi32(sumi) - h2f(w[i].dmin) * (float)msum);
+    }
+    *s = sum;
+}
+
+static void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_iq4_xs *w = vw;
+    const struct eng_block_q8_k *a = va;
+    const __m256i tbl = iq4_table();
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        const uint8_t *qs = w[i].qs;
+        const int8_t *y = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int ib = 0; ib < 8; ib++, qs += 16, y += 32) {
+            int ls = (((w[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
+                      (((w[i].scales_h >> (2 * ib)) & 3) << 4)) -
+                     32;
+            __m256i x = _mm256_shuffle_epi8(tbl, nibbles32(qs));
+            __m256i ax = _mm256_sign_epi8(x, x);
+            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y), x);
+            __m256i p = _mm256_maddubs_epi16(ax, sy);
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+        }
+        sum += a[i].d * h2f(w[i].d) * (float)hsum_epi32(sumi);
+    }
+    *s = sum;
+}
+
+/* ---- installer ---- */
+
+void eng_simd_install_avx2(struct eng_type_traits *t) {
+    t[ENG_TYPE_F32].vec_dot = f32_vec_dot_avx2;
+    t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx2;
+    t[ENG_TYPE_F16].to_float = f16_to_float_avx2;
+    t[ENG_TYPE_BF16].vec_dot = bf16_vec_dot_avx2;
+    t[ENG_TYPE_BF16].to_float = bf16_to_float_avx2;
+    t[ENG_TYPE_Q8_0].from_float = q8_0_from_float_avx2;
+    t[ENG_TYPE_Q8_1].from_float = q8_1_from_float_avx2;
+    t[ENG_TYPE_Q8_K].from_float = q8_k_from_float_avx2;
+    t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
+    t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
+    t[ENG_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
+    t[ENG_TYPE_Q5_0].vec_dot = q5_0_vec_dot_avx2;
+    t[ENG_TYPE_Q5_1].vec_dot = q5_1_vec_dot_avx2;
+    t[ENG_TYPE_IQ4_NL].vec_dot = iq4_nl_vec_dot_avx2;
+    t[ENG_TYPE_Q2_K].vec_dot = q2_k_vec_dot_avx2;
+    t[ENG_TYPE_Q3_K].vec_dot = q3_k_vec_dot_avx2;
+    t[ENG_TYPE_Q4_K].vec_dot = q4_k_vec_dot_avx2;
+    t[ENG_TYPE_Q5_K].vec_dot = q5_k_vec_dot_avx2;
+    t[ENG_TYPE_Q6_K].vec_dot = q6_k_vec_dot_avx2;
+    t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_vec_dot_avx2;
+}
+
+void eng_simd_install_avx512(struct eng_type_traits *t) {
+    (void)t; /* AVX-512 kernels are added where they measure faster than AVX2 */
+}
