@@ -25,7 +25,7 @@ else
   ARCH := other
 endif
 
-WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-missing-field-initializers
 ifeq ($(WERROR),1)
   WARN += -Werror
 endif

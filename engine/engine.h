@@ -253,6 +253,14 @@ int eng_gguf_add_tensor(struct eng_gguf_writer *w, const char *name, enum eng_ty
                         const int64_t *ne, const void *data);
 /* Writes path atomically (path.tmp → fsync → rename). general.alignment is honoured. */
 int eng_gguf_writer_write(struct eng_gguf_writer *w, const char *path);
+/* The same in steps, so tensor data need not all be in memory at once: begin writes metadata
+ * and every tensor info added so far (no tensors may be added after); put writes the next
+ * tensor's data in order (nbytes of it; NULL writes zeros); finish fsyncs and renames. After
+ * an error, or with abort, the temporary file is removed and nothing is left at path. */
+int eng_gguf_writer_begin(struct eng_gguf_writer *w, const char *path);
+int eng_gguf_writer_put(struct eng_gguf_writer *w, const void *data);
+int eng_gguf_writer_finish(struct eng_gguf_writer *w);
+void eng_gguf_writer_abort(struct eng_gguf_writer *w);
 
 /* ---------------------------------------------------------------------------------------------
  * Models
@@ -305,6 +313,13 @@ const struct eng_hparams *eng_model_hparams(const struct eng_model *m);
 /* The underlying file (borrowed; tokenizer and chat template read their metadata from it). */
 const struct eng_gguf *eng_model_gguf(const struct eng_model *m);
 const char *eng_arch_name(enum eng_arch a);
+/* The tensor the model currently uses for name (a weight matrix or the token embedding), or
+ * NULL if the model has no such weight. Borrowed. */
+const struct eng_tensor *eng_model_tensor(const struct eng_model *m, const char *name);
+/* Makes the model use t (borrowed: it must outlive its use) instead of the weight called name,
+ * e.g. the same matrix in another format. Shape must match and the type must have kernels.
+ * Not while a forward pass runs on the model. Returns 0, ENG_ENOTFOUND, ENG_EINVAL. */
+int eng_model_replace_tensor(struct eng_model *m, const char *name, const struct eng_tensor *t);
 int64_t eng_model_n_params(const struct eng_model *m);
 /* Bytes of weights (tensor data) in the file. */
 size_t eng_model_weight_bytes(const struct eng_model *m);
@@ -343,6 +358,11 @@ struct eng_batch {
     const int32_t *pos;   /* (n_tokens) positions; NULL: 0, 1, 2, ... */
     const int32_t *slot;  /* (n_tokens) slot of each token; NULL: all slot 0 */
     const int8_t *output; /* (n_tokens) nonzero: produce logits; NULL: only the last token */
+    /* Start inside the model: the hidden states entering block first_layer, (n_tokens, n_embd),
+     * replace the token embeddings (token ids are then only range-checked). Blocks before
+     * first_layer are skipped and their KV cache is not written. 0 / NULL: a normal pass. */
+    int first_layer;
+    const float *embd;
 };
 
 /* Which layers' hidden states are kept for output tokens. L in 0..n_layer-1 is the residual
@@ -351,6 +371,26 @@ struct eng_batch {
  * are then those of that exit). Default: no exits, full depth. */
 int eng_ctx_set_exits(struct eng_ctx *c, const int *layers, int n_exits);
 int eng_ctx_set_last_layer(struct eng_ctx *c, int last_layer);
+
+/* Points of the forward pass an observer sees (calibration, tuning): the activations entering
+ * the listed matrices, and the residual stream after a block. */
+enum eng_obs_point {
+    ENG_OBS_ATTN_IN = 0,     /* normed input of attn_q / attn_k / attn_v, (B, n_embd) */
+    ENG_OBS_ATTN_OUT_IN = 1, /* input of attn_output, (B, n_head*head_dim) */
+    ENG_OBS_FFN_IN = 2,      /* normed input of ffn_gate / ffn_up, (B, n_embd) */
+    ENG_OBS_FFN_DOWN_IN = 3, /* input of ffn_down, (B, n_ff) */
+    ENG_OBS_LAYER_OUT = 4,   /* residual stream after the block, (B, n_embd) */
+    ENG_OBS_OUTPUT_IN = 5,   /* final-normed input of the output head, (outputs, n_embd) */
+    ENG_OBS_COUNT = 6,
+};
+
+/* Calls fn(user, layer, point, x, n_rows, n_cols) synchronously from eng_forward (on the calling
+ * thread) at every point; x is borrowed for the call. layer is -1 for ENG_OBS_OUTPUT_IN.
+ * fn = NULL removes the observer. */
+void eng_ctx_set_observer(struct eng_ctx *c,
+                          void (*fn)(void *user, int layer, enum eng_obs_point point,
+                                     const float *x, int n_rows, int n_cols),
+                          void *user);
 
 /* Runs the batch. Returns 0 or ENG_EINVAL / ENG_ERANGE (bad token id, position, slot, size).
  * On success the outputs are numbered 0..eng_n_outputs()-1 in batch order. */
@@ -427,8 +467,8 @@ int eng_tokenizer_max_piece(const struct eng_tokenizer *t);
  * tokens (which may exceed max: call again with a larger buffer), or a negative error.
  * Without ENG_TOKENIZE_PARSE_SPECIAL only user-defined added tokens are matched in the text
  * (control tokens such as "<|im_start|>" are then tokenized as ordinary text). Thread-safe. */
-int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, int32_t *out,
-                 int max, unsigned flags);
+int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, int32_t *out, int max,
+                 unsigned flags);
 /* The bytes one token stands for (byte tokens give their byte, "▁" becomes a space, byte-level
  * BPE is mapped back to bytes). Writes at most size bytes; returns the full length, or negative.
  * Control tokens give "" unless ENG_DETOK_RENDER_SPECIAL. */

@@ -49,6 +49,10 @@ struct eng_ctx {
     int *out_idx;   /* (n_outputs) batch index of each output */
     int n_out;
 
+    void (*obs)(void *user, int layer, enum eng_obs_point point, const float *x, int n_rows,
+                int n_cols);
+    void *obs_user;
+
     int exits[ENG_MAX_EXITS];
     int n_exits;
     int last_layer;
@@ -252,6 +256,14 @@ int eng_ctx_set_last_layer(struct eng_ctx *c, int last_layer) {
     return 0;
 }
 
+void eng_ctx_set_observer(struct eng_ctx *c,
+                          void (*fn)(void *user, int layer, enum eng_obs_point point,
+                                     const float *x, int n_rows, int n_cols),
+                          void *user) {
+    c->obs = fn;
+    c->obs_user = user;
+}
+
 static float *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int pos) {
     const struct eng_hparams *hp = &c->m->hp;
     size_t KV = (size_t)hp->n_head_kv * hp->head_dim, C = (size_t)c->p.n_ctx;
@@ -284,8 +296,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 }
 
 /* y (B, out) = x (B, in) · Wᵀ on the context's pool and conversion buffer. */
-static void matmul(struct eng_ctx *c, const struct eng_tensor *w, const float *x, int B, float *y)
-{
+static void matmul(struct eng_ctx *c, const struct eng_tensor *w, const float *x, int B, float *y) {
     eng_matmul(c->pool, c->qbuf, w, x, B, y, w->ne[1], NULL, 0);
 }
 
@@ -379,6 +390,12 @@ static int validate_batch(const struct eng_ctx *c, const struct eng_batch *b, in
     if (outs > c->p.n_outputs)
         return eng_fail(ENG_ERANGE, "%d outputs requested, the context holds %d", outs,
                         c->p.n_outputs);
+    if (b->first_layer < 0 || b->first_layer > c->last_layer)
+        return eng_fail(ENG_ERANGE, "first layer %d is outside 0..%d", b->first_layer,
+                        c->last_layer);
+    if (b->first_layer > 0 && !b->embd)
+        return eng_fail(ENG_EINVAL, "a batch starting at layer %d needs its hidden states",
+                        b->first_layer);
     *n_out = outs;
     return 0;
 }
@@ -396,15 +413,25 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
     for (int t = 0; t < B; t++)
         if (b->output ? b->output[t] != 0 : t == B - 1) c->out_idx[c->n_out++] = t;
 
-    for (int t = 0; t < B; t++) eng_tensor_row_f32(m->tok_embd, b->token[t], c->x + (size_t)t * E);
+    if (b->embd)
+        memcpy(c->x, b->embd, (size_t)B * E * sizeof(float));
+    else
+        for (int t = 0; t < B; t++)
+            eng_tensor_row_f32(m->tok_embd, b->token[t], c->x + (size_t)t * E);
 
-    for (int l = 0; l <= c->last_layer; l++) {
+#define OBSERVE(layer, point, x, rows, cols)                                                       \
+    do {                                                                                           \
+        if (c->obs) c->obs(c->obs_user, layer, point, x, rows, (int)(cols));                       \
+    } while (0)
+
+    for (int l = b->first_layer; l <= c->last_layer; l++) {
         const struct eng_layer *ly = &m->layers[l];
         const struct eng_layer_f *lf = &m->lf[l];
 
         /* attention */
         for (int t = 0; t < B; t++)
             rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->attn_norm, E, hp->rms_eps);
+        OBSERVE(l, ENG_OBS_ATTN_IN, c->xb, B, E);
         matmul(c, ly->wq, c->xb, B, c->q);
         matmul(c, ly->wk, c->xb, B, c->k);
         matmul(c, ly->wv, c->xb, B, c->v);
@@ -430,17 +457,21 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         }
         struct attn_job aj = {c, l};
         eng_pool_run(c->pool, attention, &aj);
+        OBSERVE(l, ENG_OBS_ATTN_OUT_IN, c->att_out, B, Q);
         matmul(c, ly->wo, c->att_out, B, c->xb);
         for (size_t i = 0; i < (size_t)B * E; i++) c->x[i] += c->xb[i];
 
         /* feed-forward */
         for (int t = 0; t < B; t++)
             rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->ffn_norm, E, hp->rms_eps);
+        OBSERVE(l, ENG_OBS_FFN_IN, c->xb, B, E);
         matmul(c, ly->w_gate, c->xb, B, c->hb);
         matmul(c, ly->w_up, c->xb, B, c->hb2);
         for (size_t i = 0; i < (size_t)B * F; i++) c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+        OBSERVE(l, ENG_OBS_FFN_DOWN_IN, c->hb, B, F);
         matmul(c, ly->w_down, c->hb, B, c->xb);
         for (size_t i = 0; i < (size_t)B * E; i++) c->x[i] += c->xb[i];
+        OBSERVE(l, ENG_OBS_LAYER_OUT, c->x, B, E);
 
         for (int e = 0; e < c->n_exits; e++) {
             if (c->exits[e] != l) continue;
@@ -453,7 +484,11 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
     for (int i = 0; i < c->n_out; i++)
         rmsnorm(c->out_x + (size_t)i * E, c->x + (size_t)c->out_idx[i] * E, m->output_norm_f, E,
                 hp->rms_eps);
-    if (c->n_out > 0) matmul(c, m->output, c->out_x, c->n_out, c->logits);
+    if (c->n_out > 0) {
+        OBSERVE(-1, ENG_OBS_OUTPUT_IN, c->out_x, c->n_out, E);
+        matmul(c, m->output, c->out_x, c->n_out, c->logits);
+    }
+#undef OBSERVE
     c->b = NULL;
     return 0;
 }

@@ -22,12 +22,23 @@ struct wtensor {
     const void *data; /* borrowed; NULL writes zeros */
 };
 
+struct out {
+    FILE *f;
+    uint64_t off;
+    bool failed;
+};
+
 struct eng_gguf_writer {
     uint32_t version;
     int64_t n_kv, cap_kv;
     struct eng_gguf_kv *kv;
     int64_t n_tensors, cap_tensors;
     struct wtensor *tensors;
+    /* a write in progress (begin .. finish) */
+    struct out stream;
+    char *tmp_path, *dst_path;
+    size_t alignment;
+    int64_t next_tensor;
 };
 
 struct eng_gguf_writer *eng_gguf_writer_new(void) {
@@ -58,6 +69,7 @@ static void value_clear(struct eng_gguf_value *v) {
 
 void eng_gguf_writer_free(struct eng_gguf_writer *w) {
     if (!w) return;
+    eng_gguf_writer_abort(w);
     for (int64_t i = 0; i < w->n_kv; i++) {
         free((void *)w->kv[i].key.s);
         value_clear(&w->kv[i].val);
@@ -242,6 +254,8 @@ int eng_gguf_add_tensor(struct eng_gguf_writer *w, const char *name, enum eng_ty
                         const int64_t *ne, const void *data) {
     int64_t blck;
     size_t tsize;
+    if (w->stream.f)
+        return eng_fail(ENG_EINVAL, "tensor %s added after the header was written", name);
     if (n_dims < 1 || n_dims > ENG_GGUF_MAX_DIMS)
         return eng_fail(ENG_EINVAL, "tensor %s: %d dimensions", name, n_dims);
     if (eng_type_block_info((int)type, &blck, &tsize) != 0)
@@ -280,12 +294,6 @@ int eng_gguf_add_tensor(struct eng_gguf_writer *w, const char *name, enum eng_ty
 }
 
 /* ---- serialisation ---- */
-
-struct out {
-    FILE *f;
-    uint64_t off;
-    bool failed;
-};
 
 static void put(struct out *o, const void *p, size_t n) {
     if (o->failed || n == 0) return;
@@ -408,7 +416,8 @@ static void sync_dir(const char *path) {
     free(copy);
 }
 
-int eng_gguf_writer_write(struct eng_gguf_writer *w, const char *path) {
+int eng_gguf_writer_begin(struct eng_gguf_writer *w, const char *path) {
+    if (w->stream.f) return eng_fail(ENG_EINVAL, "%s: a write is already in progress", path);
     size_t alignment = 32;
     for (int64_t i = 0; i < w->n_kv; i++) {
         if (strcmp(w->kv[i].key.s, "general.alignment") == 0) {
@@ -419,62 +428,118 @@ int eng_gguf_writer_write(struct eng_gguf_writer *w, const char *path) {
         }
     }
     size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) return eng_fail(ENG_ENOMEM, "out of memory");
+    char *tmp = malloc(plen + 32), *dst = strdup(path);
+    if (!tmp || !dst) {
+        free(tmp);
+        free(dst);
+        return eng_fail(ENG_ENOMEM, "out of memory");
+    }
     snprintf(tmp, plen + 32, "%s.tmp.%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
         int e = errno;
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         free(tmp);
+        free(dst);
         return eng_fail(ENG_EIO, "%s: cannot create: %s", path, strerror(e));
     }
-    struct out o = {fdopen(fd, "wb"), 0, false};
-    if (!o.f) {
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return eng_fail(ENG_EIO, "%s: cannot open stream", path);
-    }
-    put(&o, "GGUF", 4);
-    put_u32(&o, w->version);
-    put_u64(&o, (uint64_t)w->n_tensors);
-    put_u64(&o, (uint64_t)w->n_kv);
+    w->stream = (struct out){f, 0, false};
+    w->tmp_path = tmp;
+    w->dst_path = dst;
+    w->alignment = alignment;
+    w->next_tensor = 0;
+    struct out *o = &w->stream;
+    put(o, "GGUF", 4);
+    put_u32(o, w->version);
+    put_u64(o, (uint64_t)w->n_tensors);
+    put_u64(o, (uint64_t)w->n_kv);
     for (int64_t i = 0; i < w->n_kv; i++) {
-        put_str(&o, w->kv[i].key.s, w->kv[i].key.len);
-        put_value(&o, &w->kv[i].val, true);
+        put_str(o, w->kv[i].key.s, w->kv[i].key.len);
+        put_value(o, &w->kv[i].val, true);
     }
     uint64_t off = 0;
     for (int64_t i = 0; i < w->n_tensors; i++) {
         const struct wtensor *t = &w->tensors[i];
-        put_str(&o, t->name, strlen(t->name));
-        put_u32(&o, (uint32_t)t->n_dims);
-        for (int d = 0; d < t->n_dims; d++) put_u64(&o, (uint64_t)t->ne[d]);
-        put_u32(&o, (uint32_t)t->type);
-        put_u64(&o, off);
+        put_str(o, t->name, strlen(t->name));
+        put_u32(o, (uint32_t)t->n_dims);
+        for (int d = 0; d < t->n_dims; d++) put_u64(o, (uint64_t)t->ne[d]);
+        put_u32(o, (uint32_t)t->type);
+        put_u64(o, off);
         off += t->nbytes;
         off += (alignment - off % alignment) % alignment;
     }
-    put_pad(&o, alignment);
-    for (int64_t i = 0; i < w->n_tensors; i++) {
-        const struct wtensor *t = &w->tensors[i];
-        if (t->data)
-            put(&o, t->data, t->nbytes);
-        else
-            put_zeros(&o, t->nbytes);
-        put_pad(&o, alignment);
+    put_pad(o, alignment);
+    if (o->failed) {
+        eng_gguf_writer_abort(w);
+        return eng_fail(ENG_EIO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+int eng_gguf_writer_put(struct eng_gguf_writer *w, const void *data) {
+    if (!w->stream.f) return eng_fail(ENG_EINVAL, "no write in progress");
+    if (w->next_tensor >= w->n_tensors)
+        return eng_fail(ENG_EINVAL, "%s: more tensor data than tensors", w->dst_path);
+    const struct wtensor *t = &w->tensors[w->next_tensor++];
+    if (data)
+        put(&w->stream, data, t->nbytes);
+    else
+        put_zeros(&w->stream, t->nbytes);
+    put_pad(&w->stream, w->alignment);
+    if (w->stream.failed) {
+        int e = errno;
+        int err = eng_fail(ENG_EIO, "%s: write failed: %s", w->dst_path, strerror(e));
+        eng_gguf_writer_abort(w);
+        return err;
+    }
+    return 0;
+}
+
+void eng_gguf_writer_abort(struct eng_gguf_writer *w) {
+    if (w->stream.f) {
+        fclose(w->stream.f);
+        unlink(w->tmp_path);
+    }
+    w->stream.f = NULL;
+    free(w->tmp_path);
+    free(w->dst_path);
+    w->tmp_path = w->dst_path = NULL;
+}
+
+int eng_gguf_writer_finish(struct eng_gguf_writer *w) {
+    if (!w->stream.f) return eng_fail(ENG_EINVAL, "no write in progress");
+    if (w->next_tensor != w->n_tensors) {
+        int err = eng_fail(ENG_EINVAL, "%s: data for %lld of %lld tensors was written", w->dst_path,
+                           (long long)w->next_tensor, (long long)w->n_tensors);
+        eng_gguf_writer_abort(w);
+        return err;
     }
     int err = 0;
-    if (o.failed || fflush(o.f) != 0 || fsync(fileno(o.f)) != 0) {
-        err = eng_fail(ENG_EIO, "%s: write failed: %s", path, strerror(errno));
-    }
-    if (fclose(o.f) != 0 && !err)
-        err = eng_fail(ENG_EIO, "%s: close failed: %s", path, strerror(errno));
-    if (!err && rename(tmp, path) != 0)
-        err = eng_fail(ENG_EIO, "%s: rename failed: %s", path, strerror(errno));
+    FILE *f = w->stream.f;
+    if (w->stream.failed || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        err = eng_fail(ENG_EIO, "%s: write failed: %s", w->dst_path, strerror(errno));
+    w->stream.f = NULL;
+    if (fclose(f) != 0 && !err)
+        err = eng_fail(ENG_EIO, "%s: close failed: %s", w->dst_path, strerror(errno));
+    if (!err && rename(w->tmp_path, w->dst_path) != 0)
+        err = eng_fail(ENG_EIO, "%s: rename failed: %s", w->dst_path, strerror(errno));
     if (err)
-        unlink(tmp);
+        unlink(w->tmp_path);
     else
-        sync_dir(path);
-    free(tmp);
+        sync_dir(w->dst_path);
+    free(w->tmp_path);
+    free(w->dst_path);
+    w->tmp_path = w->dst_path = NULL;
     return err;
+}
+
+int eng_gguf_writer_write(struct eng_gguf_writer *w, const char *path) {
+    int err = eng_gguf_writer_begin(w, path);
+    for (int64_t i = 0; !err && i < w->n_tensors; i++)
+        err = eng_gguf_writer_put(w, w->tensors[i].data);
+    return err ? err : eng_gguf_writer_finish(w);
 }

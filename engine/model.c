@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,4 +373,52 @@ void eng_rope_llama3_factors(float *factors, int n_rot, float base, float factor
         }
         factors[i] = (float)(freq / scaled);
     }
+}
+
+/* The model's pointer slot holding the weight called name, or NULL. */
+static const struct eng_tensor **tensor_slot(struct eng_model *m, const char *name) {
+    if (!strcmp(name, "token_embd.weight")) return &m->tok_embd;
+    if (!strcmp(name, "output.weight")) return m->hp.tied_output ? NULL : &m->output;
+    int l, n = 0;
+    char kind[64];
+    if (sscanf(name, "blk.%d.%63[a-z_].weight%n", &l, kind, &n) != 2 || name[n] != 0 || l < 0 ||
+        l >= m->hp.n_layer)
+        return NULL;
+    struct eng_layer *ly = &m->layers[l];
+    static const struct {
+        const char *kind;
+        size_t off;
+    } kinds[] = {
+        {"attn_q", offsetof(struct eng_layer, wq)},
+        {"attn_k", offsetof(struct eng_layer, wk)},
+        {"attn_v", offsetof(struct eng_layer, wv)},
+        {"attn_output", offsetof(struct eng_layer, wo)},
+        {"ffn_gate", offsetof(struct eng_layer, w_gate)},
+        {"ffn_up", offsetof(struct eng_layer, w_up)},
+        {"ffn_down", offsetof(struct eng_layer, w_down)},
+    };
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (!strcmp(kind, kinds[i].kind))
+            return (const struct eng_tensor **)((char *)ly + kinds[i].off);
+    return NULL;
+}
+
+const struct eng_tensor *eng_model_tensor(const struct eng_model *m, const char *name) {
+    const struct eng_tensor **slot = tensor_slot((struct eng_model *)m, name);
+    return slot ? *slot : NULL;
+}
+
+int eng_model_replace_tensor(struct eng_model *m, const char *name, const struct eng_tensor *t) {
+    const struct eng_tensor **slot = tensor_slot(m, name);
+    if (!slot) return eng_fail(ENG_ENOTFOUND, "the model has no weight '%s'", name);
+    const struct eng_tensor *old = *slot;
+    if (t->ne[0] != old->ne[0] || t->ne[1] != old->ne[1] || t->ne[2] != 1 || t->ne[3] != 1)
+        return eng_fail(ENG_EINVAL, "replacement for '%s' has another shape", name);
+    const struct eng_type_traits *tr = eng_type_traits(t->type);
+    if (!tr || !tr->to_float || !tr->vec_dot || eng_row_size(t->type, t->ne[0]) == 0)
+        return eng_fail(ENG_EINVAL, "replacement for '%s' has type %s without kernels", name,
+                        eng_type_name(t->type));
+    if (slot == &m->tok_embd && m->hp.tied_output) m->output = t;
+    *slot = t;
+    return 0;
 }

@@ -463,6 +463,65 @@ START_TEST(writer_atomic) {
 }
 END_TEST
 
+/* begin / put / finish writes the same bytes as write; an incomplete stream leaves nothing. */
+START_TEST(writer_streaming) {
+    char a[128], b[128], c[128];
+    path_in_tmp(a, sizeof(a), "a.gguf");
+    path_in_tmp(b, sizeof(b), "b.gguf");
+    path_in_tmp(c, sizeof(c), "c.gguf");
+    write_sample(a, 3, 64);
+    struct eng_gguf *g = eng_gguf_open(a);
+    ck_assert_ptr_nonnull(g);
+    struct eng_gguf_writer *w = eng_gguf_writer_new();
+    for (int64_t i = 0; i < eng_gguf_n_kv(g); i++)
+        ck_assert_int_eq(
+            eng_gguf_set_value(w, eng_gguf_kv_at(g, i)->key.s, &eng_gguf_kv_at(g, i)->val), 0);
+    for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++) {
+        const struct eng_tensor *t = eng_gguf_tensor_at(g, i);
+        ck_assert_int_eq(eng_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, NULL), 0);
+    }
+    ck_assert_int_eq(eng_gguf_writer_begin(w, b), 0);
+    int64_t ne[1] = {32};
+    ck_assert_int_eq(eng_gguf_add_tensor(w, "late", ENG_TYPE_F32, 1, ne, NULL), ENG_EINVAL);
+    for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++)
+        ck_assert_int_eq(eng_gguf_writer_put(w, eng_gguf_tensor_at(g, i)->data), 0);
+    ck_assert_int_eq(eng_gguf_writer_put(w, NULL), ENG_EINVAL); /* one too many */
+    eng_gguf_writer_free(w);
+    size_t na, nb;
+    void *pa = slurp(a, &na);
+    ck_assert_int_eq(access(b, F_OK), -1); /* the failed stream left nothing */
+
+    w = eng_gguf_writer_new();
+    for (int64_t i = 0; i < eng_gguf_n_kv(g); i++)
+        ck_assert_int_eq(
+            eng_gguf_set_value(w, eng_gguf_kv_at(g, i)->key.s, &eng_gguf_kv_at(g, i)->val), 0);
+    for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++) {
+        const struct eng_tensor *t = eng_gguf_tensor_at(g, i);
+        ck_assert_int_eq(eng_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, NULL), 0);
+    }
+    ck_assert_int_eq(eng_gguf_writer_begin(w, b), 0);
+    for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++)
+        ck_assert_int_eq(eng_gguf_writer_put(w, eng_gguf_tensor_at(g, i)->data), 0);
+    ck_assert_int_eq(eng_gguf_writer_finish(w), 0);
+    void *pb = slurp(b, &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_int_eq(memcmp(pa, pb, na), 0);
+
+    /* finish before every tensor was written: error, nothing at the path */
+    ck_assert_int_eq(eng_gguf_writer_begin(w, c), 0);
+    ck_assert_int_eq(eng_gguf_writer_put(w, eng_gguf_tensor_at(g, 0)->data), 0);
+    ck_assert_int_eq(eng_gguf_writer_finish(w), ENG_EINVAL);
+    ck_assert_int_eq(access(c, F_OK), -1);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "test $(ls -A %s | wc -l) -eq 2", tmpdir);
+    ck_assert_int_eq(system(cmd), 0); /* a.gguf and b.gguf, no temporaries */
+    eng_gguf_writer_free(w);
+    eng_gguf_close(g);
+    free(pa);
+    free(pb);
+}
+END_TEST
+
 Suite *gguf_suite(void) {
     Suite *s = suite_create("gguf");
     TCase *tc = tcase_create("gguf");
@@ -474,6 +533,7 @@ Suite *gguf_suite(void) {
     tcase_add_test(tc, hostile_tensors);
     tcase_add_test(tc, every_truncation);
     tcase_add_test(tc, writer_atomic);
+    tcase_add_test(tc, writer_streaming);
     suite_add_tcase(s, tc);
     return s;
 }

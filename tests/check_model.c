@@ -268,6 +268,111 @@ START_TEST(load_errors) {
 }
 END_TEST
 
+/* ---- observer, start inside the model, tensor replacement ---- */
+
+struct capture {
+    int layer;        /* which block's output to keep */
+    float *layer_out; /* (B, E) */
+    int calls[ENG_OBS_COUNT];
+    int rows[ENG_OBS_COUNT], cols[ENG_OBS_COUNT];
+};
+
+static void observe(void *user, int layer, enum eng_obs_point point, const float *x, int n_rows,
+                    int n_cols) {
+    struct capture *cap = user;
+    cap->calls[point]++;
+    cap->rows[point] = n_rows;
+    cap->cols[point] = n_cols;
+    if (point == ENG_OBS_LAYER_OUT && layer == cap->layer)
+        memcpy(cap->layer_out, x, sizeof(float) * (size_t)n_rows * n_cols);
+}
+
+START_TEST(observer_and_first_layer) {
+    struct eng_model *m = eng_model_load(
+        gen("o.gguf", "--arch qwen3 --type f32 --seed 8 --n-layer 4 --head-dim 32"), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    const struct eng_hparams *hp = eng_model_hparams(m);
+    int V = hp->n_vocab, E = hp->n_embd;
+    const int32_t ids[6] = {1, 9, 8, 7, 6, 5};
+    int8_t out[6] = {1, 1, 1, 1, 1, 1};
+    struct capture cap = {.layer = 1, .layer_out = malloc(sizeof(float) * 6 * (size_t)E)};
+    struct eng_ctx *c = ctx(m, 1, 8, 6, 6);
+    eng_ctx_set_observer(c, observe, &cap);
+    struct eng_batch b = {6, ids, NULL, NULL, out};
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    ck_assert_int_eq(cap.calls[ENG_OBS_ATTN_IN], 4);
+    ck_assert_int_eq(cap.calls[ENG_OBS_FFN_DOWN_IN], 4);
+    ck_assert_int_eq(cap.calls[ENG_OBS_OUTPUT_IN], 1);
+    ck_assert_int_eq(cap.rows[ENG_OBS_ATTN_IN], 6);
+    ck_assert_int_eq(cap.cols[ENG_OBS_ATTN_IN], E);
+    ck_assert_int_eq(cap.cols[ENG_OBS_ATTN_OUT_IN], hp->n_head * hp->head_dim);
+    ck_assert_int_eq(cap.cols[ENG_OBS_FFN_DOWN_IN], hp->n_ff);
+    ck_assert_int_eq(cap.rows[ENG_OBS_OUTPUT_IN], 6);
+
+    /* Starting at block 2 from block 1's output gives the same logits. */
+    struct eng_ctx *c2 = ctx(m, 1, 8, 6, 6);
+    struct eng_batch b2 = {6, ids, NULL, NULL, out, 2, cap.layer_out};
+    ck_assert_int_eq(eng_forward(c2, &b2), 0);
+    for (int i = 0; i < 6; i++)
+        ck_assert_float_le(max_diff(eng_logits(c2, i), eng_logits(c, i), V), TOL);
+    struct eng_batch bad = {6, ids, NULL, NULL, out, 2, NULL};
+    ck_assert_int_eq(eng_forward(c2, &bad), ENG_EINVAL);
+    bad.first_layer = 4;
+    bad.embd = cap.layer_out;
+    ck_assert_int_eq(eng_forward(c2, &bad), ENG_ERANGE);
+    eng_ctx_free(c2);
+    eng_ctx_free(c);
+    free(cap.layer_out);
+    eng_model_free(m);
+}
+END_TEST
+
+START_TEST(replace_tensor) {
+    struct eng_model *m =
+        eng_model_load(gen("r.gguf", "--arch llama --type f32 --seed 10 --tied"), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    int V = eng_model_hparams(m)->n_vocab;
+    const int32_t ids[4] = {1, 30, 31, 32};
+    struct eng_batch b = {4, ids};
+    struct eng_ctx *c = ctx(m, 1, 8, 4, 1);
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    float *base = malloc(sizeof(float) * (size_t)V);
+    memcpy(base, eng_logits(c, 0), sizeof(float) * (size_t)V);
+
+    /* the same matrix in Q8_0 */
+    const struct eng_tensor *orig = eng_model_tensor(m, "blk.1.ffn_up.weight");
+    ck_assert_ptr_nonnull(orig);
+    const struct eng_type_traits *q8 = eng_type_traits(ENG_TYPE_Q8_0);
+    size_t rs = eng_row_size(ENG_TYPE_Q8_0, orig->ne[0]);
+    void *qd = malloc(rs * (size_t)orig->ne[1]);
+    for (int64_t r = 0; r < orig->ne[1]; r++)
+        q8->from_float((const float *)orig->data + r * orig->ne[0], (char *)qd + r * rs,
+                       orig->ne[0]);
+    struct eng_tensor qt = *orig;
+    qt.type = ENG_TYPE_Q8_0;
+    qt.data = qd;
+    qt.nbytes = rs * (size_t)orig->ne[1];
+    ck_assert_int_eq(eng_model_replace_tensor(m, "blk.1.ffn_up.weight", &qt), 0);
+    ck_assert_ptr_eq(eng_model_tensor(m, "blk.1.ffn_up.weight"), &qt);
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    float d = max_diff(eng_logits(c, 0), base, V);
+    ck_assert_msg(d > 1e-5f && d < 0.5f, "Q8_0 ffn_up changed logits by %g", d);
+    ck_assert_int_eq(eng_model_replace_tensor(m, "blk.1.ffn_up.weight", orig), 0);
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    ck_assert_float_le(max_diff(eng_logits(c, 0), base, V), 0.0f);
+
+    /* refusals: unknown name, tied output, shape */
+    ck_assert_int_eq(eng_model_replace_tensor(m, "blk.9.ffn_up.weight", orig), ENG_ENOTFOUND);
+    ck_assert_int_eq(eng_model_replace_tensor(m, "output.weight", orig), ENG_ENOTFOUND);
+    ck_assert_int_eq(eng_model_replace_tensor(m, "blk.1.ffn_dow.weight", orig), ENG_ENOTFOUND);
+    ck_assert_int_eq(eng_model_replace_tensor(m, "blk.1.ffn_down.weight", orig), ENG_EINVAL);
+    free(qd);
+    free(base);
+    eng_ctx_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
@@ -278,6 +383,8 @@ Suite *model_suite(void) {
     tcase_add_test(tc, exits);
     tcase_add_test(tc, batch_validation);
     tcase_add_test(tc, load_errors);
+    tcase_add_test(tc, observer_and_first_layer);
+    tcase_add_test(tc, replace_tensor);
     suite_add_tcase(s, tc);
     return s;
 }
