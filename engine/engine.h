@@ -103,6 +103,10 @@ struct eng_type_traits {
     /* *s = dot(row w of this type, row a of vec_dot_type), n elements. The fastest kernel for the
      * running CPU; NULL if this type cannot be used as a weight. */
     void (*vec_dot)(int64_t n, float *s, const void *w, const void *a);
+    /* Quantize n elements minimising sum_i imp[i] * (x[i] - dequant(x)[i])^2, where imp[i] >= 0
+     * is the importance of element i (compression passes the mean squared activation of each
+     * input column); imp = NULL means all 1. Same layout as from_float. NULL if not provided. */
+    void (*quantize_imp)(const float *x, void *y, int64_t n, const float *imp);
 };
 
 /* Traits of type t, or NULL if t is unknown or has no kernels here. Thread-safe. */
