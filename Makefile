@@ -139,6 +139,27 @@ test-ref: $(CLI) $(TOOLS)
 	@if [ -f tests/reference/run.py ]; then $(PY) tests/reference/run.py; \
 	else echo "test-ref: tests/reference/run.py missing" >&2; exit 1; fi
 
+# SIMD kernels against their scalar twins without Check (tests/simd): natively, and
+# cross-compiled for aarch64 and run under qemu-user with and without the dot-product extension.
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+QEMU_AARCH64 ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+SIMD_TEST_ENGINE := engine/types.c engine/quants.c engine/error.c engine/quants_neon.c
+TEST_TARGETS += test-simd test-aarch64
+.PHONY: test-simd test-aarch64
+$(BUILD)/tests/simd_test: tests/simd/simd_test.c tests/simd/kernel_compare.h $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBENGINE) $(LDLIBS) -o $@
+test-simd: $(BUILD)/tests/simd_test
+	$(BUILD)/tests/simd_test
+test-aarch64:
+	@mkdir -p $(BUILD)/aarch64
+	$(AARCH64_CC) $(CPPFLAGS) -std=c11 -O2 -pthread $(WARN) -c engine/quants_arm.c $(ARM_FLAGS) \
+	    -o $(BUILD)/aarch64/quants_arm.o
+	$(AARCH64_CC) $(CPPFLAGS) -std=c11 -O2 -pthread $(WARN) -static tests/simd/simd_test.c \
+	    $(SIMD_TEST_ENGINE) $(BUILD)/aarch64/quants_arm.o -lm -o $(BUILD)/aarch64/simd_test
+	$(QEMU_AARCH64) -cpu max $(BUILD)/aarch64/simd_test
+	$(QEMU_AARCH64) -cpu cortex-a72 $(BUILD)/aarch64/simd_test
+
 # ---------------------------------------------------------------------------------------------
 # Fuzzing (clang + libFuzzer): `make fuzz` builds every target and runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60

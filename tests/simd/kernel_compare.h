@@ -1,0 +1,213 @@
+/*
+ * kernel_compare.h — compares the kernels of one SIMD level with the scalar references, for every
+ * format: activation quantizers must give identical bytes, dequantizers identical floats, and dot
+ * products must agree within a bound that only covers the different order of float additions.
+ * Shared by tests/check_kernels.c (Check, native) and tests/simd/simd_test.c (standalone, also
+ * cross-compiled for aarch64 and run under qemu-user). Header-only: static functions.
+ */
+#ifndef EDGELLM_TESTS_KERNEL_COMPARE_H
+#define EDGELLM_TESTS_KERNEL_COMPARE_H
+
+#include "quants.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Named tolerances. A SIMD dot product computes the same exact integer block sums as its
+ * reference and differs only in the order (and fusing) of the float multiply-adds that combine
+ * them, so the difference is bounded by a few float roundings of the sum of |terms|. */
+#define KC_DOT_REL_TOL 2e-6 /* × Σ|w_i·a_i| over the row (float rounding, n <= 8192) */
+#define KC_DOT_ABS_TOL 1e-6
+
+static uint64_t kc_rng = 0x9E3779B97F4A7C15ULL;
+
+static uint32_t kc_rand(void) {
+    kc_rng ^= kc_rng << 13;
+    kc_rng ^= kc_rng >> 7;
+    kc_rng ^= kc_rng << 17;
+    return (uint32_t)(kc_rng >> 16);
+}
+
+static float kc_uniform(void) {
+    return (float)(kc_rand() & 0xFFFFFF) / (float)0x1000000;
+}
+
+static float kc_gauss(void) {
+    float u = kc_uniform() + 1e-7f, v = kc_uniform();
+    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+
+/* Random row: gaussian with a few outliers, an all-zero stretch and a tiny-valued stretch, so
+ * blocks of every kind (zero scale, extreme max) appear. */
+static void kc_fill(float *x, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = kc_gauss() * scale;
+        if (kc_rand() % 97 == 0) x[i] *= 8.0f;
+    }
+    if (n >= 512) {
+        for (int64_t i = 256; i < 288; i++) x[i] = 0.0f;
+        for (int64_t i = 288; i < 320; i++) x[i] *= 1e-6f;
+    }
+}
+
+/* Offsets of the fp16 fields of a block (set to sane values after filling a block with random
+ * bytes, so random bit patterns are tested without NaN/inf scales). -1 ends the list. */
+static const int *kc_half_fields(enum eng_type t) {
+    static const int none[] = {-1}, d0[] = {0, -1}, dm0[] = {0, 2, -1};
+    static const int q2k[] = {80, 82, -1}, q3k[] = {108, -1}, q6k[] = {208, -1};
+    switch (t) {
+    case ENG_TYPE_Q4_0:
+    case ENG_TYPE_Q5_0:
+    case ENG_TYPE_Q8_0:
+    case ENG_TYPE_IQ4_NL:
+    case ENG_TYPE_IQ4_XS:
+        return d0;
+    case ENG_TYPE_Q4_1:
+    case ENG_TYPE_Q5_1:
+    case ENG_TYPE_Q4_K:
+    case ENG_TYPE_Q5_K:
+        return dm0;
+    case ENG_TYPE_Q2_K:
+        return q2k;
+    case ENG_TYPE_Q3_K:
+        return q3k;
+    case ENG_TYPE_Q6_K:
+        return q6k;
+    default:
+        return none;
+    }
+}
+
+/* Fills a weight row of type t: quantized from random floats (realistic) or, if raw, random bytes
+ * with valid fp16 scales (every bit pattern of quants and packed scales). */
+static void kc_weight_row(const struct eng_type_traits *ref, enum eng_type t, void *row, int64_t n,
+                          float *tmp, int raw) {
+    size_t rs = eng_row_size(t, n);
+    if (!raw || !ref->is_quantized) {
+        kc_fill(tmp, n, 0.05f);
+        ref->from_float(tmp, row, n);
+        return;
+    }
+    uint8_t *p = row;
+    for (size_t i = 0; i < rs; i++) p[i] = (uint8_t)kc_rand();
+    const int *hf = kc_half_fields(t);
+    for (int64_t b = 0; b < n / ref->blck_size; b++)
+        for (int k = 0; hf[k] >= 0; k++) {
+            uint16_t h = eng_fp32_to_fp16((kc_uniform() - 0.3f) * 0.01f);
+            memcpy(p + (size_t)b * ref->type_size + hf[k], &h, 2);
+        }
+}
+
+struct kc_result {
+    int checks;
+    int failures;
+};
+
+static void kc_fail(struct kc_result *r, FILE *log, const char *fmt, const char *a, const char *b,
+                    long long n, double x, double y, double tol) {
+    r->failures++;
+    if (log) {
+        fprintf(log, fmt, a, b, n, x, y, tol);
+        fputc('\n', log);
+    }
+}
+
+/* Compares level s (already built into `lvl`) with `ref` for every type; returns counts. */
+static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
+                                          const struct eng_type_traits *lvl, const char *level,
+                                          FILE *log) {
+    struct kc_result r = {0, 0};
+    static const int64_t sizes[] = {256, 1024, 4096, 5632};
+    const int64_t NMAX = 5632 + 64;
+    float *x = malloc(NMAX * sizeof(float)), *y = malloc(NMAX * sizeof(float));
+    float *wf = malloc(NMAX * sizeof(float)), *af = malloc(NMAX * sizeof(float));
+    uint8_t *w = malloc(NMAX * 8), *a = malloc(NMAX * 8), *a2 = malloc(NMAX * 8);
+    for (int t = 0; t < ENG_TYPE_COUNT; t++) {
+        const struct eng_type_traits *rt = &ref[t], *lt = &lvl[t];
+        if (!rt->name) continue;
+        const char *name = rt->name;
+        for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]) + 1; si++) {
+            /* the extra size checks the tails of the element-wise formats */
+            int64_t n = si < sizeof(sizes) / sizeof(sizes[0]) ? sizes[si] : 77;
+            if (n % rt->blck_size) continue;
+            /* quantizer: identical bytes */
+            if (rt->from_float) {
+                kc_fill(x, n, 1.0f);
+                size_t rs = eng_row_size((enum eng_type)t, n);
+                memset(a, 0, rs);
+                memset(a2, 0xAB, rs);
+                rt->from_float(x, a, n);
+                lt->from_float(x, a2, n);
+                r.checks++;
+                if (memcmp(a, a2, rs) != 0)
+                    kc_fail(&r, log, "%s %s from_float n=%lld: bytes differ (%g %g %g)", level,
+                            name, (long long)n, 0.0, 0.0, 0.0);
+            }
+            for (int raw = 0; raw < 2; raw++) {
+                kc_weight_row(rt, (enum eng_type)t, w, n, x, raw);
+                /* dequantizer: identical floats */
+                rt->to_float(w, wf, n);
+                lt->to_float(w, y, n);
+                r.checks++;
+                if (memcmp(wf, y, (size_t)n * sizeof(float)) != 0)
+                    kc_fail(&r, log, "%s %s to_float n=%lld: values differ (raw %g %g %g)", level,
+                            name, (long long)n, (double)raw, 0.0, 0.0);
+                if (!rt->vec_dot) continue;
+                /* dot product */
+                enum eng_type vt = rt->vec_dot_type;
+                const struct eng_type_traits *rv = &ref[vt];
+                kc_fill(x, n, 1.0f);
+                const void *act = x;
+                if (vt != ENG_TYPE_F32) {
+                    rv->from_float(x, a, n);
+                    act = a;
+                    rv->to_float(a, af, n);
+                } else {
+                    memcpy(af, x, (size_t)n * sizeof(float));
+                }
+                double mag = 0.0;
+                for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * af[i]);
+                float s_ref = 0.0f, s_lvl = 0.0f;
+                rt->vec_dot(n, &s_ref, w, act);
+                lt->vec_dot(n, &s_lvl, w, act);
+                double tol = KC_DOT_REL_TOL * mag + KC_DOT_ABS_TOL;
+                r.checks++;
+                if (!(fabs((double)s_ref - s_lvl) <= tol))
+                    kc_fail(&r, log, "%s %s vec_dot n=%lld: ref %.9g simd %.9g tol %.3g", level,
+                            name, (long long)n, s_ref, s_lvl, tol);
+            }
+        }
+    }
+    free(x);
+    free(y);
+    free(wf);
+    free(af);
+    free(w);
+    free(a);
+    free(a2);
+    return r;
+}
+
+/* Builds every supported level and compares it with the references. */
+static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
+    struct kc_result total = {0, 0};
+    static struct eng_type_traits ref[ENG_TYPE_COUNT], lvl[ENG_TYPE_COUNT];
+    eng_types_init_ref(ref);
+    *n_levels = 0;
+    for (int s = 1; s < ENG_SIMD_COUNT; s++) {
+        if (!eng_simd_supported((enum eng_simd)s)) continue;
+        if (eng_types_build(lvl, (enum eng_simd)s) != 0) continue;
+        (*n_levels)++;
+        struct kc_result r = kc_compare_tables(ref, lvl, eng_simd_name((enum eng_simd)s), log);
+        if (log)
+            fprintf(log, "level %-8s %d checks, %d failures\n", eng_simd_name((enum eng_simd)s),
+                    r.checks, r.failures);
+        total.checks += r.checks;
+        total.failures += r.failures;
+    }
+    return total;
+}
+
+#endif
