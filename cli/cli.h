@@ -14,6 +14,14 @@
 
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+/* The model used when -m is not given (run, tokenize, perplexity). */
+#define CLI_DEFAULT_MODEL "models/default.gguf"
+/* given, or CLI_DEFAULT_MODEL when given is NULL and that file exists; else prints a one-line
+ * error for cmd and returns NULL. */
+const char *cli_model_path(const char *cmd, const char *given);
 
 /* Prints "edgellm <cmd>: <message>" to stderr and returns 2 (usage) — for one-line errors. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
