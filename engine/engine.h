@@ -422,6 +422,9 @@ void eng_rope_llama3_factors(float *factors, int n_rot, float base, float factor
 
 /* Number of performance cores of this machine (the default thread count). */
 int eng_default_threads(void);
+/* The SIMD kernel level in use: "scalar", "avx2", "avx512" (x86-64), "neon", "dotprod" (aarch64).
+ * The best one the CPU supports; the environment variable EDGELLM_SIMD=<level> caps it. */
+const char *eng_simd_level(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer (engine/tokenizer.c). Built from a model's tokenizer.ggml.* metadata: "llama"

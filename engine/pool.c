@@ -1,16 +1,26 @@
 /*
  * pool.c — the persistent worker pool the forward pass runs on. Threads are created once per
- * context; a job is published by bumping a generation counter, workers spin briefly on it and
- * then sleep on a condition variable, so back-to-back kernels (one per matmul) pay no thread
- * creation and little wake-up latency. It does not split work: each job's function does.
+ * context. A job is published by bumping a generation counter; workers spin on it for a short
+ * while (a few tens of microseconds: back-to-back kernels of one token arrive well within that)
+ * and then sleep on a condition variable, so an idle pool costs no CPU. The mutex and the
+ * condition variables are only touched when somebody actually sleeps: a pool whose workers are
+ * spinning dispatches a job with two atomic operations.
+ *
+ * It does not split work: each job's function gets (ith, nth) and divides its own work (matmul.c
+ * hands out row chunks dynamically so that threads finish together even when one core is slowed
+ * by another process).
  */
 #include "internal.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
-#define POOL_SPIN 20000 /* polls before a worker sleeps */
+/* How long a waiting thread polls before it sleeps. Spinning on a shared machine steals cycles
+ * from other processes, so this stays short; measured dispatch-to-start latency when spinning is
+ * well under a microsecond. */
+#define POOL_SPIN_NS 50000
 
 struct eng_pool {
     int n_threads; /* including the caller */
@@ -20,6 +30,8 @@ struct eng_pool {
     pthread_cond_t cv_done; /* guarded by mu: pending reached 0 */
     atomic_uint gen;        /* job generation */
     atomic_int pending;     /* workers still running the current job */
+    atomic_int sleepers;    /* workers waiting (or about to wait) on cv_work */
+    atomic_bool caller_sleeps;
     atomic_bool stop;
     void (*fn)(void *arg, int ith, int nth);
     void *arg;
@@ -29,32 +41,71 @@ struct eng_pool {
     } * workers;
 };
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin-wait helpers: poll until the condition holds or POOL_SPIN_NS pass; true if it held. */
+static bool spin_for_job(struct eng_pool *p, unsigned seen) {
+    uint64_t t0 = 0;
+    for (int i = 0;; i++) {
+        if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
+            atomic_load_explicit(&p->stop, memory_order_relaxed))
+            return true;
+        cpu_relax();
+        if ((i & 255) == 255) {
+            uint64_t t = now_ns();
+            if (!t0)
+                t0 = t;
+            else if (t - t0 > POOL_SPIN_NS)
+                return false;
+        }
+    }
+}
+
+static bool spin_for_done(struct eng_pool *p) {
+    uint64_t t0 = 0;
+    for (int i = 0;; i++) {
+        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return true;
+        cpu_relax();
+        if ((i & 255) == 255) {
+            uint64_t t = now_ns();
+            if (!t0)
+                t0 = t;
+            else if (t - t0 > POOL_SPIN_NS)
+                return false;
+        }
+    }
+}
+
 static void *worker_main(void *p) {
     struct worker *w = p;
     struct eng_pool *pool = w->pool;
     unsigned seen = 0;
     for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen &&
-               !atomic_load(&pool->stop)) {
-            if (++spins < POOL_SPIN) {
-#if defined(__x86_64__)
-                __builtin_ia32_pause();
-#elif defined(__aarch64__)
-                __asm__ __volatile__("yield");
-#endif
-                continue;
-            }
+        if (!spin_for_job(pool, seen)) {
             pthread_mutex_lock(&pool->mu);
+            atomic_fetch_add(&pool->sleepers, 1); /* seq_cst: ordered before the gen load */
             while (atomic_load(&pool->gen) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->cv_work, &pool->mu);
+            atomic_fetch_sub(&pool->sleepers, 1);
             pthread_mutex_unlock(&pool->mu);
         }
         if (atomic_load(&pool->stop)) return NULL;
-        seen = g;
+        seen = atomic_load_explicit(&pool->gen, memory_order_acquire);
         pool->fn(pool->arg, w->ith, pool->n_threads);
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1 &&
+            atomic_load(&pool->caller_sleeps)) {
             pthread_mutex_lock(&pool->mu);
             pthread_cond_signal(&pool->cv_done);
             pthread_mutex_unlock(&pool->mu);
@@ -114,16 +165,18 @@ void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), v
     p->fn = fn;
     p->arg = arg;
     atomic_store(&p->pending, p->n_threads - 1);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->cv_work);
-    pthread_mutex_unlock(&p->mu);
-    fn(arg, 0, p->n_threads);
-    int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-        if (++spins < POOL_SPIN) continue;
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes fn/arg, ordered before the sleepers load */
+    if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv_work);
+        pthread_mutex_unlock(&p->mu);
+    }
+    fn(arg, 0, p->n_threads);
+    if (!spin_for_done(p)) {
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_sleeps, true);
         while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
+        atomic_store(&p->caller_sleeps, false);
         pthread_mutex_unlock(&p->mu);
     }
 }

@@ -365,6 +365,10 @@ enum eng_simd eng_simd_active(void) {
     return active_simd;
 }
 
+const char *eng_simd_level(void) {
+    return eng_simd_name(eng_simd_active());
+}
+
 const char *eng_type_name(int t) {
     if (t < 0 || t >= ENG_TYPE_COUNT) return "?";
     const struct eng_type_traits *tr = eng_type_traits((enum eng_type)t);
