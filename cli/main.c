@@ -20,6 +20,7 @@ struct command {
 static const struct command commands[] = {
     {"info", cmd_info, "show a model's metadata, tensors and architecture"},
     {"logits", cmd_logits, "print logits for token ids as JSON (reference checks, debugging)"},
+    {"compress", cmd_compress, "layer-wise compression of a model under a size budget"},
     {"bench", cmd_bench, "measure prompt processing and generation speed (tok/s)"},
     {"convert", cmd_convert, "convert a Hugging Face model directory to GGUF"},
     {"tokenize", cmd_tokenize, "show how a model's tokenizer splits text"},
