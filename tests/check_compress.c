@@ -1,0 +1,350 @@
+/*
+ * check_compress.c — layer-wise compression: the allocator is exact (equals brute force on
+ * small problems), never exceeds the budget and reports the smallest reachable size; compress →
+ * load → generate works and the edgellm.luc.* metadata describes the file; on a model whose
+ * layers differ in sensitivity LUC beats a uniform format of the same size; bad input (budget
+ * too small, unreadable calibration text, unwritable output) fails cleanly and leaves nothing.
+ *
+ * Models come from $BUILD/genmodel; calibration text from models/heldout.txt when present,
+ * else a text generated here.
+ */
+#include "compress.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static void setup(void) {
+    snprintf(dir, sizeof(dir), "/tmp/check_compress.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
+}
+
+/* ---- allocator ---- */
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* Random items: choices with decreasing error as bytes grow (like formats). */
+static void random_items(struct cmp_alloc_item *items, struct cmp_choice *ch, int n, int k,
+                         uint64_t scale) {
+    for (int i = 0; i < n; i++) {
+        uint64_t bytes = scale / 4 + next_rand() % scale;
+        double err = 1.0 + (double)(next_rand() % 1000);
+        for (int c = 0; c < k; c++) {
+            ch[i * k + c].bytes = bytes;
+            ch[i * k + c].err = err;
+            bytes += 1 + next_rand() % scale;
+            err *= 0.2 + 0.6 * (double)(next_rand() % 1000) / 1000.0;
+        }
+        items[i].n_choices = k;
+        items[i].choices = ch + i * k;
+    }
+}
+
+START_TEST(allocate_equals_brute_force) {
+    enum { N = 6, K = 4 };
+    struct cmp_alloc_item items[N];
+    struct cmp_choice ch[N * K];
+    for (int trial = 0; trial < 40; trial++) {
+        random_items(items, ch, N, K, 1000);
+        uint64_t min = 0, max = 0;
+        for (int i = 0; i < N; i++) min += ch[i * K].bytes, max += ch[i * K + K - 1].bytes;
+        uint64_t budget = min + next_rand() % (max - min + 1);
+        int pick[N];
+        ck_assert_int_eq(cmp_allocate(items, N, budget, pick, NULL), 0);
+        double got = 0;
+        uint64_t used = 0;
+        for (int i = 0; i < N; i++)
+            got += ch[i * K + pick[i]].err, used += ch[i * K + pick[i]].bytes;
+        ck_assert_uint_le(used, budget);
+        double best = INFINITY;
+        for (int code = 0; code < 4096; code++) { /* K^N */
+            double e = 0;
+            uint64_t b = 0;
+            for (int i = 0, c = code; i < N; i++, c /= K)
+                e += ch[i * K + c % K].err, b += ch[i * K + c % K].bytes;
+            if (b <= budget && e < best) best = e;
+        }
+        ck_assert_msg(fabs(got - best) <= 1e-9 * best, "trial %d: %g vs optimum %g", trial, got,
+                      best);
+    }
+}
+END_TEST
+
+START_TEST(allocate_large_budget_and_errors) {
+    enum { N = 200, K = 9 };
+    static struct cmp_alloc_item items[N];
+    static struct cmp_choice ch[N * K];
+    random_items(items, ch, N, K, 3000000);
+    uint64_t min = 0, max = 0;
+    for (int i = 0; i < N; i++) min += ch[i * K].bytes, max += ch[i * K + K - 1].bytes;
+    int pick[N];
+    for (int t = 1; t < 10; t++) {
+        uint64_t budget = min + (max - min) / 10 * t;
+        ck_assert_int_eq(cmp_allocate(items, N, budget, pick, NULL), 0);
+        uint64_t used = 0;
+        for (int i = 0; i < N; i++) used += ch[i * K + pick[i]].bytes;
+        ck_assert_uint_le(used, budget);
+        /* nothing is left that would pay for another upgrade */
+        for (int i = 0; i < N; i++)
+            for (int c = 0; c < K; c++)
+                if (ch[i * K + c].err < ch[i * K + pick[i]].err)
+                    ck_assert_uint_gt(used - ch[i * K + pick[i]].bytes + ch[i * K + c].bytes,
+                                      budget);
+    }
+    uint64_t smallest = 0;
+    ck_assert_int_eq(cmp_allocate(items, N, min - 1, pick, &smallest), ENG_ERANGE);
+    ck_assert_uint_eq(smallest, min);
+    ck_assert(strstr(eng_last_error(), "smallest") != NULL);
+    ck_assert_int_eq(cmp_allocate(items, N, max * 2, pick, NULL), 0);
+    for (int i = 0; i < N; i++) ck_assert_int_eq(pick[i], K - 1);
+    struct cmp_alloc_item empty = {0, NULL};
+    ck_assert_int_eq(cmp_allocate(&empty, 1, 100, pick, NULL), ENG_EINVAL);
+}
+END_TEST
+
+/* ---- end to end ---- */
+
+static const char *calib_text(void) {
+    static char path[128];
+    if (access("models/heldout.txt", R_OK) == 0) return "models/heldout.txt";
+    snprintf(path, sizeof(path), "%s/calib.txt", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    static const char *const words[] = {"the",  "man", "said", "unto",  "them", "and",  "of",
+                                        "time", "day", "were", "great", "came", "first"};
+    for (int i = 0; i < 20000; i++)
+        fprintf(f, "%s%s", words[next_rand() % 13], i % 17 == 16 ? ".\n" : " ");
+    fclose(f);
+    return path;
+}
+
+static const char *gen(const char *name, const char *args) {
+    static char path[256];
+    char cmd[1024];
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(cmd, sizeof(cmd), "%s/genmodel %s -o %s", build, args, path);
+    ck_assert_msg(system(cmd) == 0, "genmodel failed: %s", cmd);
+    return path;
+}
+
+#define SMALL                                                                                      \
+    "--arch llama --type f32 --n-embd 256 --n-layer 3 --n-head 4 --n-head-kv 2 "                   \
+    "--n-ff 512 --n-vocab 512 --ctx 256"
+
+static void params(struct cmp_params *p, const char *in, const char *out) {
+    cmp_params_default(p);
+    p->input = in;
+    p->output = out;
+    p->calib_path = calib_text();
+    p->calib_tokens = 1024;
+    p->kl_tokens = 256;
+    p->chunk = 128;
+    p->n_threads = 2;
+}
+
+static int count_files(void) {
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "exit $(ls -A %s | wc -l)", dir);
+    return WEXITSTATUS(system(cmd));
+}
+
+START_TEST(compress_load_generate) {
+    char in[256], out[256];
+    snprintf(in, sizeof(in), "%s", gen("in.gguf", SMALL " --seed 21"));
+    snprintf(out, sizeof(out), "%s/out.gguf", dir);
+    struct cmp_params p;
+    params(&p, in, out);
+    p.target_bpw = 4.0;
+    struct cmp_result r;
+    ck_assert_msg(cmp_compress(&p, &r) == 0, "%s", eng_last_error());
+    ck_assert(r.bpw <= 4.0 && r.bpw > 3.6);
+    ck_assert(r.measured_kld > 0 && r.measured_kld < 1.0);
+    ck_assert(r.predicted_kld > 0.25 * r.measured_kld && r.predicted_kld < 4 * r.measured_kld);
+
+    /* metadata describes the file */
+    struct eng_gguf *g = eng_gguf_open(out), *gi = eng_gguf_open(in);
+    ck_assert_ptr_nonnull(g);
+    const void *names, *types;
+    int64_t n = eng_gguf_get_arr(g, "edgellm.luc.tensors", ENG_GGUF_STRING, &names);
+    ck_assert_int_eq(n, 3 * 7 + 2);
+    ck_assert_int_eq(eng_gguf_get_arr(g, "edgellm.luc.types", ENG_GGUF_STRING, &types), n);
+    for (int64_t i = 0; i < n; i++) {
+        const struct eng_tensor *t =
+            eng_gguf_find_tensor(g, ((const struct eng_gguf_str *)names)[i].s);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_str_eq(eng_type_name(t->type), ((const struct eng_gguf_str *)types)[i].s);
+    }
+    for (int64_t i = 0; i < eng_gguf_n_kv(gi); i++) /* every input key survives */
+        ck_assert_int_ge(eng_gguf_find_key(g, eng_gguf_kv_at(gi, i)->key.s), 0);
+    float f;
+    ck_assert_int_eq(eng_gguf_get_f32(g, "edgellm.luc.target_bpw", &f), 0);
+    ck_assert(f == 4.0f);
+    ck_assert_int_eq(eng_gguf_get_f32(g, "edgellm.luc.predicted_kld", &f), 0);
+    ck_assert(fabs(f - r.predicted_kld) < 1e-6 + 1e-5 * r.predicted_kld);
+    eng_gguf_close(g);
+    eng_gguf_close(gi);
+
+    /* it loads and generates like the input */
+    struct eng_model *mi = eng_model_load(in, NULL), *mo = eng_model_load(out, NULL);
+    ck_assert_ptr_nonnull(mo);
+    struct eng_ctx_params cp;
+    eng_ctx_params_default(mo, &cp);
+    cp.n_ctx = 32;
+    cp.n_threads = 2;
+    struct eng_ctx *ci = eng_ctx_new(mi, &cp), *co = eng_ctx_new(mo, &cp);
+    int32_t tok_i = 1, tok_o = 1, agree = 0;
+    struct cmp_kld_acc *acc = cmp_kld_acc_new();
+    for (int pos = 0; pos < 16; pos++) {
+        struct eng_batch bi = {1, &tok_i, &pos}, bo = {1, &tok_o, &pos};
+        ck_assert_int_eq(eng_forward(ci, &bi), 0);
+        ck_assert_int_eq(eng_forward(co, &bo), 0);
+        const float *li = eng_logits(ci, 0), *lo = eng_logits(co, 0);
+        cmp_kld_acc_add(acc, li, lo, 512);
+        int ai = 0, ao = 0;
+        for (int v = 1; v < 512; v++) {
+            if (li[v] > li[ai]) ai = v;
+            if (lo[v] > lo[ao]) ao = v;
+        }
+        agree += ai == ao;
+        tok_i = tok_o = ai; /* follow the input model */
+    }
+    /* random-weight models have flat distributions: judge by KL, and argmax agreement loosely */
+    struct cmp_kld_stats st;
+    cmp_kld_acc_stats(acc, &st);
+    cmp_kld_acc_free(acc);
+    ck_assert_int_eq(st.n_positions, 16);
+    ck_assert_msg(st.mean_kld < 3 * r.measured_kld, "generation KL %g vs %g", st.mean_kld,
+                  r.measured_kld);
+    ck_assert_int_ge(agree, 6);
+    eng_ctx_free(ci);
+    eng_ctx_free(co);
+    eng_model_free(mi);
+    eng_model_free(mo);
+}
+END_TEST
+
+/* A copy of src whose blocks' output projections are scaled (layers differ in sensitivity). */
+static void scale_layers(const char *src, const char *dst, const float *scale, int n_layer) {
+    struct eng_gguf *g = eng_gguf_open(src);
+    ck_assert_ptr_nonnull(g);
+    struct eng_gguf_writer *w = eng_gguf_writer_new();
+    for (int64_t i = 0; i < eng_gguf_n_kv(g); i++)
+        ck_assert_int_eq(
+            eng_gguf_set_value(w, eng_gguf_kv_at(g, i)->key.s, &eng_gguf_kv_at(g, i)->val), 0);
+    float *bufs[64];
+    int nb = 0;
+    for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++) {
+        const struct eng_tensor *t = eng_gguf_tensor_at(g, i);
+        const void *data = t->data;
+        int l;
+        if (sscanf(t->name, "blk.%d.", &l) == 1 && l < n_layer &&
+            (strstr(t->name, "ffn_down.weight") || strstr(t->name, "attn_output.weight"))) {
+            size_t n = t->nbytes / 4;
+            float *s = malloc(t->nbytes);
+            for (size_t k = 0; k < n; k++) s[k] = ((const float *)t->data)[k] * scale[l];
+            data = bufs[nb++] = s;
+        }
+        ck_assert_int_eq(eng_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, data), 0);
+    }
+    ck_assert_int_eq(eng_gguf_writer_write(w, dst), 0);
+    eng_gguf_writer_free(w);
+    eng_gguf_close(g);
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+}
+
+START_TEST(luc_beats_uniform) {
+    char base[256], in[256], u[256], l[256];
+    snprintf(base, sizeof(base), "%s", gen("base.gguf", SMALL " --seed 22 --n-layer 4"));
+    snprintf(in, sizeof(in), "%s/sens.gguf", dir);
+    const float scale[4] = {3.0f, 0.3f, 1.0f, 0.3f};
+    scale_layers(base, in, scale, 4);
+    snprintf(u, sizeof(u), "%s/uniform.gguf", dir);
+    snprintf(l, sizeof(l), "%s/luc.gguf", dir);
+    struct cmp_params p;
+    struct cmp_result ru, rl;
+    params(&p, in, u);
+    p.uniform = "q4_k";
+    ck_assert_msg(cmp_compress(&p, &ru) == 0, "%s", eng_last_error());
+    params(&p, in, l);
+    p.target_bytes = ru.file_bytes;
+    ck_assert_msg(cmp_compress(&p, &rl) == 0, "%s", eng_last_error());
+    ck_assert_uint_le(rl.file_bytes, ru.file_bytes);
+    ck_assert_msg(rl.measured_kld < 0.8 * ru.measured_kld, "LUC KL %g vs uniform q4_k %g",
+                  rl.measured_kld, ru.measured_kld);
+    /* uniform: every matrix is q4_k */
+    struct eng_gguf *g = eng_gguf_open(u);
+    const void *types;
+    int64_t n = eng_gguf_get_arr(g, "edgellm.luc.types", ENG_GGUF_STRING, &types);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_str_eq(((const struct eng_gguf_str *)types)[i].s, "q4_k");
+    ck_assert_str_eq(eng_gguf_get_str(g, "edgellm.luc.allocation"), "uniform");
+    eng_gguf_close(g);
+}
+END_TEST
+
+START_TEST(bad_input) {
+    char in[256], out[256];
+    snprintf(in, sizeof(in), "%s", gen("in.gguf", SMALL " --seed 23 --n-layer 1"));
+    snprintf(out, sizeof(out), "%s/out.gguf", dir);
+    int before = count_files(); /* in.gguf (+ calib.txt) */
+    struct cmp_params p;
+    params(&p, in, out);
+    p.target_bpw = 1.5; /* below the smallest format */
+    ck_assert_int_eq(cmp_compress(&p, NULL), ENG_ERANGE);
+    ck_assert_msg(strstr(eng_last_error(), "smallest is") != NULL, "%s", eng_last_error());
+    ck_assert_int_eq(count_files(), before);
+
+    params(&p, in, out);
+    p.target_bpw = 4;
+    p.calib_path = "/nonexistent/calib.txt";
+    ck_assert_int_ne(cmp_compress(&p, NULL), 0);
+    ck_assert(strstr(eng_last_error(), "/nonexistent/calib.txt") != NULL);
+    ck_assert_int_eq(count_files(), before);
+
+    params(&p, in, "/nonexistent-dir/out.gguf");
+    p.target_bpw = 4;
+    ck_assert_int_eq(cmp_compress(&p, NULL), ENG_EIO);
+    ck_assert(strstr(eng_last_error(), "/nonexistent-dir/out.gguf") != NULL);
+
+    params(&p, in, out);
+    ck_assert_int_eq(cmp_compress(&p, NULL), ENG_EINVAL); /* no target */
+    p.uniform = "q9_9";
+    ck_assert_int_eq(cmp_compress(&p, NULL), ENG_EINVAL);
+    params(&p, "/nonexistent.gguf", out);
+    p.target_bpw = 4;
+    ck_assert_int_ne(cmp_compress(&p, NULL), 0);
+    ck_assert_int_eq(count_files(), before);
+}
+END_TEST
+
+Suite *compress_suite(void) {
+    Suite *s = suite_create("compress");
+    TCase *tc = tcase_create("compress");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, allocate_equals_brute_force);
+    tcase_add_test(tc, allocate_large_budget_and_errors);
+    tcase_add_test(tc, compress_load_generate);
+    tcase_add_test(tc, luc_beats_uniform);
+    tcase_add_test(tc, bad_input);
+    suite_add_tcase(s, tc);
+    return s;
+}
