@@ -7,7 +7,7 @@
 
 #include "compress.h"
 
-#define CMP_MAX_CAND 16
+#define CMP_MAX_CAND  16
 #define CMP_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 enum cmp_kind {
@@ -72,6 +72,26 @@ struct cmp_tensor {
     int pick;
 };
 
+/* Sparsity evaluation (sparsity.c): would a pruned format beat the dense ones at its size? */
+enum cmp_sparse_kind {
+    CMP_SPARSE_24 = 0,    /* 2:4 with 4-bit kept values, 3.25 bits per weight */
+    CMP_SPARSE_UNSTR = 1, /* 50% unstructured with a bitmap, 3.5 bits per weight */
+    CMP_SPARSE_COUNT = 2,
+};
+
+struct cmp_sparse_eval {
+    double err[CMP_SPARSE_COUNT];       /* importance-weighted error of prune + quantize */
+    double dense_err[CMP_SPARSE_COUNT]; /* the dense formats' error at the same size */
+};
+
+const char *cmp_sparse_name(enum cmp_sparse_kind k);
+double cmp_sparse_bpw(enum cmp_sparse_kind k);
+/* Fills ev[i] for every tensor (needs the error table). */
+int cmp_sparsity_eval(struct cmp_tensor *t, int n_t, int n_threads, struct cmp_sparse_eval *ev);
+/* Median of err / dense_err per kind, and how many tensors a sparse format would beat. */
+void cmp_sparsity_summary(const struct cmp_sparse_eval *ev, int n_t, double *median_ratio,
+                          int *n_pays);
+
 /* Quantizes rows [r0, r1) of src into dst (row_size(type) each) with importance imp (or the
  * plain reference quantizer). Thread-safe. */
 int cmp_quantize_rows(const struct eng_tensor *src, enum eng_type type, const float *imp,
@@ -96,6 +116,6 @@ uint64_t cmp_peak_rss(void);
 /* PREFIX.json and PREFIX.svg. */
 int cmp_report_write(const char *prefix, const struct cmp_params *p, const struct cmp_tensor *t,
                      int n, const struct cmp_result *res, int n_layer, uint64_t budget,
-                     const char *allocation);
+                     const char *allocation, const struct cmp_sparse_eval *sparse);
 
 #endif

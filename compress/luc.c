@@ -439,6 +439,7 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     struct cmp_alloc_item *items = NULL;
     struct cmp_choice *choices = NULL;
     int *pick = NULL, n_t = 0;
+    struct cmp_sparse_eval *sparse = NULL;
 
     cmp_progress_phase(&pr, "calibrating");
     cal = cmp_calib_run(m, p.calib_path, p.calib_tokens, p.kl_tokens, p.chunk, p.n_threads,
@@ -482,6 +483,20 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
 
     cmp_progress_phase(&pr, "measuring errors");
     if ((err = error_table(t, n_t, p.n_threads, p.plain_quant, &pr))) goto out;
+    r.n_tensors = n_t;
+    if (p.sparsity == CMP_SPARSITY_AUTO) {
+        cmp_progress_phase(&pr, "evaluating sparsity");
+        sparse = calloc((size_t)n_t, sizeof(*sparse));
+        if (!sparse) {
+            err = eng_fail(ENG_ENOMEM, "out of memory");
+            goto out;
+        }
+        cmp_sparsity_eval(t, n_t, p.n_threads, sparse);
+        cmp_sparsity_summary(sparse, n_t, r.sparse_ratio, r.sparse_pays);
+        r.sparsity_evaluated = true;
+        /* A sparse format is offered only with a storage format and kernels of its own; none
+         * exists because the measurement has never shown one to pay (see sparsity.c). */
+    }
 
     const char *allocation = p.uniform ? "uniform" : "luc";
     double pred_total = 0.0;
@@ -561,10 +576,11 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     r.peak_rss_bytes = cmp_peak_rss();
     if (p.report_prefix)
         err = cmp_report_write(p.report_prefix, &p, t, n_t, &r, eng_model_hparams(m)->n_layer,
-                               budget, allocation);
+                               budget, allocation, sparse);
     if (res) *res = r;
 out:
     cmp_progress_done(&pr);
+    free(sparse);
     free(items);
     free(choices);
     free(pick);

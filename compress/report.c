@@ -34,9 +34,40 @@ static json_t *num_or_null(double x) {
     return isfinite(x) ? json_real(x) : json_null();
 }
 
+static json_t *sparsity_json(const struct cmp_tensor *t, int n, const struct cmp_result *res,
+                             const struct cmp_sparse_eval *ev) {
+    json_t *o = json_object();
+    json_object_set_new(o, "evaluated", json_true());
+    json_object_set_new(o, "used", json_false());
+    json_object_set_new(o, "why",
+                        json_string("decode time follows bytes; a pruned format is offered only "
+                                    "where its error is below the dense formats' at its size"));
+    json_t *formats = json_array();
+    for (int k = 0; k < CMP_SPARSE_COUNT; k++) {
+        json_t *f = json_object();
+        json_object_set_new(f, "name", json_string(cmp_sparse_name((enum cmp_sparse_kind)k)));
+        json_object_set_new(f, "bpw", json_real(cmp_sparse_bpw((enum cmp_sparse_kind)k)));
+        json_object_set_new(f, "median_error_ratio", num_or_null(res->sparse_ratio[k]));
+        json_object_set_new(f, "tensors_where_it_pays", json_integer(res->sparse_pays[k]));
+        json_t *per = json_array();
+        for (int i = 0; i < n; i++) {
+            json_t *e = json_object();
+            json_object_set_new(e, "name", json_string(t[i].src->name));
+            json_object_set_new(e, "weighted_error", num_or_null(ev[i].err[k]));
+            json_object_set_new(e, "dense_error_same_size", num_or_null(ev[i].dense_err[k]));
+            json_array_append_new(per, e);
+        }
+        json_object_set_new(f, "tensors", per);
+        json_array_append_new(formats, f);
+    }
+    json_object_set_new(o, "formats", formats);
+    return o;
+}
+
 static int write_json(const char *path, const struct cmp_params *p, const struct cmp_tensor *t,
                       int n, const struct cmp_result *res, const struct layer_sum *ls, int n_cols,
-                      uint64_t budget, const char *allocation) {
+                      uint64_t budget, const char *allocation,
+                      const struct cmp_sparse_eval *sparse) {
     json_t *root = json_object();
     json_object_set_new(root, "input", json_string(p->input));
     json_object_set_new(root, "output", json_string(p->output));
@@ -97,6 +128,7 @@ static int write_json(const char *path, const struct cmp_params *p, const struct
         json_array_append_new(layers, o);
     }
     json_object_set_new(root, "layers", layers);
+    if (sparse) json_object_set_new(root, "sparsity", sparsity_json(t, n, res, sparse));
     int rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(6));
     json_decref(root);
     return rc == 0 ? 0 : eng_fail(ENG_EIO, "%s: cannot write the report", path);
@@ -187,7 +219,7 @@ static int write_svg(const char *path, const struct cmp_params *p, const struct 
 
 int cmp_report_write(const char *prefix, const struct cmp_params *p, const struct cmp_tensor *t,
                      int n, const struct cmp_result *res, int n_layer, uint64_t budget,
-                     const char *allocation) {
+                     const char *allocation, const struct cmp_sparse_eval *sparse) {
     int n_cols = n_layer + 2; /* layers, token_embd, output */
     struct layer_sum *ls = calloc((size_t)n_cols, sizeof(*ls));
     if (!ls) return eng_fail(ENG_ENOMEM, "out of memory");
@@ -204,7 +236,7 @@ int cmp_report_write(const char *prefix, const struct cmp_params *p, const struc
     int err = path ? 0 : eng_fail(ENG_ENOMEM, "out of memory");
     if (!err) {
         snprintf(path, len, "%s.json", prefix);
-        err = write_json(path, p, t, n, res, ls, n_cols, budget, allocation);
+        err = write_json(path, p, t, n, res, ls, n_cols, budget, allocation, sparse);
     }
     if (!err) {
         snprintf(path, len, "%s.svg", prefix);
