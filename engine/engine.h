@@ -570,6 +570,9 @@ struct eng_sample {
     struct eng_token_logprob top[20];
 };
 
+struct eng_sampler;
+
+/* Defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties, seed 0. */
 void eng_sampler_params_default(struct eng_sampler_params *p);
 /* NULL on invalid parameters (eng_last_error() says which). Caller frees. */
 struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vocab);

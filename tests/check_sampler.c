@@ -1,0 +1,345 @@
+/*
+ * check_sampler.c — sampling and stop strings: seeded runs reproduce; on fixed logits the
+ * observed token frequencies match the distribution temperature / top-k / top-p / min-p define
+ * (Pearson chi-square against a 99.9% critical value, fixed seeds: deterministic, not flaky) and
+ * truncated tokens never appear; penalties, logit bias and logprobs give the exact values their
+ * definitions say; stop strings cut exactly, also when split across pushes.
+ */
+#include "engine.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NV 6
+/* probabilities 0.4 0.25 0.15 0.1 0.06 0.04 as logits */
+static const double P[NV] = {0.4, 0.25, 0.15, 0.1, 0.06, 0.04};
+static float logits[NV];
+
+static void setup(void) {
+    for (int i = 0; i < NV; i++) logits[i] = (float)log(P[i]) + 3.0f;
+}
+
+static struct eng_sampler *make(float temp, int top_k, float top_p, float min_p, uint64_t sd) {
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.temperature = temp;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.repeat_last_n = 0;
+    p.seed = sd;
+    struct eng_sampler *s = eng_sampler_new(&p, NV);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+/* Draws n tokens (history reset each time, so no penalty builds up) into counts. */
+static void draw(struct eng_sampler *s, int n, int *counts) {
+    memset(counts, 0, NV * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        struct eng_sample out;
+        ck_assert_int_eq(eng_sampler_sample(s, logits, &out), 0);
+        ck_assert(out.token >= 0 && out.token < NV);
+        counts[out.token]++;
+    }
+}
+
+/* Chi-square of counts against expected probabilities q (q[i] == 0: count must be 0). */
+static void expect_distribution(const int *counts, const double *q, int n) {
+    double chi = 0;
+    int df = -1;
+    for (int i = 0; i < NV; i++) {
+        if (q[i] == 0) {
+            ck_assert_msg(counts[i] == 0, "token %d was truncated but drawn %d times", i,
+                          counts[i]);
+            continue;
+        }
+        double e = q[i] * n;
+        chi += (counts[i] - e) * (counts[i] - e) / e;
+        df++;
+    }
+    /* 99.9% critical values of chi-square for df = 1..5 */
+    static const double crit[] = {0, 10.83, 13.82, 16.27, 18.47, 20.52};
+    ck_assert_msg(df >= 1 && chi < crit[df], "chi-square %.2f with %d degrees of freedom", chi, df);
+}
+
+static void normalize(double *q) {
+    double z = 0;
+    for (int i = 0; i < NV; i++) z += q[i];
+    for (int i = 0; i < NV; i++) q[i] /= z;
+}
+
+START_TEST(temperature_one_matches_softmax) {
+    int c[NV];
+    struct eng_sampler *s = make(1.0f, 0, 1.0f, 0.0f, 42);
+    draw(s, 20000, c);
+    expect_distribution(c, P, 20000);
+    eng_sampler_free(s);
+}
+END_TEST
+
+START_TEST(temperature_scales) {
+    int c[NV];
+    for (int k = 0; k < 2; k++) {
+        double T = k ? 2.0 : 0.5, q[NV];
+        for (int i = 0; i < NV; i++) q[i] = pow(P[i], 1.0 / T);
+        normalize(q);
+        struct eng_sampler *s = make((float)T, 0, 1.0f, 0.0f, 7 + k);
+        draw(s, 20000, c);
+        expect_distribution(c, q, 20000);
+        eng_sampler_free(s);
+    }
+}
+END_TEST
+
+START_TEST(top_k_truncates) {
+    int c[NV];
+    double q[NV] = {0.4, 0.25, 0.15, 0, 0, 0};
+    normalize(q);
+    struct eng_sampler *s = make(1.0f, 3, 1.0f, 0.0f, 3);
+    draw(s, 20000, c);
+    expect_distribution(c, q, 20000);
+    eng_sampler_free(s);
+}
+END_TEST
+
+START_TEST(top_p_truncates) {
+    int c[NV];
+    /* cumulative 0.4, 0.65, 0.80: top_p 0.7 keeps the first three */
+    double q[NV] = {0.4, 0.25, 0.15, 0, 0, 0};
+    normalize(q);
+    struct eng_sampler *s = make(1.0f, 0, 0.7f, 0.0f, 11);
+    draw(s, 20000, c);
+    expect_distribution(c, q, 20000);
+    eng_sampler_free(s);
+}
+END_TEST
+
+START_TEST(min_p_truncates) {
+    int c[NV];
+    /* min_p 0.3: tokens with p >= 0.12 stay */
+    double q[NV] = {0.4, 0.25, 0.15, 0, 0, 0};
+    normalize(q);
+    struct eng_sampler *s = make(1.0f, 0, 1.0f, 0.3f, 5);
+    draw(s, 20000, c);
+    expect_distribution(c, q, 20000);
+    eng_sampler_free(s);
+}
+END_TEST
+
+START_TEST(combined_after_temperature) {
+    int c[NV];
+    /* T = 2 first, then top-k 4, then top-p 0.8 on what top-k left (renormalized) */
+    double q[NV];
+    for (int i = 0; i < NV; i++) q[i] = i < 4 ? sqrt(P[i]) : 0;
+    normalize(q);
+    double cum = 0;
+    int keep = 0;
+    while (keep < 4) {
+        cum += q[keep++];
+        if (cum >= 0.8) break;
+    }
+    for (int i = keep; i < NV; i++) q[i] = 0;
+    normalize(q);
+    struct eng_sampler *s = make(2.0f, 4, 0.8f, 0.0f, 99);
+    draw(s, 20000, c);
+    expect_distribution(c, q, 20000);
+    eng_sampler_free(s);
+}
+END_TEST
+
+START_TEST(greedy_and_seeds) {
+    struct eng_sample a, b;
+    struct eng_sampler *g = make(0.0f, 0, 1.0f, 0.0f, 1);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(eng_sampler_sample(g, logits, &a), 0);
+        ck_assert_int_eq(a.token, 0);
+    }
+    eng_sampler_free(g);
+    /* same seed, same tokens; another seed, another sequence */
+    struct eng_sampler *s1 = make(1.0f, 0, 1.0f, 0.0f, 1234), *s2 = make(1.0f, 0, 1.0f, 0.0f, 1234);
+    struct eng_sampler *s3 = make(1.0f, 0, 1.0f, 0.0f, 1235);
+    int differ = 0;
+    for (int i = 0; i < 200; i++) {
+        struct eng_sample c;
+        eng_sampler_sample(s1, logits, &a);
+        eng_sampler_sample(s2, logits, &b);
+        eng_sampler_sample(s3, logits, &c);
+        ck_assert_int_eq(a.token, b.token);
+        differ += a.token != c.token;
+    }
+    ck_assert_int_gt(differ, 20);
+    /* reset restarts the stream */
+    eng_sampler_reset(s1);
+    eng_sampler_reset(s2);
+    eng_sampler_sample(s2, logits, &b);
+    eng_sampler_sample(s1, logits, &a);
+    ck_assert_int_eq(a.token, b.token);
+    eng_sampler_free(s1);
+    eng_sampler_free(s2);
+    eng_sampler_free(s3);
+}
+END_TEST
+
+START_TEST(penalties_and_bias) {
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.temperature = 0;
+    p.n_logprobs = NV;
+    p.repeat_last_n = 2;
+    p.repeat_penalty = 2.0f;
+    p.presence_penalty = 0.5f;
+    p.frequency_penalty = 0.25f;
+    struct eng_sampler *s = eng_sampler_new(&p, NV);
+    ck_assert_ptr_nonnull(s);
+    eng_sampler_accept(s, 0);
+    eng_sampler_accept(s, 0);
+    struct eng_sample out;
+    ck_assert_int_eq(eng_sampler_sample(s, logits, &out), 0);
+    /* token 0: (l / 2) - 0.5 - 0.25 * 2 */
+    double l[NV], z = 0;
+    for (int i = 0; i < NV; i++) l[i] = logits[i];
+    l[0] = l[0] / 2 - 0.5 - 0.5;
+    double mx = -1e9;
+    int arg = 0;
+    for (int i = 0; i < NV; i++)
+        if (l[i] > mx) mx = l[i], arg = i;
+    for (int i = 0; i < NV; i++) z += exp(l[i] - mx);
+    ck_assert_int_eq(out.token, arg);
+    ck_assert_double_eq_tol(out.logprob, l[arg] - mx - log(z), 1e-5);
+    ck_assert_int_eq(out.n_top, NV);
+    for (int j = 0; j < NV; j++) {
+        int t = out.top[j].token;
+        ck_assert_double_eq_tol(out.top[j].logprob, l[t] - mx - log(z), 1e-5);
+        if (j) ck_assert(out.top[j].logprob <= out.top[j - 1].logprob);
+    }
+    /* the window is 2: after two more tokens, token 0 is no longer penalized */
+    eng_sampler_accept(s, 3);
+    eng_sampler_accept(s, 4);
+    ck_assert_int_eq(eng_sampler_sample(s, logits, &out), 0);
+    ck_assert_int_eq(out.token, 0);
+    eng_sampler_free(s);
+
+    /* logit bias: -inf excludes, a large bias forces */
+    struct eng_logit_bias bias[2] = {{0, -INFINITY}, {5, 100.0f}};
+    eng_sampler_params_default(&p);
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0;
+    p.logit_bias = bias;
+    p.n_logit_bias = 1;
+    s = eng_sampler_new(&p, NV);
+    for (int i = 0; i < 2000; i++) {
+        eng_sampler_sample(s, logits, &out);
+        ck_assert_int_ne(out.token, 0);
+    }
+    eng_sampler_free(s);
+    p.logit_bias = bias + 1;
+    s = eng_sampler_new(&p, NV);
+    for (int i = 0; i < 100; i++) {
+        eng_sampler_sample(s, logits, &out);
+        ck_assert_int_eq(out.token, 5);
+    }
+    eng_sampler_free(s);
+}
+END_TEST
+
+START_TEST(invalid_params) {
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.top_p = 0;
+    ck_assert_ptr_null(eng_sampler_new(&p, NV));
+    eng_sampler_params_default(&p);
+    p.temperature = -1;
+    ck_assert_ptr_null(eng_sampler_new(&p, NV));
+    eng_sampler_params_default(&p);
+    struct eng_logit_bias b = {NV, 1.0f};
+    p.logit_bias = &b;
+    p.n_logit_bias = 1;
+    ck_assert_ptr_null(eng_sampler_new(&p, NV));
+    ck_assert(strstr(eng_last_error(), "logit_bias") != NULL);
+}
+END_TEST
+
+/* Pushes pieces through a stop matcher; returns the emitted text (static) and *stopped. */
+static const char *run_stop(const char *const *stops, int n, const char *const *pieces, int np,
+                            bool *stopped) {
+    static char out[512];
+    size_t o = 0;
+    struct eng_stop *st = eng_stop_new(stops, n);
+    ck_assert_ptr_nonnull(st);
+    *stopped = false;
+    const char *e;
+    size_t ne;
+    for (int i = 0; i < np && !*stopped; i++) {
+        *stopped = eng_stop_push(st, pieces[i], strlen(pieces[i]), &e, &ne);
+        memcpy(out + o, e, ne);
+        o += ne;
+    }
+    if (!*stopped) {
+        eng_stop_flush(st, &e, &ne);
+        memcpy(out + o, e, ne);
+        o += ne;
+    }
+    out[o] = 0;
+    eng_stop_free(st);
+    return out;
+}
+
+START_TEST(stop_strings) {
+    bool stopped;
+    const char *stops[] = {"\nUser:", "###", "END"};
+    const char *p1[] = {"Hello", " world", "\nUs", "er", ": more"};
+    ck_assert_str_eq(run_stop(stops, 3, p1, 5, &stopped), "Hello world");
+    ck_assert(stopped);
+    const char *p2[] = {"a#", "#b", "##", "#c"}; /* "###" split over three pushes */
+    ck_assert_str_eq(run_stop(stops, 3, p2, 4, &stopped), "a##b");
+    ck_assert(stopped);
+    const char *p3[] = {"EN", "D"};
+    ck_assert_str_eq(run_stop(stops, 3, p3, 2, &stopped), "");
+    ck_assert(stopped);
+    const char *p4[] = {"no stop E", "N here", " ##"}; /* prefixes that never complete */
+    ck_assert_str_eq(run_stop(stops, 3, p4, 3, &stopped), "no stop EN here ##");
+    ck_assert(!stopped);
+    const char *p5[] = {"xEND", "after"};
+    ck_assert_str_eq(run_stop(stops, 3, p5, 2, &stopped), "x");
+    /* a held-back prefix is released as soon as it cannot start a stop string */
+    struct eng_stop *st = eng_stop_new(stops, 3);
+    const char *e;
+    size_t ne;
+    ck_assert(!eng_stop_push(st, "abc#", 4, &e, &ne));
+    ck_assert_int_eq((int)ne, 3);
+    ck_assert(!eng_stop_push(st, "x", 1, &e, &ne));
+    ck_assert_int_eq((int)ne, 2);
+    ck_assert(!memcmp(e, "#x", 2));
+    eng_stop_free(st);
+    /* the earliest of two overlapping stop strings wins */
+    const char *s2[] = {"cde", "bcdx"};
+    const char *p6[] = {"abcd", "ex"};
+    ck_assert_str_eq(run_stop(s2, 2, p6, 2, &stopped), "ab");
+    /* no stop strings: everything passes straight through */
+    const char *p7[] = {"one ", "two"};
+    ck_assert_str_eq(run_stop(NULL, 0, p7, 2, &stopped), "one two");
+}
+END_TEST
+
+Suite *sampler_suite(void) {
+    Suite *s = suite_create("sampler");
+    TCase *tc = tcase_create("sampler");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, temperature_one_matches_softmax);
+    tcase_add_test(tc, temperature_scales);
+    tcase_add_test(tc, top_k_truncates);
+    tcase_add_test(tc, top_p_truncates);
+    tcase_add_test(tc, min_p_truncates);
+    tcase_add_test(tc, combined_after_temperature);
+    tcase_add_test(tc, greedy_and_seeds);
+    tcase_add_test(tc, penalties_and_bias);
+    tcase_add_test(tc, invalid_params);
+    tcase_add_test(tc, stop_strings);
+    suite_add_tcase(s, tc);
+    return s;
+}
