@@ -21,8 +21,11 @@ import torch
 from model import Config, Llama
 
 SEED = 1234
-CFG = Config(vocab_size=4096, hidden_size=320, intermediate_size=864, num_hidden_layers=8,
-             num_attention_heads=5, num_key_value_heads=5, max_position_embeddings=512)
+# Every weight matrix's row length (hidden 256, intermediate 768) is a multiple of 256, so all
+# ggml k-quant formats (q2_k..q6_k, iq4_xs: 256-element super-blocks) apply to every tensor:
+# compression chooses among them per tensor, and other GGUF tools can quantize the file too.
+CFG = Config(vocab_size=4096, hidden_size=256, intermediate_size=768, num_hidden_layers=12,
+             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512)
 BATCH = 8            # sequences per step
 SEQ = 512            # tokens per sequence (= context length)
 CHAT_SHARE = 0.25    # share of sequences drawn from the ChatML conversations
