@@ -476,6 +476,11 @@ int eng_tokenizer_max_piece(const struct eng_tokenizer *t);
  * (control tokens such as "<|im_start|>" are then tokenized as ordinary text). Thread-safe. */
 int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, int32_t *out, int max,
                  unsigned flags);
+/* Tokenizes a rendered chat prompt: special tokens are parsed, and BOS is added as the model
+ * asks unless the prompt already starts with the BOS text (templates that write bos_token
+ * themselves). Returns like eng_tokenize. */
+int eng_tokenize_chat(const struct eng_tokenizer *t, const char *prompt, size_t len, int32_t *out,
+                      int max);
 /* The bytes one token stands for (byte tokens give their byte, "▁" becomes a space, byte-level
  * BPE is mapped back to bytes). Writes at most size bytes; returns the full length, or negative.
  * Control tokens give "" unless ENG_DETOK_RENDER_SPECIAL. */
@@ -530,9 +535,28 @@ enum eng_chat_family eng_chat_detect(const char *tmpl, bool *known);
 const char *eng_chat_family_name(enum eng_chat_family f);
 /* Renders messages as the family does, plus the assistant prefix if add_generation_prompt.
  * bos/eos are the model's BOS/EOS texts (may be NULL). Returns a malloc'd string (caller frees),
- * or NULL with eng_last_error() (e.g. a role the family does not support). */
+ * or NULL with eng_last_error() (e.g. a role the family does not support). Same as
+ * eng_chat_template_apply with no template-specific details. */
 char *eng_chat_render(enum eng_chat_family f, const struct eng_chat_msg *msgs, int n,
                       bool add_generation_prompt, const char *bos, const char *eos);
+/* "chatml", "llama3", "llama2", "mistral", "gemma", "phi3" → family; -1 if unknown. */
+int eng_chat_family_from_name(const char *name);
+
+/* A model's template: its family plus the details that vary inside a family and can be read off
+ * the Jinja source. Plain data; no allocation. */
+struct eng_chat_template {
+    enum eng_chat_family family;
+    bool known;                 /* false: not a known family, rendered as ChatML */
+    const char *default_system; /* ChatML: system message inserted when none is given (into
+                                 * storage), or NULL */
+    bool llama31;               /* Llama 3.1+: system turn with the knowledge-date preamble */
+    char storage[512];
+};
+/* Fills ct from tokenizer.chat_template (NULL → ChatML, known = false). */
+void eng_chat_template_parse(struct eng_chat_template *ct, const char *tmpl);
+/* Renders like eng_chat_render, honouring ct's details. Caller frees the result. Thread-safe. */
+char *eng_chat_template_apply(const struct eng_chat_template *ct, const struct eng_chat_msg *msgs,
+                              int n, bool add_generation_prompt, const char *bos, const char *eos);
 
 /* ---------------------------------------------------------------------------------------------
  * Sampling (engine/sampler.c). One sampler per sequence; not thread-safe.

@@ -920,6 +920,18 @@ int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, in
     return total;
 }
 
+int eng_tokenize_chat(const struct eng_tokenizer *t, const char *prompt, size_t len, int32_t *out,
+                      int max) {
+    bool add = t->add_bos && t->bos >= 0 &&
+               !(t->text_len[t->bos] > 0 && len >= t->text_len[t->bos] &&
+                 memcmp(prompt, tok_text(t, t->bos), t->text_len[t->bos]) == 0);
+    int n = eng_tokenize(t, prompt, len, add && max > 0 ? out + 1 : out, add ? max - 1 : max,
+                         ENG_TOKENIZE_PARSE_SPECIAL);
+    if (n < 0 || !add) return n;
+    if (max > 0) out[0] = t->bos;
+    return n + 1;
+}
+
 /* ---- decoding ---- */
 
 static bool piece_hidden(const struct eng_tokenizer *t, int32_t id, unsigned flags) {
