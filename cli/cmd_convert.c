@@ -343,8 +343,9 @@ static int convert_tokenizer(struct conv *c) {
     if (!err && ti.llama && ti.prefix_first)
         err = eng_gguf_set_str(w, "edgellm.tokenizer.prepend_scheme", "first");
     if (!err && ti.nfc) err = eng_gguf_set_str(w, "edgellm.tokenizer.normalizer", "nfc");
-    if (!err && json_is_true(json_object_get(model, "ignore_merges")))
-        err = eng_gguf_set_bool(w, "edgellm.tokenizer.ignore_merges", true);
+    if (!err && !ti.llama) /* explicit: the loader's default follows the pre-tokenizer name */
+        err = eng_gguf_set_bool(w, "edgellm.tokenizer.ignore_merges",
+                                json_is_true(json_object_get(model, "ignore_merges")));
     if (err) goto out;
 
     /* special tokens and whether they are added */

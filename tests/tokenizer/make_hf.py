@@ -55,6 +55,8 @@ def main():
     ap.add_argument("--n-embd", type=int, default=64)
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--chat-template", default=None)
+    ap.add_argument("--pre", default=None, choices=["gpt2", "llama3"],
+                    help="byte-level tokenizers: replace the pre-tokenizer (and drop the normalizer)")
     a = ap.parse_args()
 
     with open(os.path.join(a.tokenizer, "tokenizer.json"), encoding="utf-8") as f:
@@ -135,7 +137,23 @@ def main():
                                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
-    shutil.copyfile(os.path.join(a.tokenizer, "tokenizer.json"), os.path.join(a.out, "tokenizer.json"))
+    if a.pre:
+        # Same vocabulary and merges under another pre-tokenizer: exercises the gpt2 and llama3
+        # splitting rules (and llama3's ignore_merges) against the reference with a real vocabulary.
+        byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": a.pre == "gpt2"}
+        tok["normalizer"] = None
+        if a.pre == "gpt2":
+            tok["pre_tokenizer"] = byte_level
+        else:
+            regex = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+                     "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+            tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}, byte_level]}
+        tok["model"]["ignore_merges"] = a.pre == "llama3"
+        with open(os.path.join(a.out, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(tok, f, ensure_ascii=False)
+    else:
+        shutil.copyfile(os.path.join(a.tokenizer, "tokenizer.json"), os.path.join(a.out, "tokenizer.json"))
     with open(os.path.join(a.tokenizer, "tokenizer_config.json"), encoding="utf-8") as f:
         tc = json.load(f)
     if a.chat_template:

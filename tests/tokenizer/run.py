@@ -8,7 +8,9 @@ usage: BUILD=build /usr/bin/python3 tests/tokenizer/run.py [--quick]
    `$BUILD/edgellm convert`.
 2. Tokenizes every line of tests/tokenizer/corpus.jsonl with `$BUILD/edgellm tokenize --jsonl`
    and with the JavaScript reference (reference.js): ids must be equal on 100% of the lines, and
-   decode(encode(x)) must give x back (its NFC form for Qwen3).
+   decode(encode(x)) must give x back (its NFC form for Qwen3). The Qwen3 vocabulary is also run
+   under the gpt2 and llama3 pre-tokenizers (llama3 with ignore_merges), so all three splitting
+   rules meet the reference.
 3. Converts a matrix of directories (llama with q/k permutation, sharded BF16, F16; qwen2 with
    biases; qwen3 with tied embeddings and a separate head_dim; llama3 and linear rope scaling;
    --type f32/f16/bf16) and requires `$BUILD/edgellm logits` on the GGUF to match
@@ -74,13 +76,13 @@ def convert(d, out_type):
     return out
 
 
-def tokenizer_check(name, gguf):
+def tokenizer_check(name, d, gguf):
     ours = os.path.join(WORK, f"{name}.ours.jsonl")
     ref = os.path.join(WORK, f"{name}.ref.jsonl")
     with open(ours, "w") as f:
         f.write(run([CLI, "tokenize", "-m", gguf, "--jsonl", CORPUS]))
     with open(ref, "w") as f:
-        f.write(run(["node", os.path.join(HERE, "reference.js"), name, CORPUS]))
+        f.write(run(["node", os.path.join(HERE, "reference.js"), d, CORPUS]))
     p = subprocess.run([PY, os.path.join(HERE, "compare.py"), name, CORPUS, ours, ref], capture_output=True, text=True)
     lines = p.stdout.strip().split("\n")
     check(f"tokenizer {name} vs JS reference", p.returncode == 0, "\n     ".join(lines))
@@ -119,12 +121,17 @@ def main():
         # the two real tokenizers
         d = make_hf("llama2", "llama2", "llama", dtype="BF16", shards=3, seed=2)
         g = convert(d, "f32")
-        tokenizer_check("llama2", g)
+        tokenizer_check("llama2", d, g)
         logits_check("llama (q/k permuted), sharded BF16 safetensors", d, g, "f32", text)
         d = make_hf("qwen3", "qwen3", "qwen3", tied=True, vocab_size=151936, n_embd=32, seed=3)
         g = convert(d, "f32")
-        tokenizer_check("qwen3", g)
+        tokenizer_check("qwen3", d, g)
         logits_check("qwen3, tied embeddings, head_dim 24", d, g, "f32", text, all_positions=False)
+        # the gpt2 and llama3 pre-tokenizers (llama3 with ignore_merges) on the Qwen3 vocabulary
+        for pre in ("gpt2", "llama3"):
+            d = make_hf(f"qwen3-{pre}", "qwen3", "qwen3", tied=True, vocab_size=151936, n_embd=16,
+                        n_layer=1, pre=pre)
+            tokenizer_check(f"qwen3-{pre}", d, convert(d, "f32"))
         if not quick:
             d = make_hf("qwen2", "llama2", "qwen2", dtype="F16", seed=4)
             logits_check("qwen2 with biases, F16 safetensors", d, convert(d, "f32"), "f32", text)
