@@ -18,6 +18,8 @@ int cmd_compress(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* The model used when -m is not given (run, tokenize, perplexity). */
 #define CLI_DEFAULT_MODEL "models/default.gguf"

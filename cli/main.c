@@ -23,6 +23,8 @@ static const struct command commands[] = {
     {"compress", cmd_compress, "layer-wise compression of a model under a size budget"},
     {"bench", cmd_bench, "measure prompt processing and generation speed (tok/s)"},
     {"convert", cmd_convert, "convert a Hugging Face model directory to GGUF"},
+    {"run", cmd_run, "generate text from a prompt, or chat, streaming to stdout"},
+    {"perplexity", cmd_perplexity, "perplexity of a model on a text file (llama.cpp's method)"},
     {"tokenize", cmd_tokenize, "show how a model's tokenizer splits text"},
 };
 
