@@ -36,6 +36,8 @@ int eng_type_block_info(int type, int64_t *blck_size, size_t *type_size);
 void eng_types_init_core(struct eng_type_traits *table);
 /* Hook for additional formats and SIMD kernels (kernels code); may replace entries. */
 void eng_types_init_extra(struct eng_type_traits *table);
+/* Installs the importance-weighted quantizers (quantize_imp) of quants_imp.c. */
+void eng_quants_imp_install(struct eng_type_traits *table);
 
 /* ---- thread pool ---- */
 struct eng_pool;

@@ -268,6 +268,7 @@ void eng_types_init_ref(struct eng_type_traits *t) {
     memset(t, 0, sizeof(*t) * ENG_TYPE_COUNT);
     eng_types_init_core(t);
     eng_types_init_extra(t);
+    eng_quants_imp_install(t);
 }
 
 /* ---- SIMD levels ---- */
