@@ -222,14 +222,16 @@ fuzz: fuzz-build
 # Dependencies on a fresh Debian 12 (idempotent: installs only what is missing).
 DEB_PACKAGES := build-essential pkg-config clang llvm libclang-rt-14-dev clang-format \
     check libjansson-dev libuv1-dev libmicrohttpd-dev libopenblas-dev libsystemd-dev \
-    python3-numpy python3-torch python3-matplotlib sentencepiece bible-kjv bible-kjv-text \
+    python3-numpy python3-torch python3-matplotlib sentencepiece python3-sentencepiece bible-kjv bible-kjv-text \
     unicode-data valgrind wrk hyperfine curl nodejs npm chromium \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  case $$p in nodejs) command -v node >/dev/null && continue;; npm) command -v npm >/dev/null && continue;; esac; \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "deps: all Debian packages present"; fi

@@ -5,6 +5,9 @@
  * (quants_x86.c, quants_neon.c, quants_arm.c), installed over the references by level. This file
  * does not contain SIMD code.
  */
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include "quants.h"
 
 #include <math.h>
@@ -282,19 +285,35 @@ const char *eng_simd_name(enum eng_simd s) {
     return (unsigned)s < ENG_SIMD_COUNT ? simd_names[s] : "?";
 }
 
+#if defined(__x86_64__)
+/* CPU features read with cpuid and xgetbv directly: not every compiler's __builtin_cpu_supports
+ * knows "f16c" or "avx512vnni". The OS must save the registers too (XCR0). */
+static bool x86_has(enum eng_simd s) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(1, 0, &a, &b, &c, &d)) return false;
+    bool osxsave = c & (1u << 27), fma = c & (1u << 12), avx = c & (1u << 28),
+         f16c = c & (1u << 29);
+    if (!osxsave || !fma || !avx || !f16c) return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0x6) != 0x6) return false; /* SSE and AVX state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!(b & (1u << 5))) return false; /* AVX2 */
+    if (s == ENG_SIMD_AVX2) return true;
+    if ((lo & 0xe0) != 0xe0) return false; /* opmask, ZMM_Hi256, Hi16_ZMM state */
+    bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
+    return f && bw && vl && vnni;
+}
+#endif
+
 bool eng_simd_supported(enum eng_simd s) {
     switch (s) {
     case ENG_SIMD_SCALAR:
         return true;
 #if defined(__x86_64__)
     case ENG_SIMD_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
     case ENG_SIMD_AVX512:
-        return eng_simd_supported(ENG_SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512vnni");
+        return x86_has(s);
 #endif
 #if defined(__aarch64__)
     case ENG_SIMD_NEON:

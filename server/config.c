@@ -578,7 +578,9 @@ void cfg_print(const struct srv_config *c, FILE *f) {
             continue;
         }
         char *v = cfg_value_text(c, k);
-        bool quote = v && (*v == ' ' || (*v && v[strlen(v) - 1] == ' '));
+        /* Quoted when the file syntax would otherwise trim or unwrap the value. */
+        size_t n = v ? strlen(v) : 0;
+        bool quote = n && (strchr(" \t\"", v[0]) || strchr(" \t\"", v[n - 1]));
         fprintf(f, quote ? "%s = \"%s\"\n" : "%s = %s\n", k->name, v ? v : "");
         free(v);
     }

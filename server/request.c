@@ -120,6 +120,7 @@ static json_t *opt(json_t *obj, const char *key) {
 }
 
 static const char *type_word(const json_t *v) {
+    if (!v) return "nothing";
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         return "an object";
@@ -392,6 +393,9 @@ static int parse_content(json_t *c, const char *param, char **out, struct srv_er
                            "Invalid content part type '%.32s': this server accepts only 'text' "
                            "parts.",
                            json_string_value(type));
+        if (!text)
+            return srv_err(e, 400, "invalid_request_error", "missing_required_parameter", p,
+                           "Missing required parameter: '%s.text'.", p);
         if (!json_is_string(text)) return bad_type(e, p, "a string in 'text'", text);
         total += json_string_length(text) + 1;
     }
