@@ -136,7 +136,8 @@ test: all $(CHECK_RUNNER)
 test-unit: $(CHECK_RUNNER)
 	$(CHECK_RUNNER)
 
-# Every file of the broken-GGUF corpus must be refused with a clear error and exit code 1.
+# Every file of the broken-GGUF corpus must be refused with exit code 1 and a clear one-line error
+# that says what its EXPECTED entry says is wrong with it.
 test-gguf-corpus: $(CLI)
 	sh tests/gguf_corpus.sh $(CLI) tests/fixtures/gguf_broken
 
