@@ -90,8 +90,8 @@ int cmp_compress(const struct cmp_params *p, struct cmp_result *res);
  * Evaluation: KL divergence of a model's next-token distributions to a base model's.
  */
 struct cmp_kld_stats {
-    double mean_kld;
-    double p99_kld;
+    double mean_kld;       /* nats per position */
+    double p99_kld;        /* 99th percentile, interpolated between ranks (as llama.cpp) */
     double top1_agreement; /* share of positions where both argmaxes agree */
     int n_positions;
 };

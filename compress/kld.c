@@ -1,7 +1,9 @@
 /*
  * kld.c — KL divergence of next-token distributions to a base model's, accumulated per position:
  * mean, 99th percentile and top-1 agreement (the figures `edgellm perplexity --kld-base` and the
- * compression report print). It does not run models.
+ * compression report print), defined as llama.cpp's perplexity tool defines them so the figures
+ * compare: KL(P_base || P_model) in nats per position, p99 interpolated between ranks, top-1 =
+ * share of positions whose argmax (first index on ties) is the same. It does not run models.
  */
 #include "compress.h"
 
@@ -73,12 +75,17 @@ void cmp_kld_acc_stats(const struct cmp_kld_acc *a, struct cmp_kld_stats *out) {
     double sum = 0.0;
     for (int i = 0; i < a->n; i++) sum += a->kl[i];
     out->mean_kld = sum / a->n;
+    out->p99_kld = NAN;
     double *sorted = malloc((size_t)a->n * sizeof(double));
     if (sorted) {
+        /* llama.cpp's percentile: linear interpolation between the two nearest ranks of the
+         * sorted values, at rank 0.99 * (n - 1) */
         memcpy(sorted, a->kl, (size_t)a->n * sizeof(double));
         qsort(sorted, (size_t)a->n, sizeof(double), cmp_double);
-        int k = (int)ceil(0.99 * a->n) - 1;
-        out->p99_kld = sorted[k < 0 ? 0 : k];
+        double r = 0.99 * (a->n - 1);
+        int k = (int)r;
+        double f = r - k;
+        out->p99_kld = k + 1 < a->n ? (1 - f) * sorted[k] + f * sorted[k + 1] : sorted[k];
         free(sorted);
     }
     out->top1_agreement = (double)a->top1_same / a->n;

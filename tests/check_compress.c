@@ -119,6 +119,69 @@ START_TEST(allocate_large_budget_and_errors) {
 }
 END_TEST
 
+/* ---- KL divergence statistics ---- */
+
+/* Two tokens, base logits (0, 0) and model logits (0, a): P = (1/2, 1/2), Q = softmax(0, a), so
+ * KL(P || Q) = ln cosh(a / 2) exactly; the base argmax is token 0 (first index on ties) and the
+ * model's is token 1 when a > 0. */
+static double kl_two(float a) {
+    return log(cosh((double)a / 2));
+}
+
+START_TEST(kld_stats_exact) {
+    enum { N = 200 };
+    struct cmp_kld_acc *acc = cmp_kld_acc_new();
+    ck_assert_ptr_nonnull(acc);
+    double kl[N], sum = 0;
+    int same = 0;
+    for (int i = 0; i < N; i++) {
+        /* |a| grows with i (so the sorted order is i); every fourth position disagrees */
+        float a = (float)(0.01 * (i + 1)) * (i % 4 == 0 ? 1.0f : -1.0f);
+        float base[2] = {0, 0}, model[2] = {0, a};
+        kl[i] = kl_two(a);
+        sum += kl[i];
+        same += a < 0;
+        double got = cmp_kld_acc_add(acc, base, model, 2);
+        ck_assert_msg(fabs(got - kl[i]) <= 1e-12 + 1e-9 * kl[i], "position %d: %.17g vs %.17g", i,
+                      got, kl[i]);
+    }
+    struct cmp_kld_stats st;
+    cmp_kld_acc_stats(acc, &st);
+    ck_assert_int_eq(st.n_positions, N);
+    ck_assert_int_eq(same, 150);
+    ck_assert_double_eq_tol(st.top1_agreement, 0.75, 1e-15);
+    ck_assert_double_eq_tol(st.mean_kld, sum / N, 1e-12);
+    /* rank 0.99 * 199 = 197.01: 0.99 of the 198th smallest + 0.01 of the 199th */
+    double p99 = 0.99 * kl[197] + 0.01 * kl[198];
+    ck_assert_msg(fabs(st.p99_kld - p99) <= 1e-9 * p99, "p99 %.17g vs %.17g", st.p99_kld, p99);
+    ck_assert(st.p99_kld > kl[197] && st.p99_kld < kl[198]);
+    /* one more position at rank exactly 198 of 201: p99 is that value, no interpolation */
+    float base[2] = {0, 0}, model[2] = {0, 0.5f};
+    cmp_kld_acc_add(acc, base, model, 2);
+    cmp_kld_acc_stats(acc, &st);
+    ck_assert_int_eq(st.n_positions, N + 1);
+    ck_assert_double_eq_tol(st.top1_agreement, 150.0 / 201, 1e-15);
+    ck_assert_msg(fabs(st.p99_kld - kl[197]) <= 1e-12 * kl[197], "p99 %.17g vs %.17g", st.p99_kld,
+                  kl[197]);
+    cmp_kld_acc_free(acc);
+
+    /* identical distributions over a larger vocabulary: zero divergence, full agreement */
+    acc = cmp_kld_acc_new();
+    float x[300];
+    for (int pos = 0; pos < 10; pos++) {
+        for (int v = 0; v < 300; v++) x[v] = (float)((v * 37 + pos * 11) % 101) * 0.1f;
+        ck_assert(cmp_kld_acc_add(acc, x, x, 300) == 0.0);
+    }
+    cmp_kld_acc_stats(acc, &st);
+    ck_assert(st.mean_kld == 0.0 && st.p99_kld == 0.0);
+    ck_assert(st.top1_agreement == 1.0);
+    cmp_kld_acc_free(acc);
+    /* no positions: all zero */
+    cmp_kld_acc_stats(NULL, &st);
+    ck_assert_int_eq(st.n_positions, 0);
+}
+END_TEST
+
 /* ---- end to end ---- */
 
 static const char *calib_text(void) {
@@ -342,6 +405,7 @@ Suite *compress_suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, allocate_equals_brute_force);
     tcase_add_test(tc, allocate_large_budget_and_errors);
+    tcase_add_test(tc, kld_stats_exact);
     tcase_add_test(tc, compress_load_generate);
     tcase_add_test(tc, luc_beats_uniform);
     tcase_add_test(tc, bad_input);
