@@ -45,7 +45,9 @@ int cmp_allocate(const struct cmp_alloc_item *items, int n_items, uint64_t budge
  */
 enum cmp_sparsity {
     CMP_SPARSITY_OFF = 0,
-    CMP_SPARSITY_AUTO = 1, /* offer sparse formats where they save bytes (measured) */
+    /* measure Wanda 2:4 and 50% pruning against the dense formats at the same size and report
+     * it; nothing is pruned (no sparse storage format with its own kernels exists yet) */
+    CMP_SPARSITY_AUTO = 1,
 };
 
 struct cmp_params {
@@ -73,9 +75,10 @@ struct cmp_result {
     double measured_kld;  /* mean KL(base || output) on the calibration tokens */
     double seconds;
     uint64_t peak_rss_bytes;
-    /* With CMP_SPARSITY_AUTO: for 2:4 (3.25 bpw) and unstructured 50% (3.5 bpw) pruning with
-     * 4-bit kept values, the median over tensors of (its weighted error / the dense formats'
-     * error at the same size), and in how many tensors it would be the better format. */
+    /* With CMP_SPARSITY_AUTO: for Wanda 2:4 (3.25 bpw) and unstructured 50% (3.5 bpw) pruning
+     * with importance-weighted 4-bit kept values, the median over tensors of (its weighted error
+     * / the dense formats' error at the same bits per weight), and in how many tensors it would
+     * be the better format. Only measured: the output is never pruned. */
     bool sparsity_evaluated;
     double sparse_ratio[2];
     int sparse_pays[2];

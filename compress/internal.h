@@ -86,8 +86,19 @@ struct cmp_sparse_eval {
 
 const char *cmp_sparse_name(enum cmp_sparse_kind k);
 double cmp_sparse_bpw(enum cmp_sparse_kind k);
-/* Fills ev[i] for every tensor (needs the error table). */
-int cmp_sparsity_eval(struct cmp_tensor *t, int n_t, int n_threads, struct cmp_sparse_eval *ev);
+/* Wanda mask of one output row w (n inputs) with column importance imp (mean squared
+ * activation, so the score of w[j] is |w[j]| * sqrt(imp[j])): keep[j] = 1 for the inputs kept.
+ * 2:4 keeps the two highest-scored of every four consecutive inputs (a shorter last group is
+ * kept whole); unstructured keeps the highest-scored n - n/2. Ties keep the earlier input.
+ * Borrows everything. 0 or ENG_ENOMEM. */
+int cmp_sparse_mask(const float *w, const float *imp, int64_t n, enum cmp_sparse_kind kind,
+                    uint8_t *keep);
+/* Fills ev[i] for every tensor t[i] (needs its imp, candidates, bytes and werr: the error
+ * table). Kept values are quantized like the dense candidates were: importance-weighted, or the
+ * plain reference quantizer when plain. A tensor whose rows are not a multiple of 32 (or on
+ * running out of memory) gets err = INFINITY. */
+int cmp_sparsity_eval(struct cmp_tensor *t, int n_t, int n_threads, bool plain,
+                      struct cmp_sparse_eval *ev);
 /* Median of err / dense_err per kind, and how many tensors a sparse format would beat. */
 void cmp_sparsity_summary(const struct cmp_sparse_eval *ev, int n_t, double *median_ratio,
                           int *n_pays);

@@ -491,11 +491,11 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
             err = eng_fail(ENG_ENOMEM, "out of memory");
             goto out;
         }
-        cmp_sparsity_eval(t, n_t, p.n_threads, sparse);
+        cmp_sparsity_eval(t, n_t, p.n_threads, p.plain_quant, sparse);
         cmp_sparsity_summary(sparse, n_t, r.sparse_ratio, r.sparse_pays);
         r.sparsity_evaluated = true;
-        /* A sparse format is offered only with a storage format and kernels of its own; none
-         * exists because the measurement has never shown one to pay (see sparsity.c). */
+        /* Measured and reported only: this version has no sparse storage format with kernels
+         * of its own, so pruned weights are never written (see sparsity.c). */
     }
 
     const char *allocation = p.uniform ? "uniform" : "luc";

@@ -1,16 +1,20 @@
 /*
- * sparsity.c — measures whether pruning would pay. For every weight matrix (on the same row
- * sample as the error table) it prunes by Wanda score |W_ij| * ||x_j|| — 2:4 (two of every four
- * consecutive inputs kept) and unstructured 50% — quantizes the kept weights to 4 bits (q4_0
- * values, fp16 scale per 32) and computes the importance-weighted error. The bits a real storage
- * format needs are counted honestly:
+ * sparsity.c — measures whether pruning would pay; it never prunes the output. For every weight
+ * matrix (on the same row sample as the error table) it prunes by Wanda score |W_ij| * ||x_j||
+ * (||x_j|| from the column importance, the mean squared activation of input j) — 2:4 (the two
+ * highest-scored of every four consecutive inputs kept) and unstructured 50% (the highest-scored
+ * half of each row kept) — quantizes the kept weights to 4 bits with the importance-weighted q4_0
+ * quantizer (quantize_imp, the same scale search the dense candidates get; pruned weights are 0
+ * and stay exactly 0) and computes the importance-weighted squared error against the unpruned
+ * row. The bits a real storage format would need are counted honestly:
  *   2:4:          16 kept 4-bit values + 8 groups x 3-bit pattern (6 choices) + fp16 scale
  *                 = 104 bits per 32 weights = 3.25 bits per weight;
  *   unstructured: 1-bit mask + 16 kept 4-bit values + fp16 scale = 112 bits = 3.5 bpw.
  * The result is compared with the dense formats' error at the same bits per weight (log-linear
  * interpolation between the tensor's candidates). Decode is bound by memory bandwidth, so time
- * follows bytes: a sparse format pays only where its error is below the dense frontier.
- * It does not write sparse tensors: no format is offered unless this measurement says it pays.
+ * follows bytes: a sparse format could pay only where its error is below the dense frontier.
+ * Even then it is not offered: this version has no sparse storage format with its own kernels,
+ * so pruned weights are never written. The figures say whether building one would be worth it.
  */
 #include "internal.h"
 
@@ -35,37 +39,42 @@ struct scored {
     int64_t j;
 };
 
+/* Ascending by score; among equal scores the later column first (it is pruned first). */
 static int by_score(const void *a, const void *b) {
-    float x = ((const struct scored *)a)->score, y = ((const struct scored *)b)->score;
-    return x < y ? -1 : x > y;
+    const struct scored *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? -1 : 1;
+    return x->j > y->j ? -1 : x->j < y->j;
 }
 
-/* Zeroes the lower-scored half: the two lowest of every group of 4 (2:4), or the lowest 50% of
- * the row (unstructured). */
-static void prune(float *x, const float *imp, int64_t n, enum cmp_sparse_kind kind,
-                  struct scored *sc) {
-    for (int64_t j = 0; j < n; j++) sc[j] = (struct scored){fabsf(x[j]) * sqrtf(imp[j]), j};
+int cmp_sparse_mask(const float *w, const float *imp, int64_t n, enum cmp_sparse_kind kind,
+                    uint8_t *keep) {
     if (kind == CMP_SPARSE_24) {
-        for (int64_t g = 0; g + 4 <= n; g += 4) {
-            int64_t lo = g, lo2 = g + 1; /* lowest and second lowest */
-            if (sc[lo2].score < sc[lo].score) lo = g + 1, lo2 = g;
-            for (int64_t j = g + 2; j < g + 4; j++) {
-                if (sc[j].score < sc[lo].score)
-                    lo2 = lo, lo = j;
-                else if (sc[j].score < sc[lo2].score)
-                    lo2 = j;
+        for (int64_t g = 0; g < n; g += 4) {
+            int64_t m = n - g < 4 ? n - g : 4;
+            float sc[4];
+            for (int64_t k = 0; k < m; k++) sc[k] = fabsf(w[g + k]) * sqrtf(imp[g + k]);
+            /* keep an input when fewer than two in its group outrank it (earlier wins ties) */
+            for (int64_t k = 0; k < m; k++) {
+                int above = 0;
+                for (int64_t o = 0; o < m; o++) above += sc[o] > sc[k] || (sc[o] == sc[k] && o < k);
+                keep[g + k] = m < 4 || above < 2;
             }
-            x[lo] = x[lo2] = 0.0f;
         }
-        return;
+        return 0;
     }
+    struct scored *sc = malloc(sizeof(*sc) * (size_t)(n ? n : 1));
+    if (!sc) return eng_fail(ENG_ENOMEM, "out of memory");
+    for (int64_t j = 0; j < n; j++) sc[j] = (struct scored){fabsf(w[j]) * sqrtf(imp[j]), j};
     qsort(sc, (size_t)n, sizeof(*sc), by_score);
-    for (int64_t j = 0; j < n / 2; j++) x[sc[j].j] = 0.0f;
+    for (int64_t k = 0; k < n; k++) keep[sc[k].j] = k >= n / 2;
+    free(sc);
+    return 0;
 }
 
 struct sp_job {
     struct cmp_tensor *t;
     struct cmp_sparse_eval *ev;
+    bool plain;
 };
 
 static void eval_one(void *arg, int64_t i) {
@@ -79,22 +88,26 @@ static void eval_one(void *arg, int64_t i) {
                                  *q4 = eng_type_traits(ENG_TYPE_Q4_0);
     size_t srs = eng_row_size(src->type, n), qrs = eng_row_size(ENG_TYPE_Q4_0, n);
     float *x = malloc(sizeof(float) * (size_t)n * 3);
-    struct scored *sc = malloc(sizeof(*sc) * (size_t)n);
-    uint8_t *q = malloc(qrs);
+    uint8_t *q = malloc(qrs), *keep = malloc((size_t)n);
     for (int k = 0; k < CMP_SPARSE_COUNT; k++) ev->err[k] = INFINITY;
-    if (!x || !sc || !q || n % 32) goto out;
+    if (!x || !q || !keep || n % 32) goto out;
     float *p = x + n, *y = x + 2 * n;
     for (int k = 0; k < CMP_SPARSE_COUNT; k++) {
         double err = 0.0;
         int64_t sampled = 0;
         for (int64_t r = 0; r < rows; r += step, sampled++) {
             st->to_float((const uint8_t *)src->data + (size_t)r * srs, x, n);
-            memcpy(p, x, sizeof(float) * (size_t)n);
-            prune(p, t->imp, n, (enum cmp_sparse_kind)k, sc);
-            q4->from_float(p, q, n);
+            if (cmp_sparse_mask(x, t->imp, n, (enum cmp_sparse_kind)k, keep)) goto out;
+            for (int64_t c = 0; c < n; c++) p[c] = keep[c] ? x[c] : 0.0f;
+            /* the kept values with the same importance-weighted scale search the dense
+             * candidates get; a pruned 0 is level 0 of the symmetric grid, exactly 0 */
+            if (q4->quantize_imp && !j->plain)
+                q4->quantize_imp(p, q, n, t->imp);
+            else
+                q4->from_float(p, q, n);
             q4->to_float(q, y, n);
             for (int64_t c = 0; c < n; c++) {
-                double d = (double)x[c] - y[c];
+                double d = (double)x[c] - (keep[c] ? y[c] : 0.0f);
                 err += t->imp[c] * d * d;
             }
         }
@@ -123,12 +136,13 @@ out:
         ev->dense_err[k] = dense;
     }
     free(x);
-    free(sc);
     free(q);
+    free(keep);
 }
 
-int cmp_sparsity_eval(struct cmp_tensor *t, int n_t, int n_threads, struct cmp_sparse_eval *ev) {
-    struct sp_job j = {t, ev};
+int cmp_sparsity_eval(struct cmp_tensor *t, int n_t, int n_threads, bool plain,
+                      struct cmp_sparse_eval *ev) {
+    struct sp_job j = {t, ev, plain};
     cmp_parallel_for(n_threads, n_t, eval_one, &j);
     return 0;
 }

@@ -9,6 +9,7 @@
  * else a text generated here.
  */
 #include "compress.h"
+#include "../compress/internal.h" /* the Wanda masks and the sparsity measurement */
 
 #include <check.h>
 #include <math.h>
@@ -179,6 +180,119 @@ START_TEST(kld_stats_exact) {
     /* no positions: all zero */
     cmp_kld_acc_stats(NULL, &st);
     ck_assert_int_eq(st.n_positions, 0);
+}
+END_TEST
+
+/* ---- sparsity: Wanda masks and the measurement ---- */
+
+static float wanda(const float *w, const float *imp, int j) {
+    return fabsf(w[j]) * sqrtf(imp[j]);
+}
+
+START_TEST(wanda_masks) {
+    enum { N = 512 };
+    float w[N], imp[N];
+    uint8_t keep[N];
+    for (int j = 0; j < N; j++) {
+        w[j] = (float)((int64_t)(next_rand() % 2001) - 1000) / 100.0f;
+        imp[j] = (float)(next_rand() % 10000) / 100.0f + 0.01f;
+    }
+    /* 2:4: exactly two of every four consecutive inputs, the two highest scores */
+    ck_assert_int_eq(cmp_sparse_mask(w, imp, N, CMP_SPARSE_24, keep), 0);
+    for (int g = 0; g < N; g += 4) {
+        int kept = 0;
+        for (int k = 0; k < 4; k++) kept += keep[g + k];
+        ck_assert_int_eq(kept, 2);
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b++)
+                if (keep[g + a] && !keep[g + b])
+                    ck_assert(wanda(w, imp, g + a) >= wanda(w, imp, g + b));
+    }
+    /* unstructured: half of the row, every kept score >= every pruned score */
+    ck_assert_int_eq(cmp_sparse_mask(w, imp, N, CMP_SPARSE_UNSTR, keep), 0);
+    int kept = 0;
+    float min_kept = INFINITY, max_pruned = 0;
+    for (int j = 0; j < N; j++) {
+        kept += keep[j];
+        if (keep[j])
+            min_kept = fminf(min_kept, wanda(w, imp, j));
+        else
+            max_pruned = fmaxf(max_pruned, wanda(w, imp, j));
+    }
+    ck_assert_int_eq(kept, N / 2);
+    ck_assert(min_kept >= max_pruned);
+    /* importance decides, not magnitude: scores 4, 2, 3, 4 keep inputs 0 and 3 */
+    const float w4[8] = {1, 2, 3, 4, -1, -2, -3, -4}, i4[8] = {16, 1, 1, 1, 16, 1, 1, 1};
+    ck_assert_int_eq(cmp_sparse_mask(w4, i4, 8, CMP_SPARSE_24, keep), 0);
+    const uint8_t want24[8] = {1, 0, 0, 1, 1, 0, 0, 1};
+    ck_assert_mem_eq(keep, want24, 8);
+    ck_assert_int_eq(cmp_sparse_mask(w4, i4, 8, CMP_SPARSE_UNSTR, keep), 0);
+    ck_assert_mem_eq(keep, want24, 8);
+    /* unstructured chooses across groups: here the top half is all in the first group pair */
+    const float w8[8] = {5, 6, 7, 8, 1, 1, 1, 1}, ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    ck_assert_int_eq(cmp_sparse_mask(w8, ones, 8, CMP_SPARSE_UNSTR, keep), 0);
+    const uint8_t want_u[8] = {1, 1, 1, 1, 0, 0, 0, 0};
+    ck_assert_mem_eq(keep, want_u, 8);
+    ck_assert_int_eq(cmp_sparse_mask(w8, ones, 8, CMP_SPARSE_24, keep), 0);
+    const uint8_t want_s[8] = {0, 0, 1, 1, 1, 1, 0, 0}; /* ties: the earlier input stays */
+    ck_assert_mem_eq(keep, want_s, 8);
+}
+END_TEST
+
+/* A constructed tensor where the figures are known exactly: in every group of four inputs two
+ * weights are nonzero multiples of 1/4 in [-2, 1.75] with -2 in every block of 32 (so 4-bit
+ * q4_0 with scale 1/4 represents them exactly) and two are small (0.01 and -0.02, pruned by either
+ * mask). The error of both masks is then the importance-weighted sum of the pruned weights'
+ * squares, and the dense frontier is the log-linear interpolation of the candidates' errors. */
+START_TEST(sparsity_eval_constructed) {
+    enum { COLS = 64, ROWS = 8 };
+    static float data[ROWS * COLS];
+    float imp[COLS];
+    double expect = 0;
+    for (int j = 0; j < COLS; j++) imp[j] = 1.0f + (float)(j % 5);
+    for (int r = 0; r < ROWS; r++)
+        for (int j = 0; j < COLS; j++) {
+            float *x = &data[r * COLS + j];
+            int k = j % 4;
+            if (k == 0)
+                *x = j % 32 == 0 ? -2.0f : -0.25f * (float)((r + j) % 7) - 0.25f;
+            else if (k == 1)
+                *x = 0.25f * (float)((r * 3 + j) % 8) + 0.25f; /* 0.25 .. 2.0, never 0 */
+            else
+                *x = k == 2 ? 0.01f : -0.02f;
+            if (k == 1 && *x > 1.75f) *x = 1.75f;
+            if (k >= 2) expect += imp[j] * (double)*x * (double)*x;
+        }
+    struct eng_tensor src = {.name = "blk.0.ffn_up.weight",
+                             .type = ENG_TYPE_F32,
+                             .n_dims = 2,
+                             .ne = {COLS, ROWS, 1, 1},
+                             .nbytes = sizeof(data),
+                             .data = data};
+    struct cmp_tensor t = {.src = &src, .kind = CMP_KIND_UP, .layer = 0, .imp = imp, .n_cand = 2};
+    double params = COLS * ROWS;
+    t.cand[0] = ENG_TYPE_Q4_K, t.bytes[0] = (uint64_t)(4.0 * params / 8), t.werr[0] = 2.0;
+    t.cand[1] = ENG_TYPE_Q3_K, t.bytes[1] = (uint64_t)(3.0 * params / 8), t.werr[1] = 8.0;
+    struct cmp_sparse_eval ev;
+    ck_assert_int_eq(cmp_sparsity_eval(&t, 1, 1, false, &ev), 0);
+    for (int k = 0; k < CMP_SPARSE_COUNT; k++)
+        ck_assert_msg(fabs(ev.err[k] - expect) <= 1e-9 * expect, "%s: error %.17g, expected %.17g",
+                      cmp_sparse_name((enum cmp_sparse_kind)k), ev.err[k], expect);
+    /* 3.25 bpw: 8^0.75 * 2^0.25 = 2^2.5; 3.5 bpw: 8^0.5 * 2^0.5 = 4 */
+    ck_assert_double_eq_tol(ev.dense_err[CMP_SPARSE_24], pow(2.0, 2.5), 1e-12);
+    ck_assert_double_eq_tol(ev.dense_err[CMP_SPARSE_UNSTR], 4.0, 1e-12);
+
+    /* the summary: median ratio and the count of tensors where pruning would be the better
+     * format, over three tensors */
+    struct cmp_sparse_eval three[3] = {
+        {{1.0, 3.0}, {2.0, 2.0}}, {{4.0, 1.0}, {2.0, 2.0}}, {{3.0, 6.0}, {2.0, 2.0}}};
+    double ratio[CMP_SPARSE_COUNT];
+    int pays[CMP_SPARSE_COUNT];
+    cmp_sparsity_summary(three, 3, ratio, pays);
+    ck_assert_double_eq_tol(ratio[CMP_SPARSE_24], 1.5, 1e-15);
+    ck_assert_double_eq_tol(ratio[CMP_SPARSE_UNSTR], 1.5, 1e-15);
+    ck_assert_int_eq(pays[CMP_SPARSE_24], 1);
+    ck_assert_int_eq(pays[CMP_SPARSE_UNSTR], 1);
 }
 END_TEST
 
@@ -400,12 +514,17 @@ END_TEST
 
 Suite *compress_suite(void) {
     Suite *s = suite_create("compress");
+    TCase *tu = tcase_create("units"); /* CK_RUN_CASE=units: the fast ones */
+    tcase_add_checked_fixture(tu, setup, teardown);
+    tcase_add_test(tu, allocate_equals_brute_force);
+    tcase_add_test(tu, allocate_large_budget_and_errors);
+    tcase_add_test(tu, kld_stats_exact);
+    tcase_add_test(tu, wanda_masks);
+    tcase_add_test(tu, sparsity_eval_constructed);
+    suite_add_tcase(s, tu);
     TCase *tc = tcase_create("compress");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, allocate_equals_brute_force);
-    tcase_add_test(tc, allocate_large_budget_and_errors);
-    tcase_add_test(tc, kld_stats_exact);
     tcase_add_test(tc, compress_load_generate);
     tcase_add_test(tc, luc_beats_uniform);
     tcase_add_test(tc, bad_input);
