@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ERR_SAMPLE_ROWS 512 /* rows per tensor for the error table */
@@ -321,13 +322,81 @@ static int collect(struct eng_model *m, const struct cmp_calib *cal, bool allow_
 
 /* ---- output ---- */
 
-static int check_writable(const char *path) {
+/* Fails (with what and path named) unless a file can be created next to path and path itself,
+ * if it exists, is a writable regular file. Leaves nothing behind. */
+static int check_writable(const char *path, const char *what) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (!S_ISREG(sb.st_mode) || access(path, W_OK) != 0))
+        return eng_fail(ENG_EIO, "%s: cannot write the %s: %s", path, what,
+                        S_ISDIR(sb.st_mode)    ? "is a directory"
+                        : !S_ISREG(sb.st_mode) ? "not a regular file"
+                                               : strerror(errno));
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.probe.%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return eng_fail(ENG_EIO, "%s: cannot write the output: %s", path, strerror(errno));
+    if (fd < 0)
+        return eng_fail(ENG_EIO, "%s: cannot write the %s: %s", path, what, strerror(errno));
     close(fd);
     unlink(tmp);
+    return 0;
+}
+
+/* The results are staged and renamed into place only when all of them succeeded, so a failure
+ * at any step (writing, evaluating, the report) leaves nothing at OUT or PREFIX.*. */
+struct staging {
+    char out[4096];    /* OUT.<pid>.part */
+    char prefix[4096]; /* PREFIX.<pid>.part, giving PREFIX.<pid>.part.json / .svg */
+};
+
+static int staging_init(struct staging *st, const struct cmp_params *p) {
+    int pid = (int)getpid();
+    if ((size_t)snprintf(st->out, sizeof(st->out), "%s.%d.part", p->output, pid) >=
+            sizeof(st->out) ||
+        (p->report_prefix && (size_t)snprintf(st->prefix, sizeof(st->prefix), "%s.%d.part",
+                                              p->report_prefix, pid) >= sizeof(st->prefix)))
+        return eng_fail(ENG_EINVAL, "%s: path too long", p->output);
+    return 0;
+}
+
+static void report_path(char *buf, size_t n, const char *prefix, const char *ext) {
+    snprintf(buf, n, "%s.%s", prefix, ext);
+}
+
+static void staging_abort(const struct staging *st, const struct cmp_params *p) {
+    char a[4200];
+    unlink(st->out);
+    if (!p->report_prefix) return;
+    report_path(a, sizeof(a), st->prefix, "json");
+    unlink(a);
+    report_path(a, sizeof(a), st->prefix, "svg");
+    unlink(a);
+}
+
+/* Renames the staged report and OUT into place (OUT last). */
+static int staging_commit(const struct staging *st, const struct cmp_params *p) {
+    static const char *const ext[2] = {"json", "svg"};
+    for (int k = 0; p->report_prefix && k < 2; k++) {
+        char a[4200], b[4200];
+        report_path(a, sizeof(a), st->prefix, ext[k]);
+        report_path(b, sizeof(b), p->report_prefix, ext[k]);
+        if (rename(a, b) != 0) {
+            int e = errno;
+            if (k == 1) { /* do not leave half a report */
+                report_path(b, sizeof(b), p->report_prefix, ext[0]);
+                unlink(b);
+            }
+            return eng_fail(ENG_EIO, "%s: cannot write the report: %s", b, strerror(e));
+        }
+    }
+    if (rename(st->out, p->output) != 0) {
+        int e = errno;
+        for (int k = 0; p->report_prefix && k < 2; k++) {
+            char b[4200];
+            report_path(b, sizeof(b), p->report_prefix, ext[k]);
+            unlink(b);
+        }
+        return eng_fail(ENG_EIO, "%s: cannot write the output: %s", p->output, strerror(e));
+    }
     return 0;
 }
 
@@ -337,9 +406,10 @@ static struct cmp_tensor *find_by_name(struct cmp_tensor *t, int n, const char *
     return NULL;
 }
 
-static int write_output(const struct cmp_params *p, const struct eng_gguf *g, struct cmp_tensor *t,
-                        int n_t, const char *allocation, double pred_kld, int calib_tokens,
-                        struct cmp_progress *pr) {
+/* Writes the compressed model to path (atomically, through the GGUF writer's temporary). */
+static int write_output(const struct cmp_params *p, const char *path, const struct eng_gguf *g,
+                        struct cmp_tensor *t, int n_t, const char *allocation, double pred_kld,
+                        int calib_tokens, struct cmp_progress *pr) {
     struct eng_gguf_writer *w = eng_gguf_writer_new();
     if (!w) return ENG_ENOMEM;
     int err = 0;
@@ -385,7 +455,7 @@ static int write_output(const struct cmp_params *p, const struct eng_gguf *g, st
         err = eng_gguf_add_tensor(w, src->name, ct ? ct->cand[ct->pick] : src->type, src->n_dims,
                                   src->ne, NULL);
     }
-    if (!err) err = eng_gguf_writer_begin(w, p->output);
+    if (!err) err = eng_gguf_writer_begin(w, path);
     for (int64_t i = 0; i < eng_gguf_n_tensors(g) && !err; i++) {
         const struct eng_tensor *src = eng_gguf_tensor_at(g, i);
         struct cmp_tensor *ct = find_by_name(t, n_t, src->name);
@@ -427,7 +497,16 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     if (p.n_threads <= 0) p.n_threads = eng_default_threads();
     if (p.sparsity != CMP_SPARSITY_OFF && p.sparsity != CMP_SPARSITY_AUTO)
         return eng_fail(ENG_EINVAL, "unknown sparsity mode");
-    int err = check_writable(p.output);
+    struct staging stage;
+    int err = staging_init(&stage, &p);
+    if (!err) err = check_writable(p.output, "output");
+    if (!err && p.report_prefix) {
+        char path[4200];
+        report_path(path, sizeof(path), p.report_prefix, "json");
+        err = check_writable(path, "report");
+        report_path(path, sizeof(path), p.report_prefix, "svg");
+        if (!err) err = check_writable(path, "report");
+    }
     if (err) return err;
 
     struct cmp_progress pr = {.on = p.progress && isatty(2)};
@@ -555,12 +634,13 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     }
 
     cmp_progress_phase(&pr, "writing");
-    if ((err = write_output(&p, g, t, n_t, allocation, pred_total, cal->n_imp_tokens, &pr)))
+    if ((err = write_output(&p, stage.out, g, t, n_t, allocation, pred_total, cal->n_imp_tokens,
+                            &pr)))
         goto out;
 
     /* measured KL of the result on the KL set */
     cmp_progress_phase(&pr, "evaluating");
-    struct eng_model *outm = eng_model_load(p.output, NULL);
+    struct eng_model *outm = eng_model_load(stage.out, NULL);
     if (!outm) {
         err = ENG_EFORMAT;
         goto out;
@@ -575,10 +655,12 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     r.seconds = cmp_now() - t0;
     r.peak_rss_bytes = cmp_peak_rss();
     if (p.report_prefix)
-        err = cmp_report_write(p.report_prefix, &p, t, n_t, &r, eng_model_hparams(m)->n_layer,
-                               budget, allocation, sparse);
-    if (res) *res = r;
+        err = cmp_report_write(stage.prefix, &p, t, n_t, &r, eng_model_hparams(m)->n_layer, budget,
+                               allocation, sparse);
+    if (!err) err = staging_commit(&stage, &p);
+    if (!err && res) *res = r;
 out:
+    if (err) staging_abort(&stage, &p);
     cmp_progress_done(&pr);
     free(sparse);
     free(items);

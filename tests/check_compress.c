@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -350,8 +351,19 @@ START_TEST(compress_load_generate) {
     struct cmp_params p;
     params(&p, in, out);
     p.target_bpw = 4.0;
+    char rep[256];
+    snprintf(rep, sizeof(rep), "%s/rep", dir);
+    p.report_prefix = rep;
+    int before = count_files();
     struct cmp_result r;
     ck_assert_msg(cmp_compress(&p, &r) == 0, "%s", eng_last_error());
+    /* OUT, PREFIX.json and PREFIX.svg in place; nothing staged is left */
+    ck_assert_int_eq(count_files(), before + 3);
+    ck_assert_int_eq(access(out, R_OK), 0);
+    snprintf(rep, sizeof(rep), "%s/rep.json", dir);
+    ck_assert_int_eq(access(rep, R_OK), 0);
+    snprintf(rep, sizeof(rep), "%s/rep.svg", dir);
+    ck_assert_int_eq(access(rep, R_OK), 0);
     ck_assert(r.bpw <= 4.0 && r.bpw > 3.6);
     ck_assert(r.measured_kld > 0 && r.measured_kld < 1.0);
     ck_assert(r.predicted_kld > 0.25 * r.measured_kld && r.predicted_kld < 4 * r.measured_kld);
@@ -500,6 +512,26 @@ START_TEST(bad_input) {
     p.target_bpw = 4;
     ck_assert_int_eq(cmp_compress(&p, NULL), ENG_EIO);
     ck_assert(strstr(eng_last_error(), "/nonexistent-dir/out.gguf") != NULL);
+
+    /* the report cannot be written: refused before any work, nothing left behind */
+    char rep[256];
+    params(&p, in, out);
+    p.target_bpw = 4;
+    p.report_prefix = "/nonexistent-dir/report";
+    ck_assert_int_eq(cmp_compress(&p, NULL), ENG_EIO);
+    ck_assert_msg(strstr(eng_last_error(), "/nonexistent-dir/report.json: cannot write the report"),
+                  "%s", eng_last_error());
+    ck_assert_int_eq(count_files(), before);
+    snprintf(rep, sizeof(rep), "%s/rep.svg", dir); /* PREFIX.svg is a directory */
+    ck_assert_int_eq(mkdir(rep, 0755), 0);
+    snprintf(rep, sizeof(rep), "%s/rep", dir);
+    p.report_prefix = rep;
+    ck_assert_int_eq(cmp_compress(&p, NULL), ENG_EIO);
+    ck_assert_msg(strstr(eng_last_error(), "rep.svg: cannot write the report: is a directory"),
+                  "%s", eng_last_error());
+    ck_assert_int_eq(count_files(), before + 1); /* only the directory made here */
+    snprintf(rep, sizeof(rep), "%s/rep.svg", dir);
+    ck_assert_int_eq(rmdir(rep), 0);
 
     params(&p, in, out);
     ck_assert_int_eq(cmp_compress(&p, NULL), ENG_EINVAL); /* no target */
