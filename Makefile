@@ -141,8 +141,9 @@ test-unit: $(CHECK_RUNNER)
 test-gguf-corpus: $(CLI)
 	sh tests/gguf_corpus.sh $(CLI) tests/fixtures/gguf_broken
 
+# The edgellm command as users drive it: arguments, run, chat templates, perplexity (tests/cli).
 test-cli: $(CLI) $(TOOLS)
-	sh tests/cli.sh
+	$(PY) tests/cli/run.py
 
 test-ref: $(CLI) $(TOOLS)
 	@if [ -f tests/reference/run.py ]; then $(PY) tests/reference/run.py; \

@@ -89,9 +89,13 @@ int cmd_compress(int argc, char **argv) {
         } else if (!strcmp(a, "--target-size")) {
             if (parse_size(v, &p.target_bytes))
                 return cli_usage_error("compress", "--target-size takes bytes, e.g. 20M");
-        } else if (!strcmp(a, "--uniform"))
+        } else if (!strcmp(a, "--uniform")) {
+            int ty = eng_type_from_name(v);
+            if (ty < 0 || !eng_type_traits((enum eng_type)ty))
+                return cli_usage_error("compress",
+                                       "--uniform takes a format such as q4_k (not '%s')", v);
             p.uniform = v;
-        else if (!strcmp(a, "--calib"))
+        } else if (!strcmp(a, "--calib"))
             p.calib_path = v;
         else if (!strcmp(a, "--report"))
             p.report_prefix = v;

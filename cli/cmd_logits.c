@@ -52,7 +52,7 @@ static void print_row(const float *x, int n, bool summary) {
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *ids_arg = NULL;
     int32_t *ids = NULL;
     int n_ids = 0;
     long exit_layer = -1, greedy = 0, threads = 0, batch = 0;
@@ -63,14 +63,11 @@ int cmd_logits(int argc, char **argv) {
         bool has_val = i + 1 < argc;
         if (cli_is_help(a)) {
             usage();
-            free(ids);
             return 0;
         } else if (!strcmp(a, "-m") && has_val) {
             path = argv[++i];
         } else if (!strcmp(a, "--ids") && has_val) {
-            free(ids);
-            n_ids = cli_parse_ids(argv[++i], &ids);
-            if (n_ids < 1) return cli_usage_error("logits", "--ids takes a list like 1,2,3");
+            ids_arg = argv[++i]; /* parsed after the options: nothing to free on a usage error */
         } else if (!strcmp(a, "--all")) {
             all = true;
         } else if (!strcmp(a, "--summary")) {
@@ -88,14 +85,12 @@ int cmd_logits(int argc, char **argv) {
             if (cli_parse_int(argv[++i], 1, 1024, &threads))
                 return cli_usage_error("logits", "-t takes a thread count");
         } else {
-            free(ids);
             return cli_usage_error("logits", "unknown or incomplete option '%s'", a);
         }
     }
-    if (!path || !ids) {
-        free(ids);
-        return cli_usage_error("logits", "-m MODEL and --ids are required");
-    }
+    if (!path || !ids_arg) return cli_usage_error("logits", "-m MODEL and --ids are required");
+    n_ids = cli_parse_ids(ids_arg, &ids);
+    if (n_ids < 1) return cli_usage_error("logits", "--ids takes a list like 1,2,3");
 
     struct eng_model *m = eng_model_load(path, NULL);
     struct eng_ctx *c = NULL;

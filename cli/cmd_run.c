@@ -86,10 +86,13 @@ static int prefill(struct gen *g, const int32_t *toks, int n) {
 }
 
 /* Generates after the cached tokens, printing text; appends the answer's text to *answer (if not
- * NULL; caller frees). Returns 0, or 1 on failure. */
-static int generate(struct gen *g, char **answer) {
+ * NULL; caller frees). continues: the text continues the prompt's (prompt mode), so its first
+ * piece keeps the leading space that only the start of a text drops (" Paris" after "The capital
+ * of France is"); a chat answer starts a text of its own. Returns 0, or 1 on failure. */
+static int generate(struct gen *g, bool continues, char **answer) {
     struct eng_detok d;
     eng_detok_init(&d, g->t, 0);
+    d.at_start = !continues;
     struct eng_stop *st = eng_stop_new(g->stops, g->n_stops);
     int cap = eng_detok_max(g->t);
     char *piece = malloc((size_t)cap);
@@ -187,7 +190,7 @@ static int run_prompt(struct gen *g, const char *prompt) {
     for (int i = 0; i < n; i++) eng_sampler_accept(g->s, toks[i]);
     int rc = prefill(g, toks, n);
     free(toks);
-    if (!rc) rc = generate(g, NULL);
+    if (!rc) rc = generate(g, true, NULL);
     putchar('\n');
     return rc;
 }
@@ -254,7 +257,7 @@ static int run_chat(struct gen *g, const char *system) {
         rc = prefill(g, toks, nt);
         free(toks);
         char *answer = NULL;
-        if (!rc) rc = generate(g, &answer);
+        if (!rc) rc = generate(g, false, &answer);
         putchar('\n');
         fflush(stdout);
         if (rc) {
