@@ -107,6 +107,7 @@ void cmp_calib_free(struct cmp_calib *c) {
     free(c->imp_ffn_in);
     free(c->imp_ffn_down);
     free(c->imp_output);
+    free(c->imp_uniform);
     free(c->kl_tokens);
     free(c->hidden);
     free(c->base_logits);
@@ -129,6 +130,7 @@ struct cmp_calib *cmp_calib_run(struct eng_model *m, const char *text_path, int 
     c->n_q = hp->n_head * hp->head_dim;
     c->n_ff = hp->n_ff;
     c->n_vocab = hp->n_vocab;
+    c->tied = hp->tied_output;
     if (chunk > hp->n_ctx_train) chunk = hp->n_ctx_train;
     if (chunk < 16) {
         eng_fail(ENG_EINVAL, "calibration chunk of %d tokens is too short", chunk);
@@ -166,6 +168,7 @@ struct cmp_calib *cmp_calib_run(struct eng_model *m, const char *text_path, int 
     c->imp_ffn_in = calloc(L * E, sizeof(float));
     c->imp_ffn_down = calloc(L * (size_t)c->n_ff, sizeof(float));
     c->imp_output = calloc(E, sizeof(float));
+    c->imp_uniform = malloc(E * sizeof(float));
     c->hidden = malloc(sizeof(float) * L * T * E);
     c->base_logits = malloc(sizeof(float) * T * (size_t)c->n_vocab);
     st.acc[ENG_OBS_ATTN_IN] = calloc(L * E, sizeof(double));
@@ -174,10 +177,12 @@ struct cmp_calib *cmp_calib_run(struct eng_model *m, const char *text_path, int 
     st.acc[ENG_OBS_FFN_DOWN_IN] = calloc(L * (size_t)c->n_ff, sizeof(double));
     st.acc[ENG_OBS_OUTPUT_IN] = calloc(E, sizeof(double));
     if (!imp_chunks || !c->kl_tokens || !c->imp_attn_in || !c->imp_attn_out || !c->imp_ffn_in ||
-        !c->imp_ffn_down || !c->imp_output || !c->hidden || !c->base_logits ||
+        !c->imp_ffn_down || !c->imp_output || !c->imp_uniform || !c->hidden || !c->base_logits ||
         !st.acc[ENG_OBS_ATTN_IN] || !st.acc[ENG_OBS_ATTN_OUT_IN] || !st.acc[ENG_OBS_FFN_IN] ||
         !st.acc[ENG_OBS_FFN_DOWN_IN] || !st.acc[ENG_OBS_OUTPUT_IN])
         goto nomem;
+
+    for (size_t j = 0; j < E; j++) c->imp_uniform[j] = 1.0f;
 
     ctx = new_ctx(m, chunk, n_threads);
     if (!ctx) goto err;
@@ -259,8 +264,17 @@ const float *cmp_calib_importance(const struct cmp_calib *c, enum cmp_kind k, in
         return c->imp_ffn_in + (size_t)layer * c->n_embd;
     case CMP_KIND_DOWN:
         return c->imp_ffn_down + (size_t)layer * c->n_ff;
+    case CMP_KIND_EMBD:
+        /* An untied token embedding is a lookup table: a row is copied into the residual
+         * stream, not multiplied by an activation, so every element of a row reaches the
+         * output with the same weight and the importance is uniform. (How often a token occurs
+         * weighs whole rows, which changes neither a row's best scales nor, since sensitivity
+         * is calibrated by measured KL, the ranking of formats.) The output head's importance,
+         * used before, describes the head's input columns and means nothing here. Tied, the
+         * matrix is also the output head, whose importance it takes. */
+        return c->tied ? c->imp_output : c->imp_uniform;
     default:
-        return c->imp_output; /* output head, and a tied embedding */
+        return c->imp_output; /* the output head */
     }
 }
 

@@ -35,6 +35,8 @@ struct cmp_calib {
     float *imp_ffn_in;   /* (L, E) input of gate, up */
     float *imp_ffn_down; /* (L, F) input of down */
     float *imp_output;   /* (E) input of the output head */
+    float *imp_uniform;  /* (E) all 1: an untied token embedding (see cmp_calib_importance) */
+    bool tied;           /* token_embd is also the output head */
     int n_imp_tokens;
     /* the KL set: n_kl_chunks chunks of chunk tokens */
     int chunk, n_kl_chunks;

@@ -269,8 +269,8 @@ static int sensitivity(struct eng_model *m, const struct cmp_calib *cal, struct 
 
 /* ---- tensors ---- */
 
-static int collect(struct eng_model *m, const struct cmp_calib *cal, bool allow_low_head,
-                   struct cmp_tensor **out, int *n_out) {
+/* The weight matrices and their candidate formats (imp is set after calibration). */
+static int collect(struct eng_model *m, bool allow_low_head, struct cmp_tensor **out, int *n_out) {
     const struct eng_hparams *hp = eng_model_hparams(m);
     int cap = hp->n_layer * 7 + 2, n = 0;
     struct cmp_tensor *t = calloc((size_t)cap, sizeof(*t));
@@ -298,7 +298,6 @@ static int collect(struct eng_model *m, const struct cmp_calib *cal, bool allow_
         ct->src = src;
         ct->kind = kind;
         ct->layer = layer;
-        ct->imp = cmp_calib_importance(cal, kind, layer < 0 ? 0 : layer);
         bool head = kind == CMP_KIND_EMBD || kind == CMP_KIND_OUTPUT;
         for (size_t k = 0; k < sizeof(candidates) / sizeof(candidates[0]); k++) {
             enum eng_type ty = candidates[k];
@@ -477,6 +476,25 @@ static int write_output(const struct cmp_params *p, const char *path, const stru
 
 /* ---- the pipeline ---- */
 
+/* The error for a target below the smallest reachable size: every matrix in its smallest
+ * candidate (mat_min bytes) plus the fixed tensors (and the header, for a file size). */
+static int fail_unreachable(const struct cmp_params *p, uint64_t mat_min, uint64_t fixed,
+                            uint64_t header, uint64_t n_params) {
+    const char *why = p->allow_low_head ? "every weight matrix in its smallest format"
+                                        : "every weight matrix in its smallest format, the "
+                                          "embedding and output head at 4.5 bits or more";
+    if (p->target_bytes > 0)
+        return eng_fail(ENG_ERANGE,
+                        "a file of %llu bytes is not reachable: the smallest reachable is about "
+                        "%llu bytes (%s)",
+                        (unsigned long long)p->target_bytes,
+                        (unsigned long long)(mat_min + fixed + header), why);
+    return eng_fail(ENG_ERANGE,
+                    "%.3g bits per weight is not reachable: the smallest reachable is %.3f bits "
+                    "per weight (%s)",
+                    p->target_bpw, 8.0 * (double)(mat_min + fixed) / (double)n_params, why);
+}
+
 int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     struct cmp_params p = *params;
     struct cmp_result r = {0};
@@ -520,17 +538,10 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     int *pick = NULL, n_t = 0;
     struct cmp_sparse_eval *sparse = NULL;
 
-    cmp_progress_phase(&pr, "calibrating");
-    cal = cmp_calib_run(m, p.calib_path, p.calib_tokens, p.kl_tokens, p.chunk, p.n_threads,
-                        cmp_progress_update, &pr);
-    if (!cal) {
-        err = ENG_EINVAL;
-        goto out;
-    }
-    if ((err = collect(m, cal, p.allow_low_head || p.uniform, &t, &n_t))) goto out;
+    if ((err = collect(m, p.allow_low_head || p.uniform, &t, &n_t))) goto out;
 
     /* Fixed bytes: everything that is not a weight matrix, plus alignment padding. */
-    uint64_t fixed = 0, n_params = 0, mat_params = 0;
+    uint64_t fixed = 0, n_params = 0, mat_params = 0, mat_min = 0;
     for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++) {
         const struct eng_tensor *s = eng_gguf_tensor_at(g, i);
         uint64_t ne = (uint64_t)(s->ne[0] * s->ne[1] * s->ne[2] * s->ne[3]);
@@ -541,24 +552,34 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
             mat_params += ne;
         fixed += eng_gguf_alignment(g); /* padding, at most */
     }
+    for (int i = 0; i < n_t; i++) {
+        uint64_t mn = t[i].bytes[0];
+        for (int c = 1; c < t[i].n_cand; c++) mn = t[i].bytes[c] < mn ? t[i].bytes[c] : mn;
+        mat_min += mn;
+    }
     uint64_t header = eng_gguf_data_offset(g) + 64 * (uint64_t)n_t + 4096; /* + luc metadata */
-    uint64_t budget;
-    if (p.target_bytes > 0) {
-        if (p.target_bytes < header + fixed) {
-            err =
-                eng_fail(ENG_ERANGE,
-                         "a file of %llu bytes cannot hold even the header and "
-                         "norms (%llu bytes)",
-                         (unsigned long long)p.target_bytes, (unsigned long long)(header + fixed));
-            goto out;
-        }
-        budget = p.target_bytes - header - fixed;
-    } else if (p.target_bpw > 0) {
+    uint64_t budget = UINT64_MAX;
+    if (p.target_bytes > 0)
+        budget = p.target_bytes > header + fixed ? p.target_bytes - header - fixed : 0;
+    else if (p.target_bpw > 0) {
         uint64_t all = (uint64_t)(p.target_bpw * (double)n_params / 8.0);
         budget = all > fixed ? all - fixed : 0;
-    } else {
-        budget = UINT64_MAX;
     }
+    /* before any work: a budget below every matrix in its smallest format cannot be met */
+    if (!p.uniform && budget < mat_min) {
+        err = fail_unreachable(&p, mat_min, fixed, header, n_params);
+        goto out;
+    }
+
+    cmp_progress_phase(&pr, "calibrating");
+    cal = cmp_calib_run(m, p.calib_path, p.calib_tokens, p.kl_tokens, p.chunk, p.n_threads,
+                        cmp_progress_update, &pr);
+    if (!cal) {
+        err = ENG_EINVAL;
+        goto out;
+    }
+    for (int i = 0; i < n_t; i++)
+        t[i].imp = cmp_calib_importance(cal, t[i].kind, t[i].layer < 0 ? 0 : t[i].layer);
 
     cmp_progress_phase(&pr, "measuring errors");
     if ((err = error_table(t, n_t, p.n_threads, p.plain_quant, &pr))) goto out;
@@ -612,18 +633,7 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
         uint64_t min_bytes;
         err = cmp_allocate(items, n_t, budget, pick, &min_bytes);
         if (err == ENG_ERANGE) {
-            uint64_t smallest = min_bytes + fixed + (p.target_bytes ? header : 0);
-            if (p.target_bytes)
-                eng_fail(ENG_ERANGE,
-                         "a file of %llu bytes is not reachable; the smallest is about "
-                         "%llu bytes",
-                         (unsigned long long)p.target_bytes, (unsigned long long)smallest);
-            else
-                eng_fail(ENG_ERANGE,
-                         "%.3g bits per weight is not reachable; the smallest is %.3f "
-                         "(%llu bytes of tensors)",
-                         p.target_bpw, 8.0 * (double)smallest / (double)n_params,
-                         (unsigned long long)smallest);
+            err = fail_unreachable(&p, min_bytes, fixed, header, n_params);
             goto out;
         }
         if (err) goto out;

@@ -430,6 +430,38 @@ START_TEST(compress_load_generate) {
 }
 END_TEST
 
+/* Column importance: the mean squared activation per input column for the matrices; uniform
+ * for an untied token embedding (a lookup table); the output head's for a tied one. */
+START_TEST(calib_importance) {
+    for (int tied = 0; tied < 2; tied++) {
+        const char *path =
+            gen(tied ? "tied.gguf" : "untied.gguf",
+                tied ? SMALL " --seed 24 --n-layer 1 --tied" : SMALL " --seed 24 --n-layer 1");
+        struct eng_model *m = eng_model_load(path, NULL);
+        ck_assert_ptr_nonnull(m);
+        ck_assert(eng_model_hparams(m)->tied_output == (bool)tied);
+        struct cmp_calib *c = cmp_calib_run(m, calib_text(), 256, 128, 128, 2, NULL, NULL);
+        ck_assert_msg(c != NULL, "%s", eng_last_error());
+        const float *e = cmp_calib_importance(c, CMP_KIND_EMBD, 0),
+                    *o = cmp_calib_importance(c, CMP_KIND_OUTPUT, 0),
+                    *q = cmp_calib_importance(c, CMP_KIND_Q, 0);
+        bool all_one = true, varies = false;
+        for (int j = 0; j < 256; j++) {
+            all_one &= e[j] == 1.0f;
+            varies |= o[j] != o[0];
+            ck_assert(o[j] > 0 && q[j] > 0);
+        }
+        ck_assert(varies);
+        if (tied)
+            ck_assert_ptr_eq(e, o);
+        else
+            ck_assert(all_one);
+        cmp_calib_free(c);
+        eng_model_free(m);
+    }
+}
+END_TEST
+
 /* A copy of src whose blocks' output projections are scaled (layers differ in sensitivity). */
 static void scale_layers(const char *src, const char *dst, const float *scale, int n_layer) {
     struct eng_gguf *g = eng_gguf_open(src);
@@ -498,7 +530,15 @@ START_TEST(bad_input) {
     params(&p, in, out);
     p.target_bpw = 1.5; /* below the smallest format */
     ck_assert_int_eq(cmp_compress(&p, NULL), ENG_ERANGE);
-    ck_assert_msg(strstr(eng_last_error(), "smallest is") != NULL, "%s", eng_last_error());
+    ck_assert_msg(strstr(eng_last_error(), "the smallest reachable is") != NULL, "%s",
+                  eng_last_error());
+    p.target_bpw = 0;
+    p.target_bytes = 100000; /* below the smallest file, above the header */
+    ck_assert_int_eq(cmp_compress(&p, NULL), ENG_ERANGE);
+    ck_assert_msg(strstr(eng_last_error(), "a file of 100000 bytes is not reachable: the smallest "
+                                           "reachable is about"),
+                  "%s", eng_last_error());
+    ck_assert_int_eq(count_files(), before);
     ck_assert_int_eq(count_files(), before);
 
     params(&p, in, out);
@@ -557,6 +597,7 @@ Suite *compress_suite(void) {
     TCase *tc = tcase_create("compress");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, calib_importance);
     tcase_add_test(tc, compress_load_generate);
     tcase_add_test(tc, luc_beats_uniform);
     tcase_add_test(tc, bad_input);
