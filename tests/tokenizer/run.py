@@ -15,6 +15,12 @@ usage: BUILD=build /usr/bin/python3 tests/tokenizer/run.py [--quick]
    biases; qwen3 with tied embeddings and a separate head_dim; llama3 and linear rope scaling;
    --type f32/f16/bf16) and requires `$BUILD/edgellm logits` on the GGUF to match
    the PyTorch reference (tools/reference, loaded in this process) on the original safetensors.
+4. For every converted directory, reads the GGUF (the reference's reader) and requires
+   tokenizer.ggml.model, tokenizer.ggml.pre and tokenizer.chat_template to be what the source
+   tokenizer.json / tokenizer_config.json imply: the pre-tokenizer named after the split regex
+   the source uses (none for SentencePiece-style tokenizers), and the chat template byte for byte
+   from each place a directory can keep it (a string, a list of named templates, or
+   chat_template.jinja), absent when the source has none.
 Prints one line per check and a final "N passed, N failed".
 """
 
@@ -26,6 +32,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools", "reference"))
+import gguf  # noqa: E402
 import logits as reference_logits  # noqa: E402
 import model as reference_model  # noqa: E402
 
@@ -76,6 +83,51 @@ def convert(d, out_type):
     return out
 
 
+# Split regexes of the byte-level pre-tokenizers, as the model families' tokenizer.json files
+# write them, and the tokenizer.ggml.pre name each stands for. A ByteLevel step that splits by
+# itself (use_regex absent or true) is GPT-2's.
+PRE_REGEXES = {
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+": "qwen2",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+": "llama3",
+}
+
+
+def expected_tokenizer_metadata(d):
+    """(tokenizer.ggml.model, tokenizer.ggml.pre or None, chat template or None) that the Hugging
+    Face directory d implies."""
+    with open(os.path.join(d, "tokenizer.json"), encoding="utf-8") as f:
+        tok = json.load(f)
+    with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    pre = tok.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre] if pre else []
+    if not any(s["type"] == "ByteLevel" for s in steps):
+        model, name = "llama", None
+    else:
+        splits = [s["pattern"]["Regex"] for s in steps if s["type"] == "Split"]
+        model, name = "gpt2", PRE_REGEXES.get(splits[0], "?") if splits else "gpt2"
+    tmpl = cfg.get("chat_template")
+    if isinstance(tmpl, list):
+        tmpl = next((t["template"] for t in tmpl if t.get("name") == "default"), None)
+    jinja = os.path.join(d, "chat_template.jinja")
+    if tmpl is None and os.path.exists(jinja):
+        with open(jinja, encoding="utf-8") as f:
+            tmpl = f.read()
+    return model, name, tmpl
+
+
+def metadata_check(name, d, gguf_path):
+    model, pre, tmpl = expected_tokenizer_metadata(d)
+    g = gguf.GGUFFile(gguf_path)
+    got = (g.get("tokenizer.ggml.model"), g.get("tokenizer.ggml.pre"), g.get("tokenizer.chat_template"))
+    what = f"model {model}, pre {pre}, " + (f"chat template of {len(tmpl)} bytes" if tmpl else "no chat template")
+    ok = got == (model, pre, tmpl)
+    check(f"convert {name}: tokenizer metadata ({what})", ok,
+          "" if ok else f"got model {got[0]}, pre {got[1]}, template {str(got[2])[:60]!r}")
+
+
 def tokenizer_check(name, d, gguf):
     ours = os.path.join(WORK, f"{name}.ours.jsonl")
     ref = os.path.join(WORK, f"{name}.ref.jsonl")
@@ -108,6 +160,40 @@ def logits_check(name, d, gguf, out_type, text, all_positions=True):
           f"max |diff| {diff:.3g} (max |logit| {scale:.3g}, tolerance {TOL[out_type] * scale:.3g})")
 
 
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}\n")
+
+
+def chat_template_variants():
+    """The three places a directory can keep its chat template, on one small llama2 directory."""
+    tmpl_file = os.path.join(WORK, "llama2-template.jinja")
+    with open(tmpl_file, "w", encoding="utf-8") as f:
+        f.write(LLAMA2_TEMPLATE)
+    d = make_hf("llama2-template", "llama2", "llama", n_layer=1, n_embd=16, chat_template=tmpl_file)
+    metadata_check("chat_template as a string", d, convert(d, "f32"))
+    cfg_path = os.path.join(d, "tokenizer_config.json")
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    cfg["chat_template"] = [{"name": "tool_use", "template": "{{ tools }}"},
+                            {"name": "default", "template": LLAMA2_TEMPLATE}]
+    with open(cfg_path, "w", encoding="utf-8") as f:
+        json.dump(cfg, f)
+    metadata_check("chat_template as a list (the one named default)", d, convert(d, "f32"))
+    del cfg["chat_template"]
+    with open(cfg_path, "w", encoding="utf-8") as f:
+        json.dump(cfg, f)
+    with open(os.path.join(d, "chat_template.jinja"), "w", encoding="utf-8") as f:
+        f.write(LLAMA2_TEMPLATE)
+    metadata_check("chat_template.jinja", d, convert(d, "f32"))
+
+
 def main():
     quick = "--quick" in sys.argv
     os.makedirs(WORK, exist_ok=True)
@@ -121,17 +207,22 @@ def main():
         # the two real tokenizers
         d = make_hf("llama2", "llama2", "llama", dtype="BF16", shards=3, seed=2)
         g = convert(d, "f32")
+        metadata_check("llama2", d, g)
         tokenizer_check("llama2", d, g)
         logits_check("llama (q/k permuted), sharded BF16 safetensors", d, g, "f32", text)
         d = make_hf("qwen3", "qwen3", "qwen3", tied=True, vocab_size=151936, n_embd=32, seed=3)
         g = convert(d, "f32")
+        metadata_check("qwen3", d, g)
         tokenizer_check("qwen3", d, g)
         logits_check("qwen3, tied embeddings, head_dim 24", d, g, "f32", text, all_positions=False)
         # the gpt2 and llama3 pre-tokenizers (llama3 with ignore_merges) on the Qwen3 vocabulary
         for pre in ("gpt2", "llama3"):
             d = make_hf(f"qwen3-{pre}", "qwen3", "qwen3", tied=True, vocab_size=151936, n_embd=16,
                         n_layer=1, pre=pre)
-            tokenizer_check(f"qwen3-{pre}", d, convert(d, "f32"))
+            g = convert(d, "f32")
+            metadata_check(f"qwen3-{pre}", d, g)
+            tokenizer_check(f"qwen3-{pre}", d, g)
+        chat_template_variants()
         if not quick:
             d = make_hf("qwen2", "llama2", "qwen2", dtype="F16", seed=4)
             logits_check("qwen2 with biases, F16 safetensors", d, convert(d, "f32"), "f32", text)
