@@ -122,7 +122,8 @@ def metadata_check(name, d, gguf_path):
     model, pre, tmpl = expected_tokenizer_metadata(d)
     g = gguf.GGUFFile(gguf_path)
     got = (g.get("tokenizer.ggml.model"), g.get("tokenizer.ggml.pre"), g.get("tokenizer.chat_template"))
-    what = f"model {model}, pre {pre}, " + (f"chat template of {len(tmpl)} bytes" if tmpl else "no chat template")
+    what = f"model {model}, pre {pre}, "
+    what += f"chat template of {len(tmpl)} bytes" if tmpl else "no chat template"
     ok = got == (model, pre, tmpl)
     check(f"convert {name}: tokenizer metadata ({what})", ok,
           "" if ok else f"got model {got[0]}, pre {got[1]}, template {str(got[2])[:60]!r}")
