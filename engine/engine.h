@@ -107,6 +107,11 @@ struct eng_type_traits {
      * is the importance of element i (compression passes the mean squared activation of each
      * input column); imp = NULL means all 1. Same layout as from_float. NULL if not provided. */
     void (*quantize_imp)(const float *x, void *y, int64_t n, const float *imp);
+    /* Prefill form for the tile kernels: n weights → n signed codes q (|q| <= 127), a scale s and,
+     * if repack_has_min, a minimum m per 16 weights, x[i] = s[i/16] * q[i] + m[i/16]. NULL for
+     * types that do not use it (F32/F16/BF16 prefill through sgemm). */
+    void (*repack)(const void *w, int8_t *q, float *s, float *m, int64_t n);
+    bool repack_has_min;
 };
 
 /* Traits of type t, or NULL if t is unknown or has no kernels here. Thread-safe. */

@@ -29,18 +29,18 @@ struct eng_ctx {
     float *kv; /* (S, L, 2, C, KV) key then value caches */
 
     /* scratch, (B, ...) rows */
-    float *x;        /* (B, E) residual stream */
-    float *xb;       /* (B, E) normed input / projection output */
-    float *q;        /* (B, Q) */
-    float *k;        /* (B, KV) */
-    float *v;        /* (B, KV) */
-    float *att_out;  /* (B, Q) */
-    float *hb;       /* (B, F) */
-    float *hb2;      /* (B, F) */
-    float *att;      /* (n_threads, C) attention scores, one row per thread */
-    void *qbuf;      /* activations converted to a vec_dot type, sized for the largest */
-    float *rope_cos; /* (C, n_rot/2) */
-    float *rope_sin; /* (C, n_rot/2) */
+    float *x;             /* (B, E) residual stream */
+    float *xb;            /* (B, E) normed input / projection output */
+    float *q;             /* (B, Q) */
+    float *k;             /* (B, KV) */
+    float *v;             /* (B, KV) */
+    float *att_out;       /* (B, Q) */
+    float *hb;            /* (B, F) */
+    float *hb2;           /* (B, F) */
+    float *att;           /* (n_threads, C) attention scores, one row per thread */
+    struct eng_mm_ws *mm; /* matrix-product scratch (converted activations, weight chunks) */
+    float *rope_cos;      /* (C, n_rot/2) */
+    float *rope_sin;      /* (C, n_rot/2) */
 
     /* outputs, (n_outputs, ...) */
     float *out_x;   /* (n_outputs, E) final-normed hidden of output tokens */
@@ -118,29 +118,6 @@ void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p)
 
 /* ---- context ---- */
 
-static size_t qbuf_size(const struct eng_model *m, int B) {
-    const struct eng_tensor *mats[8];
-    size_t best = 0;
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        const struct eng_layer *ly = &m->layers[l];
-        int n = 0;
-        mats[n++] = ly->wq;
-        mats[n++] = ly->wk;
-        mats[n++] = ly->wv;
-        mats[n++] = ly->wo;
-        mats[n++] = ly->w_gate;
-        mats[n++] = ly->w_up;
-        mats[n++] = ly->w_down;
-        mats[n++] = m->output;
-        for (int i = 0; i < n; i++) {
-            const struct eng_type_traits *tr = eng_type_traits(mats[i]->type);
-            size_t rs = eng_row_size(tr->vec_dot_type, mats[i]->ne[0]);
-            if (rs * (size_t)B > best) best = rs * (size_t)B;
-        }
-    }
-    return best;
-}
-
 static void rope_tables(struct eng_ctx *c) {
     const struct eng_hparams *hp = &c->m->hp;
     int half = hp->n_rot / 2;
@@ -181,13 +158,15 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     size_t kv_floats = (size_t)p.n_slots * hp->n_layer * 2 * C * KV;
     size_t n_floats = B * (2 * E + Q + 2 * KV + Q + 2 * F) + (size_t)p.n_threads * C +
                       2 * C * half + O * (E + V) + (size_t)ENG_MAX_EXITS * O * E;
-    size_t qb = qbuf_size(m, p.n_batch);
-    c->mem_bytes = (kv_floats + n_floats) * sizeof(float) + qb + O * sizeof(int);
+    int64_t max_in = ENG_MAX(m->output->ne[0], (int64_t)Q);
+    for (int l = 0; l < hp->n_layer; l++) max_in = ENG_MAX(max_in, m->layers[l].w_down->ne[0]);
+    c->mm = eng_mm_ws_new(ENG_MAX(max_in, (int64_t)E), p.n_batch, p.n_threads);
+    c->mem_bytes = (kv_floats + n_floats) * sizeof(float) + O * sizeof(int) +
+                   (c->mm ? eng_mm_ws_bytes(c->mm) : 0);
     c->kv = calloc(kv_floats, sizeof(float));
     float *s = malloc(n_floats * sizeof(float));
-    c->qbuf = malloc(qb ? qb : 1);
     c->out_idx = malloc(O * sizeof(int));
-    if (!c->kv || !s || !c->qbuf || !c->out_idx) {
+    if (!c->kv || !s || !c->mm || !c->out_idx) {
         free(s);
         goto nomem;
     }
@@ -221,7 +200,7 @@ void eng_ctx_free(struct eng_ctx *c) {
     eng_pool_free(c->pool);
     free(c->kv);
     free(c->x); /* start of the scratch allocation */
-    free(c->qbuf);
+    eng_mm_ws_free(c->mm);
     free(c->out_idx);
     free(c);
 }
@@ -297,7 +276,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 /* y (B, out) = x (B, in) · Wᵀ on the context's pool and conversion buffer. */
 static void matmul(struct eng_ctx *c, const struct eng_tensor *w, const float *x, int B, float *y) {
-    eng_matmul(c->pool, c->qbuf, w, x, B, y, w->ne[1], NULL, 0);
+    eng_matmul(c->pool, c->mm, w, x, B, y, w->ne[1], NULL, 0);
 }
 
 /* Rotates the first n_rot dims of each of n_heads heads (head_dim apart) at position pos. */
@@ -522,7 +501,7 @@ int eng_exit_logits(struct eng_ctx *c, int e, int i, const int32_t *ids, int n_i
     /* c->xb row 0 is free between forward calls. */
     rmsnorm(c->xb, h, m->output_norm_f, E, m->hp.rms_eps);
     if (n_ids > 0)
-        eng_matmul(c->pool, c->qbuf, m->output, c->xb, 1, out, n_ids, ids, n_ids);
+        eng_matmul(c->pool, c->mm, m->output, c->xb, 1, out, n_ids, ids, n_ids);
     else
         matmul(c, m->output, c->xb, 1, out);
     return 0;

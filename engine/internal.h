@@ -38,6 +38,8 @@ void eng_types_init_core(struct eng_type_traits *table);
 void eng_types_init_extra(struct eng_type_traits *table);
 /* Installs the importance-weighted quantizers (quantize_imp) of quants_imp.c. */
 void eng_quants_imp_install(struct eng_type_traits *table);
+/* Installs the prefill repackers (repack, repack_has_min) of repack.c. */
+void eng_repack_install(struct eng_type_traits *table);
 
 /* ---- thread pool ---- */
 struct eng_pool;
@@ -50,10 +52,26 @@ int eng_pool_size(const struct eng_pool *p);
 void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
 
 /* ---- matrix products ---- */
+/* Scratch of the matrix products for weights of up to max_in columns and up to max_b activation
+ * rows on n_threads threads: converted activations and per-thread repacked / converted weight
+ * chunks. NULL when out of memory. Caller frees with eng_mm_ws_free. */
+struct eng_mm_ws;
+struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads);
+void eng_mm_ws_free(struct eng_mm_ws *ws);
+size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws);
+
+/* Which kernels multiply B activation rows with a weight of this type (matmul.c). Thresholds
+ * measured with tools/bench/kernels.c: below them the repacking / conversion costs more than it
+ * saves. */
+#define ENG_TILE_MIN_B  16
+#define ENG_SGEMM_MIN_B 32
+enum eng_mm_path { ENG_MM_VEC_DOT = 0, ENG_MM_TILE = 1, ENG_MM_SGEMM = 2 };
+enum eng_mm_path eng_matmul_path(enum eng_type type, int B);
+
 /* y (B, ldy) = x (B, w->ne[0]) · Wᵀ. With rows (n_rows > 0) only those weight rows are used and
- * y has n_rows meaningful columns. qbuf holds B converted activation rows of w's vec_dot type. */
-void eng_matmul(struct eng_pool *pool, void *qbuf, const struct eng_tensor *w, const float *x,
-                int B, float *y, int64_t ldy, const int32_t *rows, int n_rows);
+ * y has n_rows meaningful columns (always the vec_dot path). B <= the workspace's max_b. */
+void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_tensor *w,
+                const float *x, int B, float *y, int64_t ldy, const int32_t *rows, int n_rows);
 
 /* ---- weights ---- */
 struct eng_layer {

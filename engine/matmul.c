@@ -1,21 +1,101 @@
 /*
  * matmul.c — matrix products of the forward pass: y (B, out) = x (B, in) · Wᵀ for a weight of any
- * type. Activations are converted once to the weight's vec_dot type (on the calling thread for a
- * few rows, across the pool for many), then the weight rows are handed out to the pool's threads
- * in contiguous chunks from a shared counter, so each thread streams its chunks of the weights
- * once for all B rows and the threads finish together even when one core is slowed down.
+ * type, by one of three paths chosen from the type and the number of activation rows B:
  *
- * Weights are read in place from the mapping: nothing is repacked or copied. It does not own
- * buffers: the caller passes the pool and the conversion buffer.
+ *   vec_dot (decode, few rows): activations converted once to the weight's vec_dot type, weight
+ *     rows handed out to the pool in chunks; each row is read once for all B activations. This is
+ *     the memory-bound path: every weight byte is read once per step.
+ *   tile (quantized weights, B >= ENG_TILE_MIN_B): chunks of weight rows are repacked (repack.c)
+ *     into 8-bit codes with per-16 scales and multiplied with Q8_0 activations by the tile kernel
+ *     (gemm.c), nr rows × nc columns at a time — compute-bound prefill, one kernel for all formats.
+ *   sgemm (F32/F16/BF16 weights, B >= ENG_SGEMM_MIN_B): chunks of rows converted to F32 and
+ *     multiplied by OpenBLAS sgemm (single-threaded inside; the pool provides the threads).
+ *
+ * The thresholds were measured with tools/bench/kernels.c (see BENCHMARKS.md). Weights are read in
+ * place from the mapping; the repacked / converted chunks are scratch of the workspace, a few
+ * hundred kilobytes per thread, never a second copy of the weights. It does not own buffers.
  */
-#include "internal.h"
+#include "quants.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Weight rows per work item of the tile and sgemm paths, and activation rows per pass over a
+ * repacked chunk (keeps those activations in L2 while the chunk's rows run over them). */
+#define TILE_CHUNK  16
+#define SGEMM_CHUNK 64
+#define COL_BLOCK   64
+
+/* ---- workspace ---- */
+
+struct eng_mm_ws {
+    int max_b, n_threads;
+    int64_t max_in;
+    void *qbuf;   /* (B, max_in) activations in a vec_dot type, sized for the largest */
+    float *ad;    /* (B, max_in/32) Q8_0 activation block scales as floats (tile path) */
+    float *ams;   /* (B, max_in/16) scale × sum of each 16 codes (tile path, minimums) */
+    int8_t *wq;   /* (T, TILE_CHUNK, max_in) repacked codes */
+    float *s16;   /* (T, TILE_CHUNK, max_in/16) repacked scales */
+    float *m16;   /* (T, TILE_CHUNK, max_in/16) repacked minimums */
+    float *s8;    /* (T, TILE_CHUNK, max_in/4) scales spread to the tile kernel's lanes */
+    float *ftile; /* (T, SGEMM_CHUNK, max_in) rows converted to F32 (sgemm path) */
+};
+
+struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
+    /* the largest converted row: Q8_K (292 bytes per 256) and Q8_1 (36 per 32) stay below this */
+    size_t qrow = (size_t)max_in * 5 / 4 + 640;
+    struct eng_mm_ws *ws = calloc(1, sizeof(*ws));
+    if (!ws) return NULL;
+    size_t B = (size_t)max_b, T = (size_t)n_threads, in = (size_t)max_in;
+    ws->max_b = max_b, ws->n_threads = n_threads, ws->max_in = max_in;
+    ws->qbuf = malloc(ENG_MAX(qrow * B, 1));
+    ws->ad = malloc(B * (in / 32 + 1) * sizeof(float));
+    ws->ams = malloc(B * (in / 16 + 1) * sizeof(float));
+    ws->wq = malloc(T * TILE_CHUNK * in + 1);
+    ws->s16 = malloc(T * TILE_CHUNK * (in / 16 + 1) * sizeof(float));
+    ws->m16 = malloc(T * TILE_CHUNK * (in / 16 + 1) * sizeof(float));
+    ws->s8 = malloc(T * TILE_CHUNK * (in / 4 + 8) * sizeof(float));
+    ws->ftile = malloc(T * SGEMM_CHUNK * in * sizeof(float) + 1);
+    if (!ws->qbuf || !ws->ad || !ws->ams || !ws->wq || !ws->s16 || !ws->m16 || !ws->s8 ||
+        !ws->ftile) {
+        eng_mm_ws_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+void eng_mm_ws_free(struct eng_mm_ws *ws) {
+    if (!ws) return;
+    free(ws->qbuf), free(ws->ad), free(ws->ams), free(ws->wq), free(ws->s16), free(ws->m16);
+    free(ws->s8), free(ws->ftile);
+    free(ws);
+}
+
+size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws) {
+    size_t B = (size_t)ws->max_b, T = (size_t)ws->n_threads, in = (size_t)ws->max_in;
+    return B * (in / 32 + in / 16 + 2) * sizeof(float) +
+           T * TILE_CHUNK * (in + (in / 16 * 2 + in / 4 + 10) * sizeof(float)) +
+           T * SGEMM_CHUNK * in * sizeof(float);
+}
+
+/* OpenBLAS runs single-threaded inside our pool threads. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_init(void) {
+    openblas_set_num_threads(1);
+}
+
+/* ---- jobs ---- */
 
 struct matmul_job {
     const struct eng_tensor *w;
     const struct eng_type_traits *tr;
+    struct eng_mm_ws *ws;
     const float *x; /* (B, in) */
-    const void *xq; /* (B, in) in vec_dot_type */
+    const void *xq; /* (B, in) converted activations */
     size_t xq_row;  /* bytes per converted row */
+    enum eng_type xq_type;
     int B;
     float *y;            /* (B, out) */
     int64_t ldy;         /* row stride of y */
@@ -23,13 +103,28 @@ struct matmul_job {
     int n_rows;
     int64_t chunk;     /* weight rows per work item */
     atomic_llong next; /* first row of the next unclaimed chunk */
+    eng_tile_fn tile;
 };
 
 static void convert_rows(struct matmul_job *j, int b0, int b1) {
-    const struct eng_type_traits *vt = eng_type_traits(j->tr->vec_dot_type);
-    int64_t in = j->w->ne[0];
-    for (int b = b0; b < b1; b++)
-        vt->from_float(j->x + (size_t)b * in, (uint8_t *)j->xq + (size_t)b * j->xq_row, in);
+    const struct eng_type_traits *vt = eng_type_traits(j->xq_type);
+    int64_t in = j->w->ne[0], nb = in / 32;
+    for (int b = b0; b < b1; b++) {
+        uint8_t *row = (uint8_t *)j->xq + (size_t)b * j->xq_row;
+        vt->from_float(j->x + (size_t)b * in, row, in);
+        if (!j->tile) continue;
+        /* the tile path's float block scales, and the per-16 sums minimums need */
+        const struct eng_block_q8_0 *blk = (const struct eng_block_q8_0 *)row;
+        float *ad = j->ws->ad + (size_t)b * nb, *ams = j->ws->ams + (size_t)b * nb * 2;
+        for (int64_t k = 0; k < nb; k++) {
+            ad[k] = eng_fp16_to_fp32(blk[k].d);
+            if (!j->tr->repack_has_min) continue;
+            int lo = 0, hi = 0;
+            for (int i = 0; i < 16; i++) lo += blk[k].qs[i], hi += blk[k].qs[16 + i];
+            ams[2 * k] = ad[k] * (float)lo;
+            ams[2 * k + 1] = ad[k] * (float)hi;
+        }
+    }
 }
 
 static void matmul_convert(void *arg, int ith, int nth) {
@@ -38,10 +133,13 @@ static void matmul_convert(void *arg, int ith, int nth) {
     if (b0 < b1) convert_rows(j, b0, b1);
 }
 
+static int64_t n_out_rows(const struct matmul_job *j) {
+    return j->rows ? j->n_rows : j->w->ne[1];
+}
+
 static void matmul_rows(void *arg, int ith, int nth) {
     struct matmul_job *j = arg;
-    int64_t in = j->w->ne[0];
-    int64_t n = j->rows ? j->n_rows : j->w->ne[1];
+    int64_t in = j->w->ne[0], n = n_out_rows(j);
     size_t wrow = eng_row_size(j->w->type, in);
     const uint8_t *xq = j->xq;
     for (;;) {
@@ -57,10 +155,82 @@ static void matmul_rows(void *arg, int ith, int nth) {
     }
 }
 
-void eng_matmul(struct eng_pool *pool, void *qbuf, const struct eng_tensor *w, const float *x,
-                int B, float *y, int64_t ldy, const int32_t *rows, int n_rows) {
+static void matmul_tile(void *arg, int ith, int nth) {
+    struct matmul_job *j = arg;
+    struct eng_mm_ws *ws = j->ws;
+    const int64_t in = j->w->ne[0], nb = in / 32, n = j->w->ne[1];
+    const size_t wrow = eng_row_size(j->w->type, in);
+    int8_t *wq = ws->wq + (size_t)ith * TILE_CHUNK * ws->max_in;
+    float *s16 = ws->s16 + (size_t)ith * TILE_CHUNK * (ws->max_in / 16 + 1);
+    float *m16 = ws->m16 + (size_t)ith * TILE_CHUNK * (ws->max_in / 16 + 1);
+    float *s8 = ws->s8 + (size_t)ith * TILE_CHUNK * (ws->max_in / 4 + 8);
+    const struct eng_type_traits *f32 = eng_type_traits(ENG_TYPE_F32);
+    for (;;) {
+        int64_t r0 = atomic_fetch_add_explicit(&j->next, TILE_CHUNK, memory_order_relaxed);
+        if (r0 >= n) break;
+        int nr = (int)ENG_MIN(TILE_CHUNK, n - r0);
+        for (int r = 0; r < nr; r++)
+            j->tr->repack((const uint8_t *)j->w->data + (size_t)(r0 + r) * wrow,
+                          wq + (size_t)r * in, s16 + (size_t)r * nb * 2, m16 + (size_t)r * nb * 2,
+                          in);
+        for (int64_t i = 0; i < (int64_t)nr * nb; i++)
+            for (int k = 0; k < 8; k++) s8[i * 8 + k] = s16[2 * i + k / 4];
+        for (int c0 = 0; c0 < j->B; c0 += COL_BLOCK) { /* hot loop */
+            int c1 = ENG_MIN(j->B, c0 + COL_BLOCK);
+            for (int r = 0; r < nr; r += ENG_TILE_R)
+                for (int c = c0; c < c1; c += ENG_TILE_C)
+                    j->tile(in, ENG_MIN(ENG_TILE_R, nr - r), ENG_MIN(ENG_TILE_C, c1 - c),
+                            wq + (size_t)r * in, s8 + (size_t)r * nb * 8,
+                            (const uint8_t *)j->xq + (size_t)c * j->xq_row, j->xq_row,
+                            ws->ad + (size_t)c * nb, j->y + (size_t)c * j->ldy + r0 + r, j->ldy);
+        }
+        if (j->tr->repack_has_min)
+            for (int c = 0; c < j->B; c++)
+                for (int r = 0; r < nr; r++) {
+                    float mdot;
+                    f32->vec_dot(nb * 2, &mdot, m16 + (size_t)r * nb * 2,
+                                 ws->ams + (size_t)c * nb * 2);
+                    j->y[(size_t)c * j->ldy + r0 + r] += mdot;
+                }
+    }
+}
+
+static void matmul_sgemm(void *arg, int ith, int nth) {
+    struct matmul_job *j = arg;
+    const int64_t in = j->w->ne[0], n = j->w->ne[1];
+    const size_t wrow = eng_row_size(j->w->type, in);
+    float *ft = j->ws->ftile + (size_t)ith * SGEMM_CHUNK * j->ws->max_in;
+    for (;;) {
+        int64_t r0 = atomic_fetch_add_explicit(&j->next, SGEMM_CHUNK, memory_order_relaxed);
+        if (r0 >= n) break;
+        int nr = (int)ENG_MIN(SGEMM_CHUNK, n - r0);
+        const uint8_t *wp = (const uint8_t *)j->w->data + (size_t)r0 * wrow;
+        const float *wf = (const float *)wp; /* F32 weights are used in place */
+        if (j->w->type != ENG_TYPE_F32) {
+            for (int r = 0; r < nr; r++)
+                j->tr->to_float(wp + (size_t)r * wrow, ft + (size_t)r * in, in);
+            wf = ft;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->B, nr, (int)in, 1.0f, j->x, (int)in,
+                    wf, (int)in, 0.0f, j->y + r0, (int)j->ldy);
+    }
+}
+
+enum eng_mm_path eng_matmul_path(enum eng_type type, int B) {
+    const struct eng_type_traits *tr = eng_type_traits(type);
+    if (!tr) return ENG_MM_VEC_DOT;
+    if (tr->repack && B >= ENG_TILE_MIN_B) return ENG_MM_TILE;
+    if ((type == ENG_TYPE_F32 || type == ENG_TYPE_F16 || type == ENG_TYPE_BF16) &&
+        B >= ENG_SGEMM_MIN_B)
+        return ENG_MM_SGEMM;
+    return ENG_MM_VEC_DOT;
+}
+
+void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_tensor *w,
+                const float *x, int B, float *y, int64_t ldy, const int32_t *rows, int n_rows) {
     struct matmul_job j = {.w = w,
                            .tr = eng_type_traits(w->type),
+                           .ws = ws,
                            .x = x,
                            .B = B,
                            .y = y,
@@ -68,20 +238,33 @@ void eng_matmul(struct eng_pool *pool, void *qbuf, const struct eng_tensor *w, c
                            .rows = rows,
                            .n_rows = n_rows};
     int nth = eng_pool_size(pool);
-    if (j.tr->vec_dot_type == ENG_TYPE_F32) {
+    enum eng_mm_path path = rows ? ENG_MM_VEC_DOT : eng_matmul_path(w->type, B);
+    if (path == ENG_MM_SGEMM) {
+        pthread_once(&blas_once, blas_init);
+        atomic_init(&j.next, 0);
+        eng_pool_run(pool, matmul_sgemm, &j);
+        return;
+    }
+    j.xq_type = path == ENG_MM_TILE ? ENG_TYPE_Q8_0 : j.tr->vec_dot_type;
+    if (path == ENG_MM_TILE) j.tile = eng_tile_kernel();
+    if (j.xq_type == ENG_TYPE_F32) {
         j.xq = x;
         j.xq_row = (size_t)w->ne[0] * sizeof(float);
     } else {
-        j.xq = qbuf;
-        j.xq_row = eng_row_size(j.tr->vec_dot_type, w->ne[0]);
+        j.xq = ws->qbuf;
+        j.xq_row = eng_row_size(j.xq_type, w->ne[0]);
         if (B < 2 * nth || nth == 1)
             convert_rows(&j, 0, B); /* cheaper than a pool round trip */
         else
             eng_pool_run(pool, matmul_convert, &j);
     }
-    /* About 8 chunks per thread (enough to even out a slow core), at least 16 rows each. */
-    int64_t n = rows ? n_rows : w->ne[1];
-    j.chunk = ENG_MAX(16, (n + 8 * nth - 1) / (8 * nth));
     atomic_init(&j.next, 0);
+    if (path == ENG_MM_TILE) {
+        eng_pool_run(pool, matmul_tile, &j);
+        return;
+    }
+    /* About 8 chunks per thread (enough to even out a slow core), at least 16 rows each. */
+    int64_t n = n_out_rows(&j);
+    j.chunk = ENG_MAX(16, (n + 8 * nth - 1) / (8 * nth));
     eng_pool_run(pool, matmul_rows, &j);
 }

@@ -381,7 +381,7 @@ bool eng_stop_push(struct eng_stop *st, const char *text, size_t len, const char
     *n_emit = 0;
     if (st->done) return true;
     /* release what the previous call handed out */
-    memmove(st->buf, st->buf + st->emitted, st->n_buf - st->emitted);
+    if (st->emitted) memmove(st->buf, st->buf + st->emitted, st->n_buf - st->emitted);
     st->n_buf -= st->emitted;
     st->emitted = 0;
     if (st->n_buf + len + 1 > st->cap) {

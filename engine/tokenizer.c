@@ -914,7 +914,7 @@ int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, in
     free(e.esc);
     int total = e.out.n;
     bool oom = e.out.oom || e.w.oom;
-    if (!oom && out && max > 0) memcpy(out, e.out.v, (size_t)ENG_MIN(total, max) * sizeof(int32_t));
+    if (!oom && out && max > 0 && total > 0) memcpy(out, e.out.v, (size_t)ENG_MIN(total, max) * sizeof(int32_t));
     free(e.out.v);
     if (oom) return eng_fail(ENG_ENOMEM, "tokenize: out of memory");
     return total;

@@ -272,6 +272,7 @@ void eng_types_init_ref(struct eng_type_traits *t) {
     eng_types_init_core(t);
     eng_types_init_extra(t);
     eng_quants_imp_install(t);
+    eng_repack_install(t);
 }
 
 /* ---- SIMD levels ---- */

@@ -1,0 +1,71 @@
+/*
+ * gemm_x86.c — AVX2 twin of eng_tile_ref (gemm.c): per 32 weights and (row, column) pair one
+ * sign/maddubs/madd integer dot product, one convert and one fused multiply-add; the weight codes
+ * and their absolute values are loaded once per row for all columns, each activation block once
+ * for all rows. Equal to the reference up to the order of float additions. Compiled with
+ * -mavx2 -mfma; installed only when the CPU has them.
+ */
+#include "quants.h"
+
+#include <immintrin.h>
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* NR and NC are compile-time constants at every call site, so the loops unroll and the
+ * accumulators live in registers. */
+static inline __attribute__((always_inline)) void tile(const int NR, const int NC, int64_t n,
+                                                       const int8_t *wq, const float *s8,
+                                                       const uint8_t *a, size_t a_ld,
+                                                       const float *ad, float *y, int64_t ldy) {
+    const int64_t nb = n / 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[ENG_TILE_R][ENG_TILE_C];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) { /* hot loop */
+        __m256i w[ENG_TILE_R], aw[ENG_TILE_R];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            w[r] = _mm256_loadu_si256((const __m256i *)(wq + (size_t)r * n + 32 * b));
+            aw[r] = _mm256_sign_epi8(w[r], w[r]);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const uint8_t *blk = a + (size_t)c * a_ld + (size_t)b * sizeof(struct eng_block_q8_0);
+            __m256i x = _mm256_loadu_si256((const __m256i *)(blk + 2)); /* past the fp16 scale */
+            __m256 d = _mm256_broadcast_ss(ad + (size_t)c * nb + b);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                __m256i p =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(x, w[r])), ones);
+                __m256 sc = _mm256_mul_ps(_mm256_loadu_ps(s8 + ((size_t)r * nb + b) * 8), d);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]);
+}
+
+void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const uint8_t *a,
+                   size_t a_ld, const float *ad, float *y, int64_t ldy) {
+#define T(R, C)                                                                                    \
+    case (R)*8 + (C):                                                                              \
+        tile(R, C, n, wq, s8, a, a_ld, ad, y, ldy);                                                \
+        return;
+    switch (nr * 8 + nc) {
+        T(1, 1)
+        T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) default
+            : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
+    }
+#undef T
+}

@@ -1,0 +1,188 @@
+/*
+ * check_matmul.c — the three matrix-product paths (vec_dot, tile, sgemm) of every weight format
+ * against a float64 product of the dequantized weights and the exact activations, for batch sizes
+ * on both sides of the path thresholds and row counts that leave partial tiles and chunks; and the
+ * SIMD tile kernel against its scalar twin.
+ *
+ * Bounds: the quantized paths round each activation to 8 bits per block of 32 (Q8_0) or 256
+ * (Q8_K) with an fp16 or f32 scale d, so an activation moves by at most 0.5·d plus the scale's own
+ * rounding (|q| ≤ 127 times 2⁻¹¹ d for fp16): 0.57·d. An output therefore differs from the exact
+ * product by at most Σ |w_i| · 0.57 · d(i) plus float summation error (1e-5 of Σ|w_i x_i|). The
+ * float paths (F32/F16/BF16) are bound by summation error alone.
+ */
+#include "quants.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned long long rng_state;
+static float frand(void) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+/* Largest activation-rounding step of the block holding element i, for the activation type act. */
+static double act_step(enum eng_type act, const float *x, int64_t n, int64_t i) {
+    int64_t bs = act == ENG_TYPE_Q8_K ? 256 : 32, b0 = i / bs * bs;
+    double amax = 0;
+    for (int64_t k = b0; k < b0 + bs && k < n; k++) amax = fmax(amax, fabs(x[k]));
+    return 0.57 * amax / 127.0;
+}
+
+/* Runs y = x·Wᵀ through eng_matmul and checks every output against the float64 product. */
+static void check_product(enum eng_type type, int64_t in, int out, int B, int n_threads) {
+    const struct eng_type_traits *tr = eng_type_traits(type);
+    ck_assert_ptr_nonnull(tr);
+    size_t wrow = eng_row_size(type, in);
+    float *wf = malloc(sizeof(float) * in * out), *wd = malloc(sizeof(float) * in * out);
+    float *x = malloc(sizeof(float) * in * B), *y = malloc(sizeof(float) * out * B);
+    uint8_t *wq = malloc(wrow * out);
+    for (int64_t i = 0; i < in * out; i++) wf[i] = frand() * (1.0f + (i % 7) * 0.3f);
+    for (int64_t i = 0; i < in * B; i++) x[i] = frand() * (i % 5 == 0 ? 4.0f : 1.0f);
+    for (int r = 0; r < out; r++) {
+        tr->from_float(wf + (size_t)r * in, wq + (size_t)r * wrow, in);
+        tr->to_float(wq + (size_t)r * wrow, wd + (size_t)r * in, in);
+    }
+    struct eng_tensor t = {.name = "w",
+                           .type = type,
+                           .n_dims = 2,
+                           .ne = {in, out, 1, 1},
+                           .nbytes = wrow * out,
+                           .data = wq};
+    struct eng_pool *pool = eng_pool_new(n_threads);
+    struct eng_mm_ws *ws = eng_mm_ws_new(in, B, n_threads);
+    ck_assert(pool && ws);
+    eng_matmul(pool, ws, &t, x, B, y, out, NULL, 0);
+    enum eng_mm_path path = eng_matmul_path(type, B);
+    enum eng_type act = path == ENG_MM_TILE ? ENG_TYPE_Q8_0 : tr->vec_dot_type;
+    for (int b = 0; b < B; b++)
+        for (int r = 0; r < out; r++) {
+            double exact = 0, mag = 0, bound = 0;
+            for (int64_t i = 0; i < in; i++) {
+                double w = wd[(size_t)r * in + i], xv = x[(size_t)b * in + i];
+                exact += w * xv;
+                mag += fabs(w * xv);
+                if (act != ENG_TYPE_F32)
+                    bound += fabs(w) * act_step(act, x + (size_t)b * in, in, i);
+            }
+            bound += 1e-5 * mag + 1e-6;
+            double got = y[(size_t)b * out + r];
+            ck_assert_msg(fabs(got - exact) <= bound,
+                          "%s B=%d path %d: y[%d][%d] = %.6g, exact %.6g, bound %.3g", tr->name, B,
+                          path, b, r, got, exact, bound);
+        }
+    eng_mm_ws_free(ws);
+    eng_pool_free(pool);
+    free(wf), free(wd), free(x), free(y), free(wq);
+}
+
+static const enum eng_type quantized[] = {
+    ENG_TYPE_Q4_0, ENG_TYPE_Q4_1, ENG_TYPE_Q5_0, ENG_TYPE_Q5_1, ENG_TYPE_Q8_0, ENG_TYPE_IQ4_NL,
+    ENG_TYPE_Q2_K, ENG_TYPE_Q3_K, ENG_TYPE_Q4_K, ENG_TYPE_Q5_K, ENG_TYPE_Q6_K, ENG_TYPE_IQ4_XS,
+};
+
+START_TEST(quantized_paths_match_exact_product) {
+    rng_state = 0x9E3779B97F4A7C15ull + (unsigned)_i;
+    enum eng_type type = quantized[_i];
+    const int batches[] = {1, 3, ENG_TILE_MIN_B - 1, ENG_TILE_MIN_B, 21, 70};
+    for (size_t k = 0; k < sizeof(batches) / sizeof(batches[0]); k++)
+        check_product(type, 512, 37, batches[k], 2);
+    ck_assert_int_eq(eng_matmul_path(type, ENG_TILE_MIN_B), ENG_MM_TILE);
+    ck_assert_int_eq(eng_matmul_path(type, ENG_TILE_MIN_B - 1), ENG_MM_VEC_DOT);
+}
+END_TEST
+
+START_TEST(float_paths_match_exact_product) {
+    rng_state = 12345;
+    const enum eng_type types[] = {ENG_TYPE_F32, ENG_TYPE_F16, ENG_TYPE_BF16};
+    const int batches[] = {1, 7, ENG_SGEMM_MIN_B - 1, ENG_SGEMM_MIN_B, 45, 130};
+    for (size_t t = 0; t < 3; t++) {
+        for (size_t k = 0; k < sizeof(batches) / sizeof(batches[0]); k++)
+            check_product(types[t], 96, 70, batches[k], 2);
+        ck_assert_int_eq(eng_matmul_path(types[t], ENG_SGEMM_MIN_B), ENG_MM_SGEMM);
+    }
+}
+END_TEST
+
+START_TEST(single_thread_equals_two_threads) {
+    /* Work is split by rows, and each output is computed by one thread in a fixed order, so the
+     * thread count changes nothing, bit for bit, on every path. */
+    rng_state = 777;
+    const enum eng_type types[] = {ENG_TYPE_Q4_K, ENG_TYPE_Q8_0, ENG_TYPE_F16};
+    for (size_t t = 0; t < 3; t++)
+        for (int B = 1; B <= 64; B += 63) {
+            int64_t in = 256;
+            int out = 40;
+            const struct eng_type_traits *tr = eng_type_traits(types[t]);
+            size_t wrow = eng_row_size(types[t], in);
+            uint8_t *wq = malloc(wrow * out);
+            float *f = malloc(sizeof(float) * in * (out > B ? out : B));
+            float *y1 = malloc(sizeof(float) * out * B), *y2 = malloc(sizeof(float) * out * B);
+            for (int r = 0; r < out; r++) {
+                for (int64_t i = 0; i < in; i++) f[i] = frand();
+                tr->from_float(f, wq + (size_t)r * wrow, in);
+            }
+            for (int64_t i = 0; i < in * B; i++) f[i] = frand();
+            struct eng_tensor w = {
+                .type = types[t], .n_dims = 2, .ne = {in, out, 1, 1}, .data = wq};
+            for (int nth = 1; nth <= 2; nth++) {
+                struct eng_pool *pool = eng_pool_new(nth);
+                struct eng_mm_ws *ws = eng_mm_ws_new(in, B, nth);
+                eng_matmul(pool, ws, &w, f, B, nth == 1 ? y1 : y2, out, NULL, 0);
+                eng_mm_ws_free(ws);
+                eng_pool_free(pool);
+            }
+            ck_assert_msg(memcmp(y1, y2, sizeof(float) * out * B) == 0, "%s B=%d", tr->name, B);
+            free(wq), free(f), free(y1), free(y2);
+        }
+}
+END_TEST
+
+START_TEST(tile_kernel_matches_reference) {
+    /* The active tile kernel against eng_tile_ref on every tile shape, codes at the ±127 edge. */
+    rng_state = 4242;
+    eng_tile_fn tile = eng_tile_kernel();
+    const int64_t n = 320, nb = n / 32;
+    size_t arow = eng_row_size(ENG_TYPE_Q8_0, n);
+    int8_t wq[ENG_TILE_R * 320];
+    float s8[ENG_TILE_R * 80], ad[ENG_TILE_C * 10], x[320];
+    uint8_t a[ENG_TILE_C * 340];
+    for (int i = 0; i < ENG_TILE_R * n; i++)
+        wq[i] = (int8_t)(i % 3 == 0 ? 127 : -127 + (int)((frand() + 1) * 127));
+    for (int i = 0; i < ENG_TILE_R * nb; i++)
+        for (int k = 0; k < 8; k++) s8[i * 8 + k] = 0.01f * (1 + i % 5) * (k < 4 ? 1.0f : -0.5f);
+    for (int c = 0; c < ENG_TILE_C; c++) {
+        for (int i = 0; i < n; i++) x[i] = frand() * 3;
+        eng_type_traits(ENG_TYPE_Q8_0)->from_float(x, a + c * arow, n);
+        for (int b = 0; b < nb; b++)
+            ad[c * nb + b] = eng_fp16_to_fp32(((struct eng_block_q8_0 *)(a + c * arow))[b].d);
+    }
+    for (int nr = 1; nr <= ENG_TILE_R; nr++)
+        for (int nc = 1; nc <= ENG_TILE_C; nc++) {
+            float y1[ENG_TILE_C * ENG_TILE_R], y2[ENG_TILE_C * ENG_TILE_R];
+            eng_tile_ref(n, nr, nc, wq, s8, a, arow, ad, y1, ENG_TILE_R);
+            tile(n, nr, nc, wq, s8, a, arow, ad, y2, ENG_TILE_R);
+            for (int c = 0; c < nc; c++)
+                for (int r = 0; r < nr; r++) {
+                    float e = y1[c * ENG_TILE_R + r], g = y2[c * ENG_TILE_R + r];
+                    ck_assert_msg(fabsf(e - g) <= 1e-5f * (1 + fabsf(e)),
+                                  "%dx%d [%d][%d]: %g vs %g", nr, nc, r, c, g, e);
+                }
+        }
+}
+END_TEST
+
+Suite *matmul_suite(void) {
+    Suite *s = suite_create("matmul");
+    TCase *tc = tcase_create("paths");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, quantized_paths_match_exact_product, 0,
+                        (int)(sizeof(quantized) / sizeof(quantized[0])));
+    tcase_add_test(tc, float_paths_match_exact_product);
+    tcase_add_test(tc, single_thread_equals_two_threads);
+    tcase_add_test(tc, tile_kernel_matches_reference);
+    suite_add_tcase(s, tc);
+    return s;
+}

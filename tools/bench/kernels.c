@@ -1,0 +1,183 @@
+/*
+ * kernels.c — single-thread cost of the matrix kernels, for choosing kernels and thresholds (not
+ * a test, not part of BENCHMARKS.md's headline figures). Times are thread CPU time
+ * (CLOCK_THREAD_CPUTIME_ID), so they stay meaningful on a machine that other processes load.
+ *
+ * For every weight format with kernels: vec_dot over a weight matrix small enough to stay in L2
+ * (compute cost, ns per 256 weights and the GB/s of weight bytes one core can consume), to_float
+ * (dequantization cost), and OpenBLAS sgemm GFLOP/s at a few batch sizes.
+ *
+ * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS]
+ */
+#include "quants.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static unsigned long long rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static volatile float sink;
+
+static void bench_type(enum eng_type t, int64_t in, int rows) {
+    const struct eng_type_traits *tr = eng_type_traits(t);
+    if (!tr || !tr->vec_dot || !tr->from_float) return;
+    const struct eng_type_traits *vt = eng_type_traits(tr->vec_dot_type);
+    size_t wrow = eng_row_size(t, in), arow = eng_row_size(tr->vec_dot_type, in);
+    float *x = malloc((size_t)in * sizeof(float));
+    uint8_t *w = malloc(wrow * (size_t)rows), *a = malloc(arow);
+    float *f = malloc((size_t)in * rows * sizeof(float));
+    for (int64_t i = 0; i < in; i++) x[i] = frand();
+    for (int r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < in; i++) f[(size_t)r * in + i] = frand();
+        tr->from_float(f + (size_t)r * in, w + (size_t)r * wrow, in);
+    }
+    if (vt->from_float)
+        vt->from_float(x, a, in);
+    else
+        memcpy(a, x, arow);
+    /* vec_dot: repeat over the L2-resident matrix */
+    int reps = 0;
+    double t0 = cpu_s(), t1;
+    float s = 0;
+    do {
+        for (int r = 0; r < rows; r++) {
+            float v;
+            tr->vec_dot(in, &v, w + (size_t)r * wrow, a);
+            s += v;
+        }
+        reps++;
+        t1 = cpu_s();
+    } while (t1 - t0 < 0.3);
+    double dot_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
+    double dot_gbs = (double)reps * rows * wrow / (t1 - t0) / 1e9;
+    /* to_float */
+    reps = 0;
+    t0 = cpu_s();
+    do {
+        for (int r = 0; r < rows; r++) tr->to_float(w + (size_t)r * wrow, f + (size_t)r * in, in);
+        reps++;
+        t1 = cpu_s();
+    } while (t1 - t0 < 0.3);
+    double deq_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
+    sink = s;
+    printf("%-7s vec_dot %7.1f ns/256 (%6.1f GB/s of weights)   to_float %7.1f ns/256", tr->name,
+           dot_ns, dot_gbs, deq_ns);
+    if (tr->repack) {
+        /* repack, then the tile kernel over 64 activation rows */
+        int8_t *q = malloc((size_t)in * rows);
+        float *s16 = malloc((size_t)in / 16 * rows * sizeof(float));
+        float *m16 = malloc((size_t)in / 16 * rows * sizeof(float));
+        float *s8 = malloc((size_t)in / 4 * rows * sizeof(float));
+        reps = 0;
+        t0 = cpu_s();
+        do {
+            for (int r = 0; r < rows; r++)
+                tr->repack(w + (size_t)r * wrow, q + (size_t)r * in, s16 + (size_t)r * in / 16,
+                           m16 + (size_t)r * in / 16, in);
+            reps++;
+            t1 = cpu_s();
+        } while (t1 - t0 < 0.3);
+        double rep_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
+        for (int64_t i = 0; i < in / 32 * rows; i++)
+            for (int k = 0; k < 8; k++) s8[i * 8 + k] = s16[2 * i + k / 4];
+        enum { NC = 64 };
+        size_t arow8 = eng_row_size(ENG_TYPE_Q8_0, in);
+        uint8_t *acts = malloc(arow8 * NC);
+        float *ad = malloc((size_t)in / 32 * NC * sizeof(float)),
+              *y = malloc(sizeof(float) * NC * rows);
+        for (int c = 0; c < NC; c++) {
+            for (int64_t i = 0; i < in; i++) f[i] = frand();
+            eng_type_traits(ENG_TYPE_Q8_0)->from_float(f, acts + (size_t)c * arow8, in);
+            for (int64_t b = 0; b < in / 32; b++)
+                ad[(size_t)c * (in / 32) + b] = eng_fp16_to_fp32(
+                    ((const struct eng_block_q8_0 *)(acts + (size_t)c * arow8))[b].d);
+        }
+        eng_tile_fn tile = eng_tile_kernel();
+        reps = 0;
+        t0 = cpu_s();
+        do {
+            for (int r = 0; r < rows; r += ENG_TILE_R)
+                for (int c = 0; c < NC; c += ENG_TILE_C)
+                    tile(in, ENG_TILE_R, ENG_TILE_C, q + (size_t)r * in, s8 + (size_t)r * in / 4,
+                         acts + (size_t)c * arow8, arow8, ad + (size_t)c * (in / 32),
+                         y + (size_t)c * rows + r, rows);
+            reps++;
+            t1 = cpu_s();
+        } while (t1 - t0 < 0.3);
+        double tile_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256 * NC);
+        printf("   repack %6.1f ns/256   tile %5.2f ns/256/token", rep_ns, tile_ns);
+        free(q), free(s16), free(m16), free(s8), free(acts), free(ad), free(y);
+    }
+    printf("\n");
+    free(x), free(w), free(a), free(f);
+}
+
+static void bench_sgemm(int64_t in, int rows) {
+    int bs[] = {8, 16, 32, 64, 128, 256};
+    float *w = malloc((size_t)in * rows * sizeof(float));
+    float *x = malloc((size_t)in * 256 * sizeof(float));
+    float *y = malloc((size_t)rows * 256 * sizeof(float));
+    for (size_t i = 0; i < (size_t)in * rows; i++) w[i] = frand();
+    for (size_t i = 0; i < (size_t)in * 256; i++) x[i] = frand();
+    for (size_t k = 0; k < sizeof(bs) / sizeof(bs[0]); k++) {
+        int B = bs[k], reps = 0;
+        double t0 = cpu_s(), t1;
+        do {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, rows, (int)in, 1.0f, x, (int)in,
+                        w, (int)in, 0.0f, y, rows);
+            reps++;
+            t1 = cpu_s();
+        } while (t1 - t0 < 0.3);
+        double gflops = 2.0 * B * rows * in * reps / (t1 - t0) / 1e9;
+        printf("sgemm B=%-4d rows=%d in=%lld: %6.1f GFLOP/s, %6.1f ns per 256 weights per token\n",
+               B, rows, (long long)in, gflops, 512.0 / gflops);
+    }
+    free(w), free(x), free(y);
+}
+
+int main(int argc, char **argv) {
+    int64_t in = 2048;
+    int rows = 64;
+    const char *types =
+        "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,iq4_xs";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc)
+            types = argv[++i];
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc)
+            in = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "-r") && i + 1 < argc)
+            rows = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: kernels [-t TYPE,...] [-n IN] [-r ROWS]\n");
+            return 2;
+        }
+    }
+    openblas_set_num_threads(1);
+    printf("simd level %s, in %lld, rows %d (thread CPU time)\n", eng_simd_level(), (long long)in,
+           rows);
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", types);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int t = eng_type_from_name(tok);
+        if (t < 0) {
+            fprintf(stderr, "kernels: unknown type '%s'\n", tok);
+            return 2;
+        }
+        bench_type((enum eng_type)t, in, rows);
+    }
+    bench_sgemm(in, rows);
+    return 0;
+}
