@@ -37,6 +37,12 @@ ifneq ($(SANITIZER),)
   CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
   LDFLAGS += -fsanitize=$(SANITIZER)
 endif
+# ThreadSanitizer (`make SANITIZER=thread test-unit test-server`): the first report stops the
+# process, so a race fails the test that provoked it; Check's timeouts stretch for its slowdown.
+ifneq ($(filter thread,$(subst $(comma), ,$(SANITIZER))),)
+  export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
+  export CK_TIMEOUT_MULTIPLIER ?= 10
+endif
 
 # Architecture-specific sources: *_x86.c only on x86-64 (compiled with AVX2/FMA/F16C enabled;
 # callers dispatch on CPU features at run time), *_arm.c only on aarch64.
@@ -192,6 +198,13 @@ test-server: $(DAEMON) $(BUILD)/genmodel
 	@[ -d tests/js/node_modules/openai ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 	$(PY) tests/server/run.py
 
+# `make install` into a temporary DESTDIR with a generated model as the default model: the file
+# list, the unit's paths, a kept config, and the installed daemon serving the installed model.
+TEST_TARGETS += test-install
+.PHONY: test-install
+test-install: $(CLI) $(DAEMON) $(BUILD)/genmodel
+	SANITIZER=$(SANITIZER) $(PY) tests/server/install.py
+
 # ---------------------------------------------------------------------------------------------
 # Benchmarks (not tests): random-weight models of two real shapes, memory bandwidth and speed in
 # one run, written to BENCHMARKS.md. Models are cached in $(BUILD)/bench-models.
@@ -202,6 +215,15 @@ $(STREAM_BW): tools/bench/stream.c
 .PHONY: bench
 bench: $(CLI) $(BUILD)/genmodel $(STREAM_BW)
 	$(PY) tools/bench/run.py
+
+# LUC against uniform Q3_K..Q8_0 on the default model (size, PPL, KL divergence, top-1) and the
+# compress time / peak RSS, also for a generated TinyLlama-1.1B-shaped model: the
+# "## Compression (LUC)" section of BENCHMARKS.md. BENCH_COMPRESS_ARGS="--model M.gguf --quick"
+# checks the script on a small model (section written to $(BUILD)/bench-compress/quick.md).
+BENCH_COMPRESS_ARGS ?=
+.PHONY: bench-compress
+bench-compress: $(CLI) $(BUILD)/genmodel
+	$(PY) tools/bench/compress.py $(BENCH_COMPRESS_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # Fuzzing (clang + libFuzzer): `make fuzz` builds every target and runs each for FUZZ_SECONDS.
@@ -240,13 +262,81 @@ deps:
 	@if [ -f tests/js/package.json ]; then (cd tests/js && npm ci --no-audit --no-fund --loglevel=error); fi
 
 # ---------------------------------------------------------------------------------------------
+# `make run`: the daemon in the foreground on the bundled default model, or on a generated demo
+# model while models/default.gguf does not exist. Ctrl-C stops it (SIGINT drains like SIGTERM).
+RUN_HOST ?= 127.0.0.1
+RUN_PORT ?= 8080
+RUN_ARGS ?=
+DEMO_MODEL := $(BUILD)/models/demo.gguf
 .PHONY: run
-run: all $(BUILD)/genmodel
-	@mkdir -p $(BUILD)/models
-	$(BUILD)/genmodel --arch llama --type q8_0 --seed 1 --n-embd 256 --n-layer 4 --n-head 8 \
-	    --n-head-kv 4 --n-ff 512 --n-vocab 512 -o $(BUILD)/models/demo.gguf
-	$(CLI) info $(BUILD)/models/demo.gguf
-	$(CLI) logits -m $(BUILD)/models/demo.gguf --ids 1,2,3 --greedy 16 --summary
+run: $(DAEMON) $(BUILD)/genmodel
+	@if [ -f models/default.gguf ]; then model=models/default.gguf; id=default; else \
+	  echo "run: models/default.gguf does not exist yet ('make default-model' trains it);"; \
+	  echo "run: serving a generated demo model with random weights instead (its replies are noise)"; \
+	  mkdir -p $(BUILD)/models; \
+	  [ -f $(DEMO_MODEL) ] || $(BUILD)/genmodel --arch llama --type q8_0 --seed 1 --n-embd 256 \
+	    --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 512 --n-vocab 512 --ctx 2048 \
+	    -o $(DEMO_MODEL) >/dev/null || exit 1; \
+	  model=$(DEMO_MODEL); id=demo; fi; \
+	url=http://$(RUN_HOST):$(RUN_PORT); \
+	echo "run: $(DAEMON) --model $$model --host $(RUN_HOST) --port $(RUN_PORT) $(RUN_ARGS)"; \
+	echo "run: the API will be at $$url/v1 (model id \"$$id\"); try, from another terminal:"; \
+	echo "  curl $$url/v1/chat/completions -H 'Content-Type: application/json' \\"; \
+	echo "    -d '{\"model\": \"$$id\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}], \"max_tokens\": 64}'"; \
+	echo "run: Ctrl-C stops the daemon"; \
+	exec $(DAEMON) --model $$model --host $(RUN_HOST) --port $(RUN_PORT) $(RUN_ARGS)
+
+# ---------------------------------------------------------------------------------------------
+# Install (PREFIX, DESTDIR): both binaries, the config (an existing one is kept), the systemd
+# unit (ExecStart pointing into PREFIX) and its sysusers/tmpfiles snippets, the bundled default
+# model where the daemon looks for it (<prefix>/share/edgellm/default.gguf, next to its binary).
+# DEFAULT_MODEL=FILE installs another model in its place; DEFAULT_MODEL= installs none.
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/edgellm
+DOCDIR ?= $(PREFIX)/share/doc/edgellm
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+DEFAULT_MODEL ?= models/default.gguf
+INSTALL ?= install
+CONF_FILE := $(SYSCONFDIR)/edgellm/edgellmd.conf
+INSTALLED := $(BINDIR)/edgellm $(BINDIR)/edgellmd $(UNITDIR)/edgellmd.service \
+    $(SYSUSERSDIR)/edgellm.conf $(TMPFILESDIR)/edgellm.conf $(DATADIR)/default.gguf \
+    $(DOCDIR)/README.md $(DOCDIR)/edgellmd.conf
+
+.PHONY: install uninstall
+install: $(CLI) $(DAEMON)
+	@if [ -n "$(DEFAULT_MODEL)" ] && [ ! -f "$(DEFAULT_MODEL)" ]; then \
+	  echo "install: the default model $(DEFAULT_MODEL) does not exist." >&2; \
+	  echo "install: train it with 'make default-model', or pass DEFAULT_MODEL=FILE.gguf to install" >&2; \
+	  echo "install: another model in its place, or DEFAULT_MODEL= to install none (then set" >&2; \
+	  echo "install: 'model' in $(CONF_FILE))." >&2; exit 1; fi
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/edgellm
+	$(INSTALL) -m 755 $(CLI) $(DAEMON) $(DESTDIR)$(BINDIR)/
+	sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/edgellm|$(SYSCONFDIR)/edgellm|g' \
+	    systemd/edgellmd.service > $(DESTDIR)$(UNITDIR)/edgellmd.service.tmp
+	chmod 644 $(DESTDIR)$(UNITDIR)/edgellmd.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/edgellmd.service.tmp $(DESTDIR)$(UNITDIR)/edgellmd.service
+	$(INSTALL) -m 644 systemd/edgellm.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/edgellm.conf
+	$(INSTALL) -m 644 systemd/edgellm.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/edgellm.conf
+	$(INSTALL) -m 644 README.md conf/edgellmd.conf $(DESTDIR)$(DOCDIR)/
+	@if [ -e $(DESTDIR)$(CONF_FILE) ]; then \
+	  echo "install: keeping the existing $(CONF_FILE) (the current reference is $(DOCDIR)/edgellmd.conf)"; \
+	else echo "$(INSTALL) -m 644 conf/edgellmd.conf $(DESTDIR)$(CONF_FILE)"; \
+	  $(INSTALL) -m 644 conf/edgellmd.conf $(DESTDIR)$(CONF_FILE); fi
+	@if [ -n "$(DEFAULT_MODEL)" ]; then \
+	  echo "$(INSTALL) -D -m 644 $(DEFAULT_MODEL) $(DESTDIR)$(DATADIR)/default.gguf"; \
+	  $(INSTALL) -D -m 644 $(DEFAULT_MODEL) $(DESTDIR)$(DATADIR)/default.gguf; \
+	else echo "install: no default model installed (DEFAULT_MODEL is empty)"; fi
+	@echo "install: done. As root: systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload; systemctl enable --now edgellmd"
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@rmdir $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	@if [ -e $(DESTDIR)$(CONF_FILE) ]; then \
+	  echo "uninstall: kept $(CONF_FILE) (your configuration; remove it by hand)"; fi
 
 # ---------------------------------------------------------------------------------------------
 # The bundled default model, trained here from Debian packages (about 1.5 h on 2 cores); see
@@ -269,11 +359,17 @@ clean:
 help:
 	@echo "make [all]            build build/edgellm, build/edgellmd (when present), tools"
 	@echo "make deps             install build and test dependencies (Debian 12, apt-get + npm)"
-	@echo "make run              run the engine on a generated demo model"
+	@echo "make run              start edgellmd in the foreground on models/default.gguf (or a"
+	@echo "                      generated demo model); RUN_PORT=8080 RUN_HOST=127.0.0.1 RUN_ARGS=\"...\""
 	@echo "make default-model    train the bundled models/default.gguf from Debian packages"
 	@echo "make test             run all tests; SANITIZER=address,undefined for a sanitizer build"
+	@echo "make test-server      edgellmd integration tests; SANITIZER=thread for a TSan build"
 	@echo "make test-unit        Check unit tests only (CK_RUN_SUITE=<name> for one suite)"
+	@echo "make test-compress    compress and perplexity --kld-base from the command line"
 	@echo "make bench            measure speed and memory bandwidth, write BENCHMARKS.md"
+	@echo "make bench-compress   LUC vs uniform formats: size, PPL, KL divergence (BENCHMARKS.md)"
+	@echo "make install          install binaries, config, systemd unit, default model (PREFIX, DESTDIR,"
+	@echo "                      DEFAULT_MODEL=FILE or empty); make uninstall removes them (not the config)"
 	@echo "make fuzz             build libFuzzer targets and run each FUZZ_SECONDS (default 60)"
 	@echo "make format           clang-format every C file; format-check verifies"
 	@echo "make clean            remove build/"

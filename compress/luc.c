@@ -659,6 +659,7 @@ int cmp_compress(const struct cmp_params *params, struct cmp_result *res) {
     r.bpw = 8.0 * (double)eng_model_weight_bytes(outm) / (double)eng_model_n_params(outm);
     err = cmp_calib_kld(cal, outm, 0, p.n_threads, &r.measured_kld, NULL);
     eng_model_free(outm);
+    cmp_progress_update(&pr, 1.0);
     cmp_progress_done(&pr);
     if (err) goto out;
     r.predicted_kld = p.uniform ? NAN : pred_total;

@@ -507,7 +507,10 @@ static json_t *completion_logprobs(struct srv_req *r, struct srv_choice_state *c
             if (tn > (int)sizeof(tb) - 1) tn = (int)sizeof(tb) - 1;
             size_t m;
             char *key = srv_utf8_sanitize(tb, (size_t)tn, &m);
-            if (key) json_object_set_new(top, key, jlogprob(lp[i].top[k].logprob));
+            /* Tokens that render alike (byte tokens of one incomplete character) share a key;
+             * the first, most likely one keeps it. */
+            if (key && !json_object_get(top, key))
+                json_object_set_new(top, key, jlogprob(lp[i].top[k].logprob));
             free(key);
         }
         json_array_append_new(tops, top);
@@ -572,7 +575,10 @@ static void emit_error_event(struct srv_req *r) {
             st == 503   ? "server_error"
             : st == 504 ? "timeout"
                         : "server_error",
-            st == 504 ? "timeout" : NULL, NULL, "%s", r->err_msg);
+            st == 504   ? "timeout"
+            : st == 503 ? "shutting_down"
+                        : NULL,
+            NULL, "%s", r->err_msg);
     json_t *j = srv_error_json(&e);
     srv_sse_json(&r->out, j);
     json_decref(j);
@@ -616,6 +622,12 @@ void srv_api_pump(struct srv_req *r) {
         snprintf(r->err_msg, sizeof(r->err_msg), "%s", j->err_msg);
     }
     srv_sched_unlock(s);
+    if (r->err_status == 499 && !r->client_gone && r->srv->drain_cancelled) {
+        /* Cancelled by the shutdown, not by the client, who is still there to be told why. */
+        r->err_status = 503;
+        snprintf(r->err_msg, sizeof(r->err_msg),
+                 "The server is shutting down and stopped this request before it finished.");
+    }
 
     if (!r->stream) {
         r->finished = done;
@@ -668,7 +680,10 @@ int srv_api_finish(struct srv_req *r) {
         if (r->err_status == 499) return -1; /* nobody to answer */
         struct srv_error e;
         srv_err(&e, r->err_status, r->err_status == 504 ? "timeout" : "server_error",
-                r->err_status == 504 ? "timeout" : NULL, NULL, "%s", r->err_msg);
+                r->err_status == 504   ? "timeout"
+                : r->err_status == 503 ? "shutting_down"
+                                       : NULL,
+                NULL, "%s", r->err_msg);
         return srv_send_error(r, &e);
     }
     json_t *o = object_head(r, r->kind == SRV_CHAT ? "chat.completion" : "text_completion");

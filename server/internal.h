@@ -70,6 +70,8 @@ void srv_metrics_rejected(void); /* queue full */
 void srv_metrics_ttft(double seconds);
 void srv_metrics_itl(double seconds);
 void srv_metrics_duration(double seconds);
+/* One engine step over `sequences` sequences (batch size histogram and peak). */
+void srv_metrics_step(int sequences);
 /* Gauges owned by the scheduler. */
 void srv_metrics_set_queue(int depth);
 void srv_metrics_set_active(int slots_in_use, int slots_total);

@@ -18,9 +18,12 @@ static const double ttft_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 static const double itl_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,   0.25,   0.5,   1,    2.5};
 static const double dur_bounds[] = {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
-#define N_TTFT (sizeof(ttft_bounds) / sizeof(ttft_bounds[0]))
-#define N_ITL  (sizeof(itl_bounds) / sizeof(itl_bounds[0]))
-#define N_DUR  (sizeof(dur_bounds) / sizeof(dur_bounds[0]))
+/* Sequences in one engine step (the batch), counts. */
+static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+#define N_TTFT  (sizeof(ttft_bounds) / sizeof(ttft_bounds[0]))
+#define N_ITL   (sizeof(itl_bounds) / sizeof(itl_bounds[0]))
+#define N_DUR   (sizeof(dur_bounds) / sizeof(dur_bounds[0]))
+#define N_BATCH (sizeof(batch_bounds) / sizeof(batch_bounds[0]))
 
 struct hist {
     uint64_t buckets[16]; /* cumulative counts are computed at render time */
@@ -35,7 +38,8 @@ static struct {
         uint64_t n;
     } requests[SRV_ROUTE_COUNT][N_STATUS];
     uint64_t prompt_tokens, generated_tokens, cancelled, rejected;
-    struct hist ttft, itl, dur;
+    struct hist ttft, itl, dur, batch;
+    int batch_max; /* most sequences in one step since start */
     int queue, active, slots;
     bool loaded;
     double start;
@@ -114,6 +118,13 @@ void srv_metrics_itl(double s) {
 }
 void srv_metrics_duration(double s) {
     observe(&m.dur, dur_bounds, N_DUR, s);
+}
+
+void srv_metrics_step(int sequences) {
+    observe(&m.batch, batch_bounds, N_BATCH, sequences);
+    pthread_mutex_lock(&m.mu);
+    if (sequences > m.batch_max) m.batch_max = sequences;
+    pthread_mutex_unlock(&m.mu);
 }
 
 void srv_metrics_set_queue(int depth) {
@@ -204,6 +215,15 @@ int srv_metrics_render(struct srv_buf *b) {
     render_hist(b, "edgellm_request_duration_seconds",
                 "Seconds from arrival to the end of a generation request.", &m.dur, dur_bounds,
                 N_DUR);
+    render_hist(b, "edgellm_batch_sequences",
+                "Sequences (decoding or prefilling) in one engine step: one pass over the weights.",
+                &m.batch, batch_bounds, N_BATCH);
+    srv_buf_printf(b,
+                   "# HELP edgellm_batch_sequences_max Most sequences in one engine step since "
+                   "start.\n"
+                   "# TYPE edgellm_batch_sequences_max gauge\n"
+                   "edgellm_batch_sequences_max %d\n",
+                   m.batch_max);
     pthread_mutex_unlock(&m.mu);
     return srv_buf_printf(b,
                           "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"

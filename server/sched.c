@@ -421,6 +421,9 @@ static int step(struct srv_sched *s) {
         budget -= take;
     }
     if (nb == 0) return 0;
+    int n_seqs = 0;
+    for (int i = 0; i < s->n_slots; i++) n_seqs += s->seqs[i].out_idx >= 0 || s->seqs[i].chunk > 0;
+    srv_metrics_step(n_seqs);
 
     struct eng_batch b = {
         .n_tokens = nb, .token = s->b_tok, .pos = s->b_pos, .slot = s->b_slot, .output = s->b_out};
