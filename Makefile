@@ -198,6 +198,14 @@ test-server: $(DAEMON) $(BUILD)/genmodel
 	@[ -d tests/js/node_modules/openai ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 	$(PY) tests/server/run.py
 
+# Compression from the command line (tests/compress_cli.py): summary, report JSON and SVG, no
+# progress bar off a terminal, clean failures (nothing left behind), F16 and Q8_0 inputs,
+# perplexity --kld-base against the model itself and a compressed copy.
+TEST_TARGETS += test-compress
+.PHONY: test-compress
+test-compress: $(CLI) $(BUILD)/genmodel
+	$(PY) tests/compress_cli.py
+
 # `make install` into a temporary DESTDIR with a generated model as the default model: the file
 # list, the unit's paths, a kept config, and the installed daemon serving the installed model.
 TEST_TARGETS += test-install
