@@ -348,6 +348,18 @@ static float silu(float x) {
     return x / (1.0f + expf(-x));
 }
 
+/* g = silu(g) * u over n elements, split across the pool (prefill: B·F elements per layer). */
+struct glu_job {
+    float *g;
+    const float *u;
+    int64_t n;
+};
+static void glu_rows(void *arg, int ith, int nth) {
+    struct glu_job *j = arg;
+    int64_t per = (j->n + nth - 1) / nth, a = per * ith, b = ENG_MIN(j->n, a + per);
+    for (int64_t i = a; i < b; i++) j->g[i] = silu(j->g[i]) * j->u[i];
+}
+
 static int validate_batch(const struct eng_ctx *c, const struct eng_batch *b, int *n_out) {
     if (!b || b->n_tokens < 1 || b->n_tokens > c->p.n_batch || !b->token)
         return eng_fail(ENG_EINVAL, "batch of %d tokens (1..%d allowed)", b ? b->n_tokens : 0,
@@ -411,9 +423,13 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         for (int t = 0; t < B; t++)
             rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->attn_norm, E, hp->rms_eps);
         OBSERVE(l, ENG_OBS_ATTN_IN, c->xb, B, E);
-        matmul(c, ly->wq, c->xb, B, c->q);
-        matmul(c, ly->wk, c->xb, B, c->k);
-        matmul(c, ly->wv, c->xb, B, c->v);
+        const struct eng_tensor *qkv[3] = {ly->wq, ly->wk, ly->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        if (!eng_matmul_fused(c->pool, c->mm, 3, qkv, c->xb, B, qkv_out, false)) {
+            matmul(c, ly->wq, c->xb, B, c->q);
+            matmul(c, ly->wk, c->xb, B, c->k);
+            matmul(c, ly->wv, c->xb, B, c->v);
+        }
         for (int t = 0; t < B; t++) {
             float *q = c->q + (size_t)t * Q, *k = c->k + (size_t)t * KV, *v = c->v + (size_t)t * KV;
             if (lf->bq)
@@ -444,9 +460,14 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         for (int t = 0; t < B; t++)
             rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->ffn_norm, E, hp->rms_eps);
         OBSERVE(l, ENG_OBS_FFN_IN, c->xb, B, E);
-        matmul(c, ly->w_gate, c->xb, B, c->hb);
-        matmul(c, ly->w_up, c->xb, B, c->hb2);
-        for (size_t i = 0; i < (size_t)B * F; i++) c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+        const struct eng_tensor *gu[2] = {ly->w_gate, ly->w_up};
+        float *gu_out[2] = {c->hb, c->hb2};
+        if (!eng_matmul_fused(c->pool, c->mm, 2, gu, c->xb, B, gu_out, true)) {
+            matmul(c, ly->w_gate, c->xb, B, c->hb);
+            matmul(c, ly->w_up, c->xb, B, c->hb2);
+            struct glu_job gj = {c->hb, c->hb2, (int64_t)B * (int64_t)F};
+            eng_pool_run(c->pool, glu_rows, &gj);
+        }
         OBSERVE(l, ENG_OBS_FFN_DOWN_IN, c->hb, B, F);
         matmul(c, ly->w_down, c->hb, B, c->xb);
         for (size_t i = 0; i < (size_t)B * E; i++) c->x[i] += c->xb[i];

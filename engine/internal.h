@@ -73,6 +73,15 @@ enum eng_mm_path eng_matmul_path(enum eng_type type, int B);
 void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_tensor *w,
                 const float *x, int B, float *y, int64_t ldy, const int32_t *rows, int n_rows);
 
+/* Fused decode products: y[p] (B, w[p]->ne[1]) = x · w[p]ᵀ for n <= ENG_FUSED_MAX weights of
+ * equal input width in one pool job; with glu (n = 2, gate and up of equal shape) y[0] becomes
+ * silu(y[0]) * y[1]. Returns false, doing nothing, when the shapes or the batch size call for
+ * separate eng_matmul calls (prefill). Same results as the separate calls, bit for bit. */
+#define ENG_FUSED_MAX 3
+bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
+                      const struct eng_tensor *const *w, const float *x, int B, float *const *y,
+                      bool glu);
+
 /* ---- weights ---- */
 struct eng_layer {
     const struct eng_tensor *attn_norm;       /* (n_embd) */

@@ -18,6 +18,7 @@
 #include "quants.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,9 @@
 struct eng_mm_ws {
     int max_b, n_threads;
     int64_t max_in;
+    size_t qrow;  /* bytes of the largest converted row */
     void *qbuf;   /* (B, max_in) activations in a vec_dot type, sized for the largest */
+    void *qbuf2;  /* (ENG_TILE_MIN_B, max_in) a second vec_dot type in fused products */
     float *ad;    /* (B, max_in/32) Q8_0 activation block scales as floats (tile path) */
     float *ams;   /* (B, max_in/16) scale × sum of each 16 codes (tile path, minimums) */
     int8_t *wq;   /* (T, TILE_CHUNK, max_in) repacked codes */
@@ -51,6 +54,8 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     size_t B = (size_t)max_b, T = (size_t)n_threads, in = (size_t)max_in;
     ws->max_b = max_b, ws->n_threads = n_threads, ws->max_in = max_in;
     ws->qbuf = malloc(ENG_MAX(qrow * B, 1));
+    ws->qbuf2 = malloc(qrow * ENG_TILE_MIN_B);
+    ws->qrow = qrow;
     ws->ad = malloc(B * (in / 32 + 1) * sizeof(float));
     ws->ams = malloc(B * (in / 16 + 1) * sizeof(float));
     ws->wq = malloc(T * TILE_CHUNK * in + 1);
@@ -58,8 +63,8 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     ws->m16 = malloc(T * TILE_CHUNK * (in / 16 + 1) * sizeof(float));
     ws->s8 = malloc(T * TILE_CHUNK * (in / 4 + 8) * sizeof(float));
     ws->ftile = malloc(T * SGEMM_CHUNK * in * sizeof(float) + 1);
-    if (!ws->qbuf || !ws->ad || !ws->ams || !ws->wq || !ws->s16 || !ws->m16 || !ws->s8 ||
-        !ws->ftile) {
+    if (!ws->qbuf || !ws->qbuf2 || !ws->ad || !ws->ams || !ws->wq || !ws->s16 || !ws->m16 ||
+        !ws->s8 || !ws->ftile) {
         eng_mm_ws_free(ws);
         return NULL;
     }
@@ -68,14 +73,15 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
 
 void eng_mm_ws_free(struct eng_mm_ws *ws) {
     if (!ws) return;
-    free(ws->qbuf), free(ws->ad), free(ws->ams), free(ws->wq), free(ws->s16), free(ws->m16);
+    free(ws->qbuf), free(ws->qbuf2), free(ws->ad), free(ws->ams), free(ws->wq), free(ws->s16),
+        free(ws->m16);
     free(ws->s8), free(ws->ftile);
     free(ws);
 }
 
 size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws) {
     size_t B = (size_t)ws->max_b, T = (size_t)ws->n_threads, in = (size_t)ws->max_in;
-    return B * (in / 32 + in / 16 + 2) * sizeof(float) +
+    return (B + ENG_TILE_MIN_B) * ws->qrow + B * (in / 32 + in / 16 + 2) * sizeof(float) +
            T * TILE_CHUNK * (in + (in / 16 * 2 + in / 4 + 10) * sizeof(float)) +
            T * SGEMM_CHUNK * in * sizeof(float);
 }
@@ -267,4 +273,104 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
     int64_t n = n_out_rows(&j);
     j.chunk = ENG_MAX(16, (n + 8 * nth - 1) / (8 * nth));
     eng_pool_run(pool, matmul_rows, &j);
+}
+
+/* ---- fused products for decode ----
+ * Several weights that read the same activations (q/k/v; gate/up) in one pool job: one dispatch
+ * and one wait instead of one per weight, and the activations converted once per vec_dot type.
+ * With glu, parts 0 and 1 are gate and up of equal shape, handed out by the same row ranges, and
+ * each work item finishes its rows with y0 = silu(y0) * y1 — no separate pass over the FFN
+ * activations. Only the vec_dot path (few activation rows) is fused; prefill is compute-bound
+ * and takes eng_matmul per weight. */
+
+struct fused_job {
+    int n, B;
+    bool glu;
+    const struct eng_tensor *w[ENG_FUSED_MAX];
+    float *y[ENG_FUSED_MAX];
+    const uint8_t *xq[ENG_FUSED_MAX];
+    size_t xq_row[ENG_FUSED_MAX];
+    int64_t first[ENG_FUSED_MAX + 1]; /* part i owns joint rows first[i] .. first[i+1]-1 */
+    int64_t chunk;
+    atomic_llong next;
+};
+
+static inline float silu(float x) {
+    return x / (1.0f + expf(-x));
+}
+
+static void fused_rows(void *arg, int ith, int nth) {
+    struct fused_job *j = arg;
+    int64_t total = j->glu ? j->w[0]->ne[1] : j->first[j->n];
+    for (;;) {
+        int64_t r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+        if (r0 >= total) break;
+        int64_t r1 = ENG_MIN(total, r0 + j->chunk);
+        for (int p = 0; p < j->n; p++) {
+            /* this part's rows within [r0, r1): all of them in glu mode */
+            int64_t a = j->glu ? r0 : ENG_MAX(r0, j->first[p]) - j->first[p];
+            int64_t b = j->glu ? r1 : ENG_MIN(r1, j->first[p + 1]) - j->first[p];
+            const struct eng_tensor *w = j->w[p];
+            const struct eng_type_traits *tr = eng_type_traits(w->type);
+            int64_t in = w->ne[0], ldy = w->ne[1];
+            size_t wrow = eng_row_size(w->type, in);
+            for (int64_t r = a; r < b; r++) { /* hot loop: one weight row, all B activations */
+                const uint8_t *wp = (const uint8_t *)w->data + (size_t)r * wrow;
+                for (int t = 0; t < j->B; t++)
+                    tr->vec_dot(in, &j->y[p][(size_t)t * ldy + r], wp,
+                                j->xq[p] + (size_t)t * j->xq_row[p]);
+            }
+        }
+        if (j->glu) {
+            int64_t ldy = j->w[0]->ne[1];
+            for (int t = 0; t < j->B; t++)
+                for (int64_t r = r0; r < r1; r++) {
+                    float *g = &j->y[0][(size_t)t * ldy + r];
+                    *g = silu(*g) * j->y[1][(size_t)t * ldy + r];
+                }
+        }
+    }
+}
+
+bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
+                      const struct eng_tensor *const *w, const float *x, int B, float *const *y,
+                      bool glu) {
+    if (n < 1 || n > ENG_FUSED_MAX || B >= ENG_TILE_MIN_B || (glu && n != 2)) return false;
+    for (int p = 0; p < n; p++)
+        if (eng_matmul_path(w[p]->type, B) != ENG_MM_VEC_DOT || w[p]->ne[0] != w[0]->ne[0] ||
+            (glu && w[p]->ne[1] != w[0]->ne[1]))
+            return false;
+    struct fused_job j = {.n = n, .B = B, .glu = glu};
+    enum eng_type conv[2];
+    int n_conv = 0;
+    int64_t in = w[0]->ne[0];
+    j.first[0] = 0;
+    for (int p = 0; p < n; p++) {
+        j.w[p] = w[p], j.y[p] = y[p];
+        j.first[p + 1] = j.first[p] + w[p]->ne[1];
+        enum eng_type vt = eng_type_traits(w[p]->type)->vec_dot_type;
+        if (vt == ENG_TYPE_F32) {
+            j.xq[p] = (const uint8_t *)x;
+            j.xq_row[p] = (size_t)in * sizeof(float);
+            continue;
+        }
+        int k = 0;
+        while (k < n_conv && conv[k] != vt) k++;
+        if (k == 2) return false; /* a third activation type: not worth a buffer */
+        uint8_t *buf = k == 0 ? ws->qbuf : ws->qbuf2;
+        size_t row = eng_row_size(vt, in);
+        if (k == n_conv) {
+            const struct eng_type_traits *vtr = eng_type_traits(vt);
+            for (int t = 0; t < B; t++)
+                vtr->from_float(x + (size_t)t * in, buf + (size_t)t * row, in);
+            conv[n_conv++] = vt;
+        }
+        j.xq[p] = buf, j.xq_row[p] = row;
+    }
+    int nth = eng_pool_size(pool);
+    int64_t total = glu ? w[0]->ne[1] : j.first[n];
+    j.chunk = ENG_MAX(16, (total + 8 * nth - 1) / (8 * nth));
+    atomic_init(&j.next, 0);
+    eng_pool_run(pool, fused_rows, &j);
+    return true;
 }

@@ -174,6 +174,65 @@ START_TEST(tile_kernel_matches_reference) {
 }
 END_TEST
 
+START_TEST(fused_equals_separate) {
+    /* q/k/v with mixed types (two activation conversions) and gate/up with silu: bit for bit the
+     * separate products; and prefill-sized batches are refused (the caller falls back). */
+    rng_state = 99;
+    const int64_t in = 512;
+    const enum eng_type types[3] = {ENG_TYPE_Q4_K, ENG_TYPE_Q6_K, ENG_TYPE_Q8_0};
+    const int outs[3] = {64, 32, 48};
+    uint8_t *wq[3];
+    struct eng_tensor w[3];
+    float *x = malloc(sizeof(float) * in * 4), *f = malloc(sizeof(float) * in);
+    for (int64_t i = 0; i < in * 4; i++) x[i] = frand();
+    for (int p = 0; p < 3; p++) {
+        const struct eng_type_traits *tr = eng_type_traits(types[p]);
+        size_t wrow = eng_row_size(types[p], in);
+        wq[p] = malloc(wrow * outs[p]);
+        for (int r = 0; r < outs[p]; r++) {
+            for (int64_t i = 0; i < in; i++) f[i] = frand();
+            tr->from_float(f, wq[p] + (size_t)r * wrow, in);
+        }
+        w[p] = (struct eng_tensor){
+            .type = types[p], .n_dims = 2, .ne = {in, outs[p], 1, 1}, .data = wq[p]};
+    }
+    struct eng_pool *pool = eng_pool_new(2);
+    struct eng_mm_ws *ws = eng_mm_ws_new(in, 64, 2);
+    for (int B = 1; B <= 4; B += 3) {
+        float *sep[3], *fus[3];
+        const struct eng_tensor *wp[3] = {&w[0], &w[1], &w[2]};
+        for (int p = 0; p < 3; p++) {
+            sep[p] = malloc(sizeof(float) * outs[p] * B);
+            fus[p] = malloc(sizeof(float) * outs[p] * B);
+            eng_matmul(pool, ws, &w[p], x, B, sep[p], outs[p], NULL, 0);
+        }
+        ck_assert(eng_matmul_fused(pool, ws, 3, wp, x, B, fus, false));
+        for (int p = 0; p < 3; p++)
+            ck_assert_msg(memcmp(sep[p], fus[p], sizeof(float) * outs[p] * B) == 0, "part %d", p);
+        /* gate/up: two weights of one shape */
+        const struct eng_tensor *gu[2] = {&w[0], &w[0]};
+        float *gu_out[2] = {malloc(sizeof(float) * outs[0] * B),
+                            malloc(sizeof(float) * outs[0] * B)};
+        ck_assert(eng_matmul_fused(pool, ws, 2, gu, x, B, gu_out, true));
+        for (int i = 0; i < outs[0] * B; i++) {
+            float g = sep[0][i], want = g / (1.0f + expf(-g)) * g;
+            ck_assert_msg(memcmp(&gu_out[0][i], &want, sizeof(float)) == 0, "glu %d", i);
+        }
+        free(gu_out[0]), free(gu_out[1]);
+        for (int p = 0; p < 3; p++) free(sep[p]), free(fus[p]);
+    }
+    const struct eng_tensor *wp[3] = {&w[0], &w[1], &w[2]};
+    float *dummy[3] = {NULL, NULL, NULL};
+    ck_assert(!eng_matmul_fused(pool, ws, 3, wp, x, ENG_TILE_MIN_B, dummy, false));
+    const struct eng_tensor *mism[2] = {&w[0], &w[1]};
+    ck_assert(!eng_matmul_fused(pool, ws, 2, mism, x, 1, dummy, true));
+    eng_mm_ws_free(ws);
+    eng_pool_free(pool);
+    for (int p = 0; p < 3; p++) free(wq[p]);
+    free(x), free(f);
+}
+END_TEST
+
 Suite *matmul_suite(void) {
     Suite *s = suite_create("matmul");
     TCase *tc = tcase_create("paths");
@@ -183,6 +242,7 @@ Suite *matmul_suite(void) {
     tcase_add_test(tc, float_paths_match_exact_product);
     tcase_add_test(tc, single_thread_equals_two_threads);
     tcase_add_test(tc, tile_kernel_matches_reference);
+    tcase_add_test(tc, fused_equals_separate);
     suite_add_tcase(s, tc);
     return s;
 }
