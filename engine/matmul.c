@@ -143,6 +143,31 @@ static int64_t n_out_rows(const struct matmul_job *j) {
     return j->rows ? j->n_rows : j->w->ne[1];
 }
 
+/* y[b*ldy + r] for weight rows r0..r1-1 and all B activation rows: ENG_DOT_ROWS weight rows per
+ * kernel call where the type has a multi-row kernel, so each activation block is loaded once for
+ * several rows. */
+static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *w, int64_t r0,
+                     int64_t r1, int64_t in, int B, const uint8_t *xq, size_t xq_row, float *y,
+                     int64_t ldy) {
+    size_t wrow = eng_row_size(w->type, in);
+    const uint8_t *base = (const uint8_t *)w->data;
+    int64_t r = r0;
+    if (tr->vec_dot_rows)
+        for (; r < r1; r += ENG_DOT_ROWS) { /* hot loop */
+            int nr = (int)ENG_MIN(ENG_DOT_ROWS, r1 - r);
+            for (int b = 0; b < B; b++) {
+                float s[ENG_DOT_ROWS];
+                tr->vec_dot_rows(in, nr, s, base + (size_t)r * wrow, wrow, xq + (size_t)b * xq_row);
+                memcpy(&y[(size_t)b * ldy + r], s, (size_t)nr * sizeof(float));
+            }
+        }
+    for (; r < r1; r++) { /* hot loop: one weight row, all B activations */
+        const uint8_t *wp = base + (size_t)r * wrow;
+        for (int b = 0; b < B; b++)
+            tr->vec_dot(in, &y[(size_t)b * ldy + r], wp, xq + (size_t)b * xq_row);
+    }
+}
+
 static void matmul_rows(void *arg, int ith, int nth) {
     struct matmul_job *j = arg;
     int64_t in = j->w->ne[0], n = n_out_rows(j);
@@ -152,9 +177,12 @@ static void matmul_rows(void *arg, int ith, int nth) {
         int64_t r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
         if (r0 >= n) break;
         int64_t r1 = ENG_MIN(n, r0 + j->chunk);
-        for (int64_t r = r0; r < r1; r++) { /* hot loop: one weight row, all B activations */
-            int64_t wr = j->rows ? j->rows[r] : r;
-            const uint8_t *wp = (const uint8_t *)j->w->data + (size_t)wr * wrow;
+        if (!j->rows) {
+            dot_rows(j->tr, j->w, r0, r1, in, j->B, xq, j->xq_row, j->y, j->ldy);
+            continue;
+        }
+        for (int64_t r = r0; r < r1; r++) { /* one weight row, all B activations */
+            const uint8_t *wp = (const uint8_t *)j->w->data + (size_t)j->rows[r] * wrow;
             for (int b = 0; b < j->B; b++)
                 j->tr->vec_dot(in, &j->y[(size_t)b * j->ldy + r], wp, xq + (size_t)b * j->xq_row);
         }
@@ -271,7 +299,8 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
     }
     /* About 8 chunks per thread (enough to even out a slow core), at least 16 rows each. */
     int64_t n = n_out_rows(&j);
-    j.chunk = ENG_MAX(16, (n + 8 * nth - 1) / (8 * nth));
+    j.chunk = (ENG_MAX(16, (n + 8 * nth - 1) / (8 * nth)) + ENG_DOT_ROWS - 1) / ENG_DOT_ROWS *
+              ENG_DOT_ROWS;
     eng_pool_run(pool, matmul_rows, &j);
 }
 
@@ -311,15 +340,9 @@ static void fused_rows(void *arg, int ith, int nth) {
             int64_t a = j->glu ? r0 : ENG_MAX(r0, j->first[p]) - j->first[p];
             int64_t b = j->glu ? r1 : ENG_MIN(r1, j->first[p + 1]) - j->first[p];
             const struct eng_tensor *w = j->w[p];
-            const struct eng_type_traits *tr = eng_type_traits(w->type);
-            int64_t in = w->ne[0], ldy = w->ne[1];
-            size_t wrow = eng_row_size(w->type, in);
-            for (int64_t r = a; r < b; r++) { /* hot loop: one weight row, all B activations */
-                const uint8_t *wp = (const uint8_t *)w->data + (size_t)r * wrow;
-                for (int t = 0; t < j->B; t++)
-                    tr->vec_dot(in, &j->y[p][(size_t)t * ldy + r], wp,
-                                j->xq[p] + (size_t)t * j->xq_row[p]);
-            }
+            if (a < b)
+                dot_rows(eng_type_traits(w->type), w, a, b, w->ne[0], j->B, j->xq[p], j->xq_row[p],
+                         j->y[p], w->ne[1]);
         }
         if (j->glu) {
             int64_t ldy = j->w[0]->ne[1];
@@ -369,7 +392,8 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     }
     int nth = eng_pool_size(pool);
     int64_t total = glu ? w[0]->ne[1] : j.first[n];
-    j.chunk = ENG_MAX(16, (total + 8 * nth - 1) / (8 * nth));
+    j.chunk = (ENG_MAX(16, (total + 8 * nth - 1) / (8 * nth)) + ENG_DOT_ROWS - 1) / ENG_DOT_ROWS *
+              ENG_DOT_ROWS;
     atomic_init(&j.next, 0);
     eng_pool_run(pool, fused_rows, &j);
     return true;

@@ -293,6 +293,74 @@ static void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     *s = hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
+/* Eight fp16 values stride bytes apart (the scales of eight consecutive blocks). */
+static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
+    const uint8_t *b = (const uint8_t *)p;
+#define H(k) (short)*(const uint16_t *)(b + (k)*stride)
+    return _mm_setr_epi16(H(0), H(1), H(2), H(3), H(4), H(5), H(6), H(7));
+#undef H
+}
+
+/* Up to four q4_0 rows against one Q8_0 activation row, eight blocks (256 weights) per step:
+ * - two blocks' nibbles come from one 32-byte load: the low nibbles of both in one register,
+ *   the high nibbles in another, matched by regrouping the activations once for all rows;
+ * - the nibbles stay unsigned (maddubs needs no sign fix-up); the -8 offset is taken off once
+ *   per block pair as 8·Σa, also shared by all rows;
+ * - the eight weight scales are converted with one vcvtph2ps and multiplied with the eight
+ *   activation scales (converted once for all rows).
+ * Tails shorter than eight blocks use the one-row kernel. */
+static void q4_0_vec_dot_rows_avx2(int64_t n, int nr, float *s, const void *vw, size_t w_stride,
+                                   const void *va) {
+    const struct eng_block_q8_0 *a = va;
+    const int64_t nb = n / ENG_QK4_0, nb8 = nb / 8 * 8;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i lane_idx[4] = {
+        _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
+        _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
+    __m256 acc[ENG_DOT_ROWS];
+    for (int r = 0; r < ENG_DOT_ROWS; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb8; b += 8) { /* hot loop */
+        const __m256 da = _mm256_cvtph_ps(fp16x8(&a[b].d, sizeof(*a)));
+        __m256i alo[4], ahi[4], asum[4];
+        for (int k = 0; k < 4; k++) {
+            __m256i a0 = _mm256_loadu_si256((const __m256i *)a[b + 2 * k].qs);
+            __m256i a1 = _mm256_loadu_si256((const __m256i *)a[b + 2 * k + 1].qs);
+            alo[k] = _mm256_permute2x128_si256(a0, a1, 0x20);
+            ahi[k] = _mm256_permute2x128_si256(a0, a1, 0x31);
+            asum[k] = _mm256_add_epi16(_mm256_maddubs_epi16(eight, alo[k]),
+                                       _mm256_maddubs_epi16(eight, ahi[k]));
+        }
+        for (int r = 0; r < nr; r++) {
+            const struct eng_block_q4_0 *w =
+                (const struct eng_block_q4_0 *)((const uint8_t *)vw + (size_t)r * w_stride) + b;
+            const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(fp16x8(&w->d, sizeof(*w))), da);
+            for (int k = 0; k < 4; k++) {
+                __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[2 * k + 1].qs),
+                                             _mm_loadu_si128((const __m128i *)w[2 * k].qs));
+                __m256i lo = _mm256_and_si256(q, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo[k]),
+                                             _mm256_maddubs_epi16(hi, ahi[k]));
+                p = _mm256_madd_epi16(_mm256_sub_epi16(p, asum[k]), ones);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                         _mm256_permutevar8x32_ps(d, lane_idx[k]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        s[r] = hsum_ps(acc[r]);
+        if (nb8 < nb) {
+            float tail;
+            q4_0_vec_dot_avx2(n - nb8 * ENG_QK4_0, &tail,
+                              (const uint8_t *)vw + (size_t)r * w_stride +
+                                  (size_t)nb8 * sizeof(struct eng_block_q4_0),
+                              a + nb8);
+            s[r] += tail;
+        }
+    }
+}
+
 static void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q4_1 *w = vw;
     const struct eng_block_q8_1 *a = va;
@@ -598,6 +666,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_K].from_float = q8_k_from_float_avx2;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
+    t[ENG_TYPE_Q4_0].vec_dot_rows = q4_0_vec_dot_rows_avx2;
     t[ENG_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
     t[ENG_TYPE_Q5_0].vec_dot = q5_0_vec_dot_avx2;
     t[ENG_TYPE_Q5_1].vec_dot = q5_1_vec_dot_avx2;
