@@ -588,6 +588,7 @@ Suite *compress_suite(void) {
     Suite *s = suite_create("compress");
     TCase *tu = tcase_create("units"); /* CK_RUN_CASE=units: the fast ones */
     tcase_add_checked_fixture(tu, setup, teardown);
+    tcase_set_timeout(tu, 120); /* the large allocation is slow under sanitizers */
     tcase_add_test(tu, allocate_equals_brute_force);
     tcase_add_test(tu, allocate_large_budget_and_errors);
     tcase_add_test(tu, kld_stats_exact);
