@@ -448,6 +448,28 @@ static inline int k4_min_sum(const uint32_t u[4], const int16_t *bsums) {
     return _mm_cvtsi128_si32(p);
 }
 
+/* Shuffle indices that broadcast 16-bit element j of each 128-bit half to the whole half
+ * (k4_bcast), and element 2m to the low half, 2m+1 to the high half (pair_bcast). */
+#define W2(x) (char)(2 * (x)), (char)(2 * (x) + 1)
+#define W8(x) W2(x), W2(x), W2(x), W2(x), W2(x), W2(x), W2(x), W2(x)
+static const char k4_bcast_idx[8][32] = {
+    {W8(0), W8(0)}, {W8(1), W8(1)}, {W8(2), W8(2)}, {W8(3), W8(3)},
+    {W8(4), W8(4)}, {W8(5), W8(5)}, {W8(6), W8(6)}, {W8(7), W8(7)},
+};
+static const char pair_bcast_idx[4][32] = {
+    {W8(0), W8(1)}, {W8(2), W8(3)}, {W8(4), W8(5)}, {W8(6), W8(7)}};
+#undef W8
+#undef W2
+
+/* The eight six-bit scales of a q4_k / q5_k block (bytes 0..7 of u) as int16, in both halves. */
+static inline __m256i k4_scales16(const uint32_t u[4]) {
+    __m128i s8 = _mm_set_epi32(0, 0, (int)u[1], (int)u[0]);
+    return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(s8));
+}
+static inline __m256i k4_bcast(__m256i sc16, int j) {
+    return _mm256_shuffle_epi8(sc16, _mm256_loadu_si256((const __m256i *)k4_bcast_idx[j]));
+}
+
 static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q4_k *w = vw;
     const struct eng_block_q8_k *a = va;
@@ -457,7 +479,7 @@ static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         uint32_t u[4];
         k4_unpack(w[i].scales, u);
-        const uint8_t *sc = (const uint8_t *)u;
+        const __m256i sc16 = k4_scales16(u);
         float d = a[i].d * h2f(w[i].d), dmin = a[i].d * h2f(w[i].dmin);
         accm += dmin * (float)k4_min_sum(u, a[i].bsums);
         const uint8_t *q = w[i].qs;
@@ -469,8 +491,8 @@ static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
             __m256i qh = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
             __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)y));
             __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y + 32)));
-            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j]));
-            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1]));
+            pl = _mm256_madd_epi16(pl, k4_bcast(sc16, 2 * j));
+            ph = _mm256_madd_epi16(ph, k4_bcast(sc16, 2 * j + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -488,7 +510,7 @@ static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         uint32_t u[4];
         k4_unpack(w[i].scales, u);
-        const uint8_t *sc = (const uint8_t *)u;
+        const __m256i sc16 = k4_scales16(u);
         float d = a[i].d * h2f(w[i].d), dmin = a[i].d * h2f(w[i].dmin);
         accm += dmin * (float)k4_min_sum(u, a[i].bsums);
         const uint8_t *q = w[i].qs;
@@ -505,8 +527,8 @@ static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
             hb = _mm256_srli_epi16(hb, 2);
             __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)y));
             __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y + 32)));
-            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j]));
-            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1]));
+            pl = _mm256_madd_epi16(pl, k4_bcast(sc16, 2 * j));
+            ph = _mm256_madd_epi16(ph, k4_bcast(sc16, 2 * j + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -554,10 +576,20 @@ static void q6_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
             __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(y + 32)));
             __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(y + 64)));
             __m256i p4 = _mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(y + 96)));
-            p1 = _mm256_madd_epi16(p1, scale_pair(sc[0], sc[1]));
-            p2 = _mm256_madd_epi16(p2, scale_pair(sc[2], sc[3]));
-            p3 = _mm256_madd_epi16(p3, scale_pair(sc[4], sc[5]));
-            p4 = _mm256_madd_epi16(p4, scale_pair(sc[6], sc[7]));
+            __m256i s8 = _mm256_broadcastsi128_si256(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            p1 = _mm256_madd_epi16(
+                p1,
+                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[0])));
+            p2 = _mm256_madd_epi16(
+                p2,
+                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[1])));
+            p3 = _mm256_madd_epi16(
+                p3,
+                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[2])));
+            p4 = _mm256_madd_epi16(
+                p4,
+                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[3])));
             sumi = _mm256_add_epi32(
                 sumi, _mm256_add_epi32(_mm256_add_epi32(p1, p2), _mm256_add_epi32(p3, p4)));
         }
