@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "unicode.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,15 +135,18 @@ static uint32_t byte_to_cp(int b) {
     return 0x100 + (uint32_t)k;
 }
 
+static int16_t cp_inv[0x144]; /* written once by cp_inv_init */
+static pthread_once_t cp_inv_once = PTHREAD_ONCE_INIT;
+
+static void cp_inv_init(void) {
+    for (int i = 0; i < 0x144; i++) cp_inv[i] = -1;
+    for (int b = 0; b < 256; b++) cp_inv[byte_to_cp(b)] = (int16_t)b;
+}
+
+/* Thread-safe: the daemon detokenizes on its loop and engine threads at once. */
 static int cp_to_byte(uint32_t cp) {
-    static int16_t inv[0x144];
-    static int ready; /* benign race: every thread computes the same table */
-    if (!ready) {
-        for (int i = 0; i < 0x144; i++) inv[i] = -1;
-        for (int b = 0; b < 256; b++) inv[byte_to_cp(b)] = (int16_t)b;
-        ready = 1;
-    }
-    return cp < 0x144 ? inv[cp] : -1;
+    pthread_once(&cp_inv_once, cp_inv_init);
+    return cp < 0x144 ? cp_inv[cp] : -1;
 }
 
 /* ---- loading ---- */
@@ -914,7 +918,8 @@ int eng_tokenize(const struct eng_tokenizer *t, const char *text, size_t len, in
     free(e.esc);
     int total = e.out.n;
     bool oom = e.out.oom || e.w.oom;
-    if (!oom && out && max > 0 && total > 0) memcpy(out, e.out.v, (size_t)ENG_MIN(total, max) * sizeof(int32_t));
+    if (!oom && out && max > 0 && total > 0)
+        memcpy(out, e.out.v, (size_t)ENG_MIN(total, max) * sizeof(int32_t));
     free(e.out.v);
     if (oom) return eng_fail(ENG_ENOMEM, "tokenize: out of memory");
     return total;

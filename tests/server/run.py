@@ -547,7 +547,8 @@ def hist(m, name):
 
 @test
 def parallel_streams_match_solo():
-    d = Daemon("--slots", "8", "--queue", "16")
+    # Two engine threads: the batch is split across the pool (and TSan watches it).
+    d = Daemon("--slots", "8", "--queue", "16", "--threads", "2")
     try:
         def body(i):
             return {"model": "small", "messages": [{"role": "user", "content": f"story {i}"}],
@@ -679,12 +680,10 @@ def disconnect_cancels():
 @test
 def queue_full_and_keepalive():
     d = Daemon("--slots", "1", "--queue", "1", "--keepalive", "0.1", "--ctx", "4096",
-               "--max-tokens", "4096", model=genmodel(
-                   "long.gguf", "--arch", "llama", "--type", "q8_0", "--seed", "2", "--n-embd",
-                   "256", "--n-layer", "4", "--n-head", "4", "--n-head-kv", "2", "--n-ff", "512",
-                   "--n-vocab", "512", "--ctx", "4096"))
+               "--max-tokens", "4096", model=long_model())
     try:
-        long_body = {"model": "long", "messages": OK_MSG, "max_tokens": 1500,
+        # Long enough to hold the one slot for about a second.
+        long_body = {"model": "long", "messages": OK_MSG, "max_tokens": int(1500 / SLOW),
                      "logit_bias": NO_EOS, "stream": True}
         out = {}
         t1 = threading.Thread(target=stream_request, args=(d.port, long_body, out, "running"))
@@ -718,10 +717,7 @@ def queue_full_and_keepalive():
 @test
 def deadline():
     d = Daemon("--request-timeout", "0.3", "--ctx", "4096", "--max-tokens", "4096",
-               model=genmodel("long.gguf", "--arch", "llama", "--type", "q8_0", "--seed", "2",
-                              "--n-embd", "256", "--n-layer", "4", "--n-head", "4",
-                              "--n-head-kv", "2", "--n-ff", "512", "--n-vocab", "512", "--ctx",
-                              "4096"))
+               model=long_model())
     try:
         st, _, raw = d.post(CHAT, {"model": "long", "messages": OK_MSG, "max_tokens": 4000,
                                    "logit_bias": NO_EOS})
@@ -738,11 +734,8 @@ def deadline():
 # ---------------------------------------------------------------------------------------------
 @test
 def drain_on_sigterm():
-    d = Daemon("--ctx", "4096", "--max-tokens", "4096", "--shutdown-grace", "20",
-               model=genmodel("long.gguf", "--arch", "llama", "--type", "q8_0", "--seed", "2",
-                              "--n-embd", "256", "--n-layer", "4", "--n-head", "4",
-                              "--n-head-kv", "2", "--n-ff", "512", "--n-vocab", "512", "--ctx",
-                              "4096"))
+    d = Daemon("--ctx", "4096", "--max-tokens", "4096", "--shutdown-grace", str(60 * SLOW),
+               model=long_model())
     out = {}
     body = {"model": "long", "messages": OK_MSG, "max_tokens": 600, "logit_bias": NO_EOS,
             "stream": True, "stream_options": {"include_usage": True}}
