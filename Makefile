@@ -233,6 +233,14 @@ BENCH_COMPRESS_ARGS ?=
 bench-compress: $(CLI) $(BUILD)/genmodel
 	$(PY) tools/bench/compress.py $(BENCH_COMPRESS_ARGS)
 
+# The daemon over HTTP against `edgellm bench` on the same model, concurrency scaling, and a
+# bounded wrk run: the "## Server" section of BENCHMARKS.md. BENCH_SERVER_ARGS=--quick for a
+# small model and short runs (checks the script, not the figures).
+BENCH_SERVER_ARGS ?=
+.PHONY: bench-server
+bench-server: $(CLI) $(DAEMON) $(BUILD)/genmodel
+	$(PY) tools/bench/server.py $(BENCH_SERVER_ARGS)
+
 # ---------------------------------------------------------------------------------------------
 # Fuzzing (clang + libFuzzer): `make fuzz` builds every target and runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
@@ -376,6 +384,7 @@ help:
 	@echo "make test-compress    compress and perplexity --kld-base from the command line"
 	@echo "make bench            measure speed and memory bandwidth, write BENCHMARKS.md"
 	@echo "make bench-compress   LUC vs uniform formats: size, PPL, KL divergence (BENCHMARKS.md)"
+	@echo "make bench-server     edgellmd over HTTP vs edgellm bench, concurrency, wrk (BENCHMARKS.md)"
 	@echo "make install          install binaries, config, systemd unit, default model (PREFIX, DESTDIR,"
 	@echo "                      DEFAULT_MODEL=FILE or empty); make uninstall removes them (not the config)"
 	@echo "make fuzz             build libFuzzer targets and run each FUZZ_SECONDS (default 60)"

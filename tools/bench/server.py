@@ -1,0 +1,456 @@
+"""edgellmd over HTTP: the "## Server" section of BENCHMARKS.md (make bench-server).
+
+On one generated model (default: the L110M shape of tools/bench/run.py in Q4_0) and one thread
+count:
+  1. streaming tok/s of one greedy stream over HTTP (fixed max_tokens, EOS suppressed with
+     logit_bias) against `edgellm bench` tg of the same length on the same model and threads
+     (target: HTTP >= 97% of the engine alone);
+  2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams (target: >= 2.5x one stream at 4);
+  3. a bounded wrk run (64 connections, 60 s) posting small completions: requests/s, latency
+     p50/p90/p99/max, non-2xx responses and socket errors.
+
+usage: /usr/bin/python3 tools/bench/server.py [--quick] [--out FILE] [--threads 2]
+       [--tokens 128] [--reps 5] [--wrk-seconds 60] [--wrk-connections 64] [--model M.gguf]
+
+--quick: a small generated model, short runs, one repetition, written to
+$BUILD/bench-server/quick.md unless --out is given (checks the script, not the figures). Only the
+"## Server" section of the output is replaced (the file is created if missing). Binaries come
+from $BUILD (default build): edgellm, edgellmd, genmodel; models are cached in
+$BUILD/bench-models. Benchmarks are not tests: nothing here fails on a slow figure.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+SECTION = "## Server"
+EOS = 2  # the generated llama vocabulary's </s>
+PROMPT = [1, 100, 200, 300]  # token ids: no tokenizer differences between runs
+# tools/bench/run.py's L110M shape, and a small one for --quick.
+SHAPES = {
+    "L110M": dict(n_embd=768, n_layer=12, n_head=12, n_head_kv=12, n_ff=2048, n_vocab=32000),
+    "quick": dict(n_embd=256, n_layer=4, n_head=4, n_head_kv=4, n_ff=768, n_vocab=2048),
+}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd):
+    log("+ " + " ".join(cmd))
+    return subprocess.run(cmd, check=True, text=True, stdout=subprocess.PIPE).stdout
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gen_model(build, shape, typ, path):
+    if os.path.exists(path):
+        return
+    cmd = [os.path.join(build, "genmodel"), "--arch", "llama", "--type", typ, "--seed", "7",
+           "--ctx", "2048"]
+    for k, v in SHAPES[shape].items():
+        cmd += ["--" + k.replace("_", "-"), str(v)]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    run(cmd + ["-o", path + ".part"])
+    os.replace(path + ".part", path)
+
+
+class Daemon:
+    """build/edgellmd on a free loopback port; its log goes to a file in the work directory."""
+
+    def __init__(self, build, model, threads, work):
+        self.logpath = os.path.join(work, "edgellmd.log")
+        self.logf = open(self.logpath, "w")
+        cmd = [os.path.join(build, "edgellmd"), "--model", model, "--host", "127.0.0.1",
+               "--port", "0", "--threads", str(threads), "--slots", "8", "--queue", "256",
+               "--ctx", "2048", "--max-tokens", "2048", "--request-timeout", "3600"]
+        log("+ " + " ".join(cmd))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.logf)
+        self.port = None
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            with open(self.logpath) as f:
+                text = f.read()
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
+            if m:
+                self.port = int(m.group(1))
+            if self.port and re.search(r"model .* loaded", text):
+                break
+            if self.proc.poll() is not None:
+                sys.exit("bench-server: edgellmd exited:\n" + text)
+            time.sleep(0.05)
+        else:
+            self.stop()
+            sys.exit("bench-server: edgellmd did not load the model in 300 s")
+        self.model_id = json.loads(self.get("/v1/models"))["data"][0]["id"]
+
+    def get(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        try:
+            c.request("GET", path)
+            return c.getresponse().read()
+        finally:
+            c.close()
+
+    def metrics(self):
+        out = {}
+        for line in self.get("/metrics").decode().splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+
+def stream(port, model_id, n_tokens, out, key, gate=None):
+    """One greedy streamed completion of exactly n_tokens; out[key] = dict of times and counts.
+    Times are when each SSE event arrived (time.perf_counter)."""
+    body = json.dumps({"model": model_id, "prompt": PROMPT, "max_tokens": n_tokens,
+                       "temperature": 0, "logit_bias": {str(EOS): -100}, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+    try:
+        c.connect()
+        if gate:
+            gate.wait()
+        t_send = time.perf_counter()
+        c.request("POST", "/v1/completions", body=body,
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}: {r.read()[:300]!r}")
+        buf, times, usage = b"", [], None
+        while True:
+            data = r.read1(65536)
+            if not data:
+                break
+            now = time.perf_counter()
+            buf += data
+            while b"\n\n" in buf:
+                event, buf = buf.split(b"\n\n", 1)
+                if not event.startswith(b"data: ") or event == b"data: [DONE]":
+                    continue
+                obj = json.loads(event[6:])
+                if obj.get("usage"):
+                    usage = obj["usage"]
+                elif obj["choices"] and obj["choices"][0]["text"]:
+                    times.append(now)
+        n = usage["completion_tokens"] if usage else 0
+        out[key] = {"send": t_send, "first": times[0], "last": times[-1], "end": time.perf_counter(),
+                    "tokens": n, "events": len(times)}
+    except Exception as e:  # noqa: BLE001 - reported by the caller
+        out[key] = {"error": repr(e)}
+    finally:
+        c.close()
+
+
+def stream_rate(s):
+    """Tokens per second of one stream: all its tokens ÷ the time from sending the request to
+    receiving the last token. Like `edgellm bench` tg N, that is N passes over the weights (the
+    prompt's pass gives the first token), plus what HTTP, sampling and detokenizing add."""
+    return s["tokens"] / (s["last"] - s["send"])
+
+
+def concurrent(d, n_streams, n_tokens):
+    out = {}
+    gate = threading.Barrier(n_streams)
+    ts = [threading.Thread(target=stream, args=(d.port, d.model_id, n_tokens, out, i, gate))
+          for i in range(n_streams)]
+    m0 = d.metrics()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    m1 = d.metrics()
+    errs = [s["error"] for s in out.values() if "error" in s]
+    if errs:
+        sys.exit(f"bench-server: {n_streams} streams: {errs[0]}")
+    start = min(s["send"] for s in out.values())
+    end = max(s["end"] for s in out.values())
+    total = sum(s["tokens"] for s in out.values())
+    steps = m1["edgellm_batch_sequences_count"] - m0["edgellm_batch_sequences_count"]
+    seqs = m1["edgellm_batch_sequences_sum"] - m0["edgellm_batch_sequences_sum"]
+    return {"streams": n_streams, "tokens": total, "seconds": end - start,
+            "aggregate": total / (end - start),
+            "per_stream": statistics.median(stream_rate(s) for s in out.values()),
+            "mean_batch": seqs / steps if steps else 0.0}
+
+
+WRK_LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"%s","prompt":%s,"max_tokens":%d,"temperature":0,"logit_bias":{"%d":-100}}'
+"""
+
+
+def parse_latency(text):
+    """wrk's "12.34ms" → seconds."""
+    m = re.match(r"([0-9.]+)(us|ms|s|m)$", text)
+    if not m:
+        return None
+    return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(2)]
+
+
+def run_wrk(d, work, connections, seconds, max_tokens):
+    lua = os.path.join(work, "completion.lua")
+    with open(lua, "w") as f:
+        f.write(WRK_LUA % (d.model_id, json.dumps(PROMPT), max_tokens, EOS))
+    cmd = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "120s",
+           "--latency", "-s", lua, f"http://127.0.0.1:{d.port}/v1/completions"]
+    m0 = d.metrics()
+    log("+ " + " ".join(cmd))
+    out = subprocess.run(cmd, check=True, text=True, stdout=subprocess.PIPE).stdout
+    m1 = d.metrics()
+    print(out)
+    res = {"cmd": " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd),
+           "connections": connections, "seconds": seconds, "max_tokens": max_tokens}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
+        res["p" + pct] = parse_latency(m.group(1)) if m else None
+    m = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
+    res["max"] = parse_latency(m.group(1)) if m else None
+    m = re.search(r"(\d+) requests in ([0-9.]+)(\w+)", out)
+    res["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    res["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    # wrk prints the line only when there were socket errors.
+    res["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
+                                    map(int, m.groups()) if m else (0, 0, 0, 0)))
+    res["tokens"] = m1["edgellm_generated_tokens_total"] - m0["edgellm_generated_tokens_total"]
+    steps = m1["edgellm_batch_sequences_count"] - m0["edgellm_batch_sequences_count"]
+    seqs = m1["edgellm_batch_sequences_sum"] - m0["edgellm_batch_sequences_sum"]
+    res["mean_batch"] = seqs / steps if steps else 0.0
+    res["rejected"] = (m1["edgellm_requests_rejected_total"] -
+                       m0["edgellm_requests_rejected_total"])
+    return res
+
+
+def fmt_s(x):
+    if x is None:
+        return "-"
+    return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
+
+
+def render(meta, bench, single, conc, wrk):
+    L = [SECTION, ""]
+    L.append("Written by `make bench-server` (tools/bench/server.py); do not edit by hand. "
+             "edgellmd on loopback against the engine alone, on the same model and threads. "
+             "This machine may be shared: compare figures of one run only (load average "
+             "below).\n")
+    if meta["quick"]:
+        L.append("**Quick run (`--quick`): a small model and short runs, to check the script; "
+                 "these figures say nothing about the targets.**\n")
+    L.append(f"- date: {meta['start']:%Y-%m-%d %H:%M}–{meta['end']:%H:%M} UTC; load average "
+             f"before {meta['load_before']}, after {meta['load_after']}")
+    L.append(f"- model: {meta['model_desc']} ({meta['size'] / 1048576:.0f} MiB), "
+             f"`{meta['model_rel']}`")
+    L.append(f"- threads: {meta['threads']}; daemon: `edgellmd --threads {meta['threads']} "
+             "--slots 8 --ctx 2048`; cpu: " + meta["cpu"])
+    L.append(f"- requests: completions, prompt of {len(PROMPT)} token ids, greedy, "
+             f"`max_tokens` {meta['tokens']}, EOS suppressed with `logit_bias`")
+    L.append("")
+    L.append("### One stream over HTTP against `edgellm bench`\n")
+    L.append(f"HTTP tok/s: the {meta['tokens']} tokens ÷ the time from sending the request to "
+             "receiving the last token, as the client sees it (median of "
+             f"{meta['reps']}, after a warm-up): {meta['tokens']} passes over the weights, like "
+             f"the engine's tg{meta['tokens']} (`{bench['cmd']}`, median), plus sampling, "
+             "detokenizing, JSON and HTTP.\n")
+    ratio = single["rate"] / bench["tok_per_s"] if bench["tok_per_s"] else 0.0
+    ok = "✓" if ratio >= 0.97 else "✗"
+    L.append("| measurement | tok/s | min–max | time to first token |")
+    L.append("|---|---|---|---|")
+    L.append(f"| `edgellm bench` tg{meta['tokens']} | {bench['tok_per_s']:.1f} | "
+             f"{bench['tok_per_s_min']:.1f}–{bench['tok_per_s_max']:.1f} | - |")
+    L.append(f"| HTTP stream, one client | {single['rate']:.1f} | {single['min']:.1f}–"
+             f"{single['max']:.1f} | {fmt_s(single['ttft'])} |")
+    L.append("")
+    L.append(f"HTTP / engine: **{100 * ratio:.1f}%** (target ≥ 97% {ok})\n")
+    L.append("### Concurrent streams\n")
+    L.append("N clients start together, each streaming the same request. Aggregate: all tokens "
+             "÷ time from the first request sent to the last stream's end. Per stream: median "
+             "of each stream's tokens ÷ its request-to-last-token time. Sequences per step: mean batch of the engine "
+             "(`edgellm_batch_sequences`).\n")
+    L.append("| streams | aggregate tok/s | × one stream | per-stream tok/s | sequences per "
+             "step |")
+    L.append("|---|---|---|---|---|")
+    base = conc[0]["aggregate"] if conc else 0.0
+    for c in conc:
+        L.append(f"| {c['streams']} | {c['aggregate']:.1f} | {c['aggregate'] / base:.2f}× | "
+                 f"{c['per_stream']:.1f} | {c['mean_batch']:.2f} |")
+    at4 = next((c["aggregate"] / base for c in conc if c["streams"] == 4), None)
+    if at4 is not None:
+        L.append("")
+        L.append(f"At 4 streams: **{at4:.2f}×** one stream (target ≥ 2.5× "
+                 f"{'✓' if at4 >= 2.5 else '✗'})")
+    L.append("")
+    L.append("### Bounded load (wrk)\n")
+    se = wrk["socket_errors"]
+    L.append(f"`{wrk['cmd']}`: {wrk['connections']} connections for {wrk['seconds']} s, each "
+             f"request a completion of {wrk['max_tokens']} tokens.\n")
+    L.append("| requests | req/s | generated tok/s | p50 | p90 | p99 | max | non-2xx | socket "
+             "errors (connect/read/write/timeout) | queue rejections | sequences per step |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append(f"| {wrk['requests']} | {wrk['rps']:.1f} | {wrk['tokens'] / wrk['seconds']:.1f} | "
+             f"{fmt_s(wrk['p50'])} | {fmt_s(wrk['p90'])} | {fmt_s(wrk['p99'])} | "
+             f"{fmt_s(wrk['max'])} | {wrk['non2xx']} | "
+             f"{se['connect']}/{se['read']}/{se['write']}/{se['timeout']} | "
+             f"{wrk['rejected']:.0f} | {wrk['mean_batch']:.2f} |")
+    L.append("")
+    return "\n".join(L) + "\n"
+
+
+def write_section(out, text):
+    """Replaces the section in out (up to the next '## ' heading), or appends it."""
+    old = ""
+    if os.path.exists(out):
+        with open(out, encoding="utf-8") as f:
+            old = f.read()
+    lines = old.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION), None)
+    if start is None:
+        new = ("# Benchmarks\n\n" + text) if not old else old.rstrip("\n") + "\n\n" + text
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+        rest = "".join(lines[end:])
+        new = "".join(lines[:start]) + text + ("\n" + rest if rest else "")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
+        f.write(new)
+    os.replace(out + ".tmp", out)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--model", default=None, help="a GGUF instead of the generated one")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=None, help="max_tokens (128; quick 32)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (5; quick 1)")
+    ap.add_argument("--streams", default="1,2,4,8")
+    ap.add_argument("--wrk-seconds", type=int, default=None, help="60; quick 3")
+    ap.add_argument("--wrk-connections", type=int, default=None, help="64; quick 8")
+    ap.add_argument("--wrk-tokens", type=int, default=16, help="max_tokens of a wrk request")
+    args = ap.parse_args(argv)
+    q = args.quick
+    tokens = args.tokens or (32 if q else 128)
+    reps = args.reps or (1 if q else 5)
+    wrk_seconds = args.wrk_seconds or (3 if q else 60)
+    wrk_conns = args.wrk_connections or (8 if q else 64)
+    build = os.environ.get("BUILD", "build")
+    if not os.path.isabs(build):
+        build = os.path.join(ROOT, build)
+    work = os.path.join(build, "bench-server")
+    os.makedirs(work, exist_ok=True)
+    out = args.out or (os.path.join(work, "quick.md") if q else os.path.join(ROOT, "BENCHMARKS.md"))
+
+    if args.model:
+        model, desc = args.model, os.path.basename(args.model)
+    else:
+        shape = "quick" if q else "L110M"
+        model = os.path.join(build, "bench-models", f"{shape.lower()}-q4_0.gguf")
+        gen_model(build, shape, "q4_0", model)
+        s = SHAPES[shape]
+        desc = (f"{shape} shape in Q4_0, random weights (dim {s['n_embd']}, {s['n_layer']} "
+                f"layers, ffn {s['n_ff']}, vocab {s['n_vocab']})")
+    meta = {"quick": q, "start": datetime.datetime.now(datetime.timezone.utc),
+            "load_before": loadavg(), "threads": args.threads, "tokens": tokens, "reps": reps,
+            "model_desc": desc, "size": os.path.getsize(model), "cpu": cpu_name(),
+            "model_rel": os.path.relpath(model, ROOT) if model.startswith(ROOT) else model}
+
+    # 1. The engine alone.
+    cmd = [os.path.join(build, "edgellm"), "bench", "-m", model, "-t", str(args.threads), "-p",
+           "0", "-n", str(tokens), "-r", str(max(reps, 3)), "--json"]
+    bench = next(r for r in json.loads(run(cmd)) if r["test"] == "tg")
+    bench["cmd"] = " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
+                            for c in cmd[:-1]).replace(meta["model_rel"], "MODEL")
+    log(f"edgellm bench tg{tokens}: {bench['tok_per_s']:.1f} tok/s")
+
+    d = Daemon(build, model, args.threads, work)
+    try:
+        # 2. One stream, after a warm-up.
+        out1 = {}
+        stream(d.port, d.model_id, tokens, out1, "warm")
+        rates, ttfts = [], []
+        for i in range(reps):
+            stream(d.port, d.model_id, tokens, out1, i)
+            s = out1[i]
+            if "error" in s:
+                sys.exit("bench-server: " + s["error"])
+            if s["tokens"] != tokens:
+                sys.exit(f"bench-server: {s['tokens']} tokens, asked for {tokens}")
+            rates.append(stream_rate(s))
+            ttfts.append(s["first"] - s["send"])
+        single = {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
+                  "ttft": statistics.median(ttfts)}
+        log(f"HTTP stream: {single['rate']:.1f} tok/s "
+            f"({100 * single['rate'] / bench['tok_per_s']:.1f}% of edgellm bench)")
+
+        # 3. Concurrent streams (median of the repetitions by aggregate rate).
+        conc = []
+        for n in (int(x) for x in args.streams.split(",")):
+            runs = sorted((concurrent(d, n, tokens) for _ in range(max(1, min(reps, 3)))),
+                          key=lambda r: r["aggregate"])
+            c = runs[len(runs) // 2]
+            conc.append(c)
+            log(f"{n} streams: {c['aggregate']:.1f} tok/s aggregate, "
+                f"{c['mean_batch']:.2f} sequences per step")
+
+        # 4. wrk.
+        wrk = run_wrk(d, work, wrk_conns, wrk_seconds, args.wrk_tokens)
+        log(f"wrk: {wrk['requests']} requests, p50 {fmt_s(wrk['p50'])}, p99 {fmt_s(wrk['p99'])}, "
+            f"non-2xx {wrk['non2xx']}")
+    finally:
+        d.stop()
+    meta["end"] = datetime.datetime.now(datetime.timezone.utc)
+    meta["load_after"] = loadavg()
+    write_section(out, render(meta, bench, single, conc, wrk))
+    print(json.dumps({"bench": bench, "single": single, "concurrent": conc, "wrk": wrk},
+                     indent=1, default=str))
+    log(f"wrote the '{SECTION}' section of {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
