@@ -224,6 +224,15 @@ $(STREAM_BW): tools/bench/stream.c
 bench: $(CLI) $(BUILD)/genmodel $(STREAM_BW)
 	$(PY) tools/bench/run.py
 
+# Single-core cost of every kernel and the batch sizes where prefill's paths pay ("## Kernels").
+BENCH_KERNELS := $(BUILD)/bench-kernels
+$(BENCH_KERNELS): tools/bench/kernels.c $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBENGINE) $(BLAS_LIBS) $(LDLIBS) -o $@
+.PHONY: bench-kernels
+bench-kernels: $(BENCH_KERNELS)
+	$(PY) tools/bench/kernels.py
+
 # LUC against uniform Q3_K..Q8_0 on the default model (size, PPL, KL divergence, top-1) and the
 # compress time / peak RSS, also for a generated TinyLlama-1.1B-shaped model: the
 # "## Compression (LUC)" section of BENCHMARKS.md. BENCH_COMPRESS_ARGS="--model M.gguf --quick"

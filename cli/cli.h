@@ -23,8 +23,9 @@ int cmd_perplexity(int argc, char **argv);
 
 /* The model used when -m is not given (run, tokenize, perplexity). */
 #define CLI_DEFAULT_MODEL "models/default.gguf"
-/* given, or CLI_DEFAULT_MODEL when given is NULL and that file exists; else prints a one-line
- * error for cmd and returns NULL. */
+/* given; or, when given is NULL, the bundled model (CLI_DEFAULT_MODEL in the working directory,
+ * else next to the executable, as edgellmd finds it); else prints a one-line error for cmd and
+ * returns NULL. The result is static or given: do not free. */
 const char *cli_model_path(const char *cmd, const char *given);
 
 /* Prints "edgellm <cmd>: <message>" to stderr and returns 2 (usage) — for one-line errors. */

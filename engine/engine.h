@@ -112,6 +112,7 @@ struct eng_type_traits {
      * types that do not use it (F32/F16/BF16 prefill through sgemm). */
     void (*repack)(const void *w, int8_t *q, float *s, float *m, int64_t n);
     bool repack_has_min;
+    int tile_min_b; /* prefill takes the tile path from this many activation rows (measured) */
     /* s[r] = dot(row r, a) for nr (1..ENG_DOT_ROWS) weight rows at w + r * w_stride bytes and one
      * activation row: decode reads several rows per activation load. Equal to vec_dot up to the
      * order of float additions. NULL where no kernel is faster than vec_dot per row. */

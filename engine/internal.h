@@ -61,9 +61,10 @@ void eng_mm_ws_free(struct eng_mm_ws *ws);
 size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws);
 
 /* Which kernels multiply B activation rows with a weight of this type (matmul.c). Thresholds
- * measured with tools/bench/kernels.c: below them the repacking / conversion costs more than it
- * saves. */
-#define ENG_TILE_MIN_B  16
+ * measured with tools/bench/kernels.c (BENCHMARKS.md, Kernels): below them the repacking or
+ * conversion costs more than it saves. ENG_TILE_MIN_B is the default of the traits' tile_min_b
+ * (scalar repacking); SIMD levels lower it where their repacking is fast. */
+#define ENG_TILE_MIN_B  32
 #define ENG_SGEMM_MIN_B 32
 enum eng_mm_path { ENG_MM_VEC_DOT = 0, ENG_MM_TILE = 1, ENG_MM_SGEMM = 2 };
 enum eng_mm_path eng_matmul_path(enum eng_type type, int B);
@@ -77,7 +78,8 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
  * equal input width in one pool job; with glu (n = 2, gate and up of equal shape) y[0] becomes
  * silu(y[0]) * y[1]. Returns false, doing nothing, when the shapes or the batch size call for
  * separate eng_matmul calls (prefill). Same results as the separate calls, bit for bit. */
-#define ENG_FUSED_MAX 3
+#define ENG_FUSED_MAX   3
+#define ENG_FUSED_MAX_B 32 /* most activation rows a fused product takes */
 bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
                       const struct eng_tensor *const *w, const float *x, int B, float *const *y,
                       bool glu);

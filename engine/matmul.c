@@ -5,10 +5,10 @@
  *   vec_dot (decode, few rows): activations converted once to the weight's vec_dot type, weight
  *     rows handed out to the pool in chunks; each row is read once for all B activations. This is
  *     the memory-bound path: every weight byte is read once per step.
- *   tile (quantized weights, B >= ENG_TILE_MIN_B): chunks of weight rows are repacked (repack.c)
- *     into 8-bit codes with per-16 scales and multiplied with Q8_0 activations by the tile kernel
- *     (gemm.c), nr rows × nc columns at a time — compute-bound prefill, one kernel for all formats.
- *   sgemm (F32/F16/BF16 weights, B >= ENG_SGEMM_MIN_B): chunks of rows converted to F32 and
+ *   tile (quantized weights, B >= the type's tile_min_b): chunks of weight rows are repacked
+ * (repack.c) into 8-bit codes with per-16 scales and multiplied with Q8_0 activations by the tile
+ * kernel (gemm.c), nr rows × nc columns at a time — compute-bound prefill, one kernel for all
+ * formats. sgemm (F32/F16/BF16 weights, B >= ENG_SGEMM_MIN_B): chunks of rows converted to F32 and
  *     multiplied by OpenBLAS sgemm (single-threaded inside; the pool provides the threads).
  *
  * The thresholds were measured with tools/bench/kernels.c (see BENCHMARKS.md). Weights are read in
@@ -36,7 +36,7 @@ struct eng_mm_ws {
     int64_t max_in;
     size_t qrow;  /* bytes of the largest converted row */
     void *qbuf;   /* (B, max_in) activations in a vec_dot type, sized for the largest */
-    void *qbuf2;  /* (ENG_TILE_MIN_B, max_in) a second vec_dot type in fused products */
+    void *qbuf2;  /* (ENG_FUSED_MAX_B, max_in) a second vec_dot type in fused products */
     float *ad;    /* (B, max_in/32) Q8_0 activation block scales as floats (tile path) */
     float *ams;   /* (B, max_in/16) scale × sum of each 16 codes (tile path, minimums) */
     int8_t *wq;   /* (T, TILE_CHUNK, max_in) repacked codes */
@@ -54,7 +54,7 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     size_t B = (size_t)max_b, T = (size_t)n_threads, in = (size_t)max_in;
     ws->max_b = max_b, ws->n_threads = n_threads, ws->max_in = max_in;
     ws->qbuf = malloc(ENG_MAX(qrow * B, 1));
-    ws->qbuf2 = malloc(qrow * ENG_TILE_MIN_B);
+    ws->qbuf2 = malloc(qrow * ENG_FUSED_MAX_B);
     ws->qrow = qrow;
     ws->ad = malloc(B * (in / 32 + 1) * sizeof(float));
     ws->ams = malloc(B * (in / 16 + 1) * sizeof(float));
@@ -81,7 +81,7 @@ void eng_mm_ws_free(struct eng_mm_ws *ws) {
 
 size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws) {
     size_t B = (size_t)ws->max_b, T = (size_t)ws->n_threads, in = (size_t)ws->max_in;
-    return (B + ENG_TILE_MIN_B) * ws->qrow + B * (in / 32 + in / 16 + 2) * sizeof(float) +
+    return (B + ENG_FUSED_MAX_B) * ws->qrow + B * (in / 32 + in / 16 + 2) * sizeof(float) +
            T * TILE_CHUNK * (in + (in / 16 * 2 + in / 4 + 10) * sizeof(float)) +
            T * SGEMM_CHUNK * in * sizeof(float);
 }
@@ -253,7 +253,7 @@ static void matmul_sgemm(void *arg, int ith, int nth) {
 enum eng_mm_path eng_matmul_path(enum eng_type type, int B) {
     const struct eng_type_traits *tr = eng_type_traits(type);
     if (!tr) return ENG_MM_VEC_DOT;
-    if (tr->repack && B >= ENG_TILE_MIN_B) return ENG_MM_TILE;
+    if (tr->repack && B >= tr->tile_min_b) return ENG_MM_TILE;
     if ((type == ENG_TYPE_F32 || type == ENG_TYPE_F16 || type == ENG_TYPE_BF16) &&
         B >= ENG_SGEMM_MIN_B)
         return ENG_MM_SGEMM;
@@ -358,7 +358,7 @@ static void fused_rows(void *arg, int ith, int nth) {
 bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
                       const struct eng_tensor *const *w, const float *x, int B, float *const *y,
                       bool glu) {
-    if (n < 1 || n > ENG_FUSED_MAX || B >= ENG_TILE_MIN_B || (glu && n != 2)) return false;
+    if (n < 1 || n > ENG_FUSED_MAX || B > ENG_FUSED_MAX_B || (glu && n != 2)) return false;
     for (int p = 0; p < n; p++)
         if (eng_matmul_path(w[p]->type, B) != ENG_MM_VEC_DOT || w[p]->ne[0] != w[0]->ne[0] ||
             (glu && w[p]->ne[1] != w[0]->ne[1]))

@@ -687,6 +687,68 @@ static void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vw, const void 
 
 /* ---- installer ---- */
 
+/* ---- prefill repacking (repack.c's twins, bit-identical) ---- */
+
+static void q4_0_repack_avx2(const void *vw, int8_t *q, float *sc, float *m, int64_t n) {
+    const struct eng_block_q4_0 *x = vw;
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < n / ENG_QK4_0; i++, q += 32, sc += 2) {
+        sc[0] = sc[1] = h2f(x[i].d);
+        _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(nibbles32(x[i].qs), eight));
+    }
+}
+
+static void q4_k_repack_avx2(const void *vw, int8_t *q, float *sc, float *m, int64_t n) {
+    const struct eng_block_q4_k *x = vw;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) {
+        uint32_t u[4];
+        k4_unpack(x[i].scales, u);
+        const uint8_t *s6 = (const uint8_t *)u, *m6 = s6 + 8;
+        float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        for (int j = 0; j < 8; j++) {
+            sc[2 * j] = sc[2 * j + 1] = d * s6[j];
+            m[2 * j] = m[2 * j + 1] = -(dmin * m6[j]);
+        }
+        for (int j = 0; j < 4; j++) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            _mm256_storeu_si256((__m256i *)(q + 64 * j), _mm256_and_si256(b, m4));
+            _mm256_storeu_si256((__m256i *)(q + 64 * j + 32),
+                                _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
+        }
+        q += ENG_QK_K, sc += 16, m += 16;
+    }
+}
+
+static void q6_k_repack_avx2(const void *vw, int8_t *q, float *sc, float *m, int64_t n) {
+    const struct eng_block_q6_k *x = vw;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+    const __m256i m30 = _mm256_set1_epi8(0x30), b32 = _mm256_set1_epi8(32);
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) {
+        float d = h2f(x[i].d);
+        for (int k = 0; k < 16; k++) sc[k] = d * x[i].scales[k];
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, q += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                         _mm256_and_si256(h, m30));
+            __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+            _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(q1, b32));
+            _mm256_storeu_si256((__m256i *)(q + 32), _mm256_sub_epi8(q2, b32));
+            _mm256_storeu_si256((__m256i *)(q + 64), _mm256_sub_epi8(q3, b32));
+            _mm256_storeu_si256((__m256i *)(q + 96), _mm256_sub_epi8(q4, b32));
+        }
+        sc += 16;
+    }
+}
+
 void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_F32].vec_dot = f32_vec_dot_avx2;
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx2;
@@ -699,6 +761,13 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
     t[ENG_TYPE_Q4_0].vec_dot_rows = q4_0_vec_dot_rows_avx2;
+    /* With these repackers (and q8_0's copy) the tile path pays from about 4 rows
+     * (BENCHMARKS.md, Kernels); 8 leaves a margin for the pool round trips. */
+    t[ENG_TYPE_Q4_0].repack = q4_0_repack_avx2;
+    t[ENG_TYPE_Q4_K].repack = q4_k_repack_avx2;
+    t[ENG_TYPE_Q6_K].repack = q6_k_repack_avx2;
+    t[ENG_TYPE_Q4_0].tile_min_b = t[ENG_TYPE_Q4_K].tile_min_b = 8;
+    t[ENG_TYPE_Q6_K].tile_min_b = t[ENG_TYPE_Q8_0].tile_min_b = 8;
     t[ENG_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
     t[ENG_TYPE_Q5_0].vec_dot = q5_0_vec_dot_avx2;
     t[ENG_TYPE_Q5_1].vec_dot = q5_1_vec_dot_avx2;

@@ -221,5 +221,6 @@ void eng_repack_install(struct eng_type_traits *t) {
     for (size_t i = 0; i < ENG_ARRAY_LEN(r); i++) {
         t[r[i].type].repack = r[i].fn;
         t[r[i].type].repack_has_min = r[i].has_min;
+        t[r[i].type].tile_min_b = ENG_TILE_MIN_B;
     }
 }

@@ -86,11 +86,13 @@ static const enum eng_type quantized[] = {
 START_TEST(quantized_paths_match_exact_product) {
     rng_state = 0x9E3779B97F4A7C15ull + (unsigned)_i;
     enum eng_type type = quantized[_i];
-    const int batches[] = {1, 3, ENG_TILE_MIN_B - 1, ENG_TILE_MIN_B, 21, 70};
+    const int min_b = eng_type_traits(type)->tile_min_b;
+    ck_assert_int_ge(min_b, 2);
+    const int batches[] = {1, 3, min_b - 1, min_b, min_b + 5, 70};
     for (size_t k = 0; k < sizeof(batches) / sizeof(batches[0]); k++)
         check_product(type, 512, 37, batches[k], 2);
-    ck_assert_int_eq(eng_matmul_path(type, ENG_TILE_MIN_B), ENG_MM_TILE);
-    ck_assert_int_eq(eng_matmul_path(type, ENG_TILE_MIN_B - 1), ENG_MM_VEC_DOT);
+    ck_assert_int_eq(eng_matmul_path(type, min_b), ENG_MM_TILE);
+    ck_assert_int_eq(eng_matmul_path(type, min_b - 1), ENG_MM_VEC_DOT);
 }
 END_TEST
 
@@ -223,7 +225,8 @@ START_TEST(fused_equals_separate) {
     }
     const struct eng_tensor *wp[3] = {&w[0], &w[1], &w[2]};
     float *dummy[3] = {NULL, NULL, NULL};
-    ck_assert(!eng_matmul_fused(pool, ws, 3, wp, x, ENG_TILE_MIN_B, dummy, false));
+    ck_assert(!eng_matmul_fused(pool, ws, 3, wp, x, eng_type_traits(ENG_TYPE_Q4_K)->tile_min_b,
+                                dummy, false));
     const struct eng_tensor *mism[2] = {&w[0], &w[1]};
     ck_assert(!eng_matmul_fused(pool, ws, 2, mism, x, 1, dummy, true));
     eng_mm_ws_free(ws);

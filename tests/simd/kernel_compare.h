@@ -154,6 +154,21 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                 if (memcmp(wf, y, (size_t)n * sizeof(float)) != 0)
                     kc_fail(&r, log, "%s %s to_float n=%lld: values differ (raw %g %g %g)", level,
                             name, (long long)n, (double)raw, 0.0, 0.0);
+                if (rt->repack && lt->repack && rt->repack != lt->repack) {
+                    /* prefill repacking: identical codes, scales and minimums */
+                    int8_t *q1 = malloc((size_t)n), *q2 = malloc((size_t)n);
+                    float *f1 = malloc(sizeof(float) * (size_t)n / 4),
+                          *f2 = malloc(sizeof(float) * (size_t)n / 4);
+                    memset(f1, 0, sizeof(float) * (size_t)n / 4);
+                    memset(f2, 0, sizeof(float) * (size_t)n / 4);
+                    rt->repack(w, q1, f1, f1 + n / 16, n);
+                    lt->repack(w, q2, f2, f2 + n / 16, n);
+                    r.checks++;
+                    if (memcmp(q1, q2, (size_t)n) || memcmp(f1, f2, sizeof(float) * (size_t)n / 8))
+                        kc_fail(&r, log, "%s %s repack n=%lld: differs (raw %g %g %g)", level, name,
+                                (long long)n, (double)raw, 0.0, 0.0);
+                    free(q1), free(q2), free(f1), free(f2);
+                }
                 if (!rt->vec_dot) continue;
                 /* dot product */
                 enum eng_type vt = rt->vec_dot_type;

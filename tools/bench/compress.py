@@ -39,6 +39,9 @@ import sys
 import time
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mdsection import replace_section  # noqa: E402
+
 SECTION = "## Compression (LUC)"
 LUC_BPW = [3.0, 3.5, 4.0, 4.5, 5.5, 6.5]
 UNIFORM = ["q3_k", "q4_k", "q5_k", "q6_k", "q8_0"]
@@ -262,26 +265,7 @@ def section(args, model, rows, uniform, same, big, info, meta):
 
 
 def write_section(out, text):
-    """Replaces the section in out (up to the next '## ' heading), or appends it."""
-    old = ""
-    if os.path.exists(out):
-        with open(out, encoding="utf-8") as f:
-            old = f.read()
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == SECTION), None)
-    if start is None:
-        if not old:
-            new = "# Benchmarks\n\n" + text
-        else:
-            new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines)
-                                                else "")
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        f.write(new)
-    os.replace(out + ".tmp", out)
+    replace_section(out, SECTION, text)
 
 
 def main(argv):

@@ -7,6 +7,9 @@
  * (compute cost, ns per 256 weights and the GB/s of weight bytes one core can consume), to_float
  * (dequantization cost), and OpenBLAS sgemm GFLOP/s at a few batch sizes.
  *
+ * Prints one JSON object per line (tools/bench/kernels.py turns them into BENCHMARKS.md's
+ * "Kernels" section); ns figures are per 256 weights (tile and sgemm: per 256 weights per token).
+ *
  * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS]
  */
 #include "quants.h"
@@ -88,11 +91,12 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     } while (t1 - t0 < 0.3);
     double deq_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
     sink = s;
-    printf("%-7s vec_dot %7.1f ns/256 (%6.1f GB/s of weights)", tr->name, dot_ns, dot_gbs);
+    printf("{\"type\": \"%s\", \"in\": %lld, \"vec_dot_ns\": %.2f, \"vec_dot_gbs\": %.2f, "
+           "\"to_float_ns\": %.2f",
+           tr->name, (long long)in, dot_ns, dot_gbs, deq_ns);
     if (rows_ns > 0)
-        printf("  rows %6.1f ns/256 (%6.1f GB/s)", rows_ns,
+        printf(", \"rows_ns\": %.2f, \"rows_gbs\": %.2f", rows_ns,
                (double)wrow * 256 / (double)in / rows_ns);
-    printf("   to_float %7.1f ns/256", deq_ns);
     if (tr->repack) {
         /* repack, then the tile kernel over 64 activation rows */
         int8_t *q = malloc((size_t)in * rows);
@@ -136,10 +140,10 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
             t1 = cpu_s();
         } while (t1 - t0 < 0.3);
         double tile_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256 * NC);
-        printf("   repack %6.1f ns/256   tile %5.2f ns/256/token", rep_ns, tile_ns);
+        printf(", \"repack_ns\": %.2f, \"tile_ns\": %.2f", rep_ns, tile_ns);
         free(q), free(s16), free(m16), free(s8), free(acts), free(ad), free(y);
     }
-    printf("\n");
+    printf("}\n");
     free(x), free(w), free(a), free(f);
 }
 
@@ -160,8 +164,8 @@ static void bench_sgemm(int64_t in, int rows) {
             t1 = cpu_s();
         } while (t1 - t0 < 0.3);
         double gflops = 2.0 * B * rows * in * reps / (t1 - t0) / 1e9;
-        printf("sgemm B=%-4d rows=%d in=%lld: %6.1f GFLOP/s, %6.1f ns per 256 weights per token\n",
-               B, rows, (long long)in, gflops, 512.0 / gflops);
+        printf("{\"sgemm_b\": %d, \"rows\": %d, \"in\": %lld, \"gflops\": %.2f, \"ns\": %.2f}\n", B,
+               rows, (long long)in, gflops, 512.0 / gflops);
     }
     free(w), free(x), free(y);
 }
@@ -184,7 +188,7 @@ int main(int argc, char **argv) {
         }
     }
     openblas_set_num_threads(1);
-    printf("simd level %s, in %lld, rows %d (thread CPU time)\n", eng_simd_level(), (long long)in,
+    printf("{\"simd\": \"%s\", \"in\": %lld, \"rows\": %d}\n", eng_simd_level(), (long long)in,
            rows);
     char buf[512];
     snprintf(buf, sizeof(buf), "%s", types);

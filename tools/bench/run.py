@@ -27,6 +27,11 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mdsection import replace_section  # noqa: E402
+
+SECTION = "## Engine: decode and prefill speed"
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 SHAPES = {
@@ -155,15 +160,12 @@ def main(argv):
         return os.path.relpath(p, ROOT)
 
     L = []
-    L.append("# Benchmarks\n")
-    L.append("Written by `make bench` (tools/bench/run.py); do not edit by hand. Benchmarks are "
-             "not tests.\n")
-    L.append("**Read these figures with care:** this machine is shared (other builds and tests "
-             "run on the same two cores) and memory bandwidth moves a lot from minute to minute. "
-             "Compare only figures of one run; the load average before and after is given "
-             "below. Re-run `make bench` on a quiet machine (`uptime` load well below 1) for "
-             "numbers worth quoting.\n")
-    L.append("## Run\n")
+    L.append(SECTION + "\n")
+    L.append("Written by `make bench` (tools/bench/run.py). "
+             "**Read these figures with care:** memory bandwidth on these machines moves a lot "
+             "from minute to minute and other work may share the two cores. Compare only "
+             "figures of one run; the load average before and after is given below.\n")
+    L.append("### Run\n")
     L.append(f"- date: {t_start:%Y-%m-%d %H:%M}–{t_end:%H:%M} UTC; load average before "
              f"{load_before}, after {load_after}")
     L.append("- command: `make bench` → for each model `" + " ".join(
@@ -178,7 +180,7 @@ def main(argv):
         if k in info:
             L.append(f"- {k.lower()}: {info[k]}")
     L.append("")
-    L.append("## Memory bandwidth (GB/s = 10^9 B/s)\n")
+    L.append("### Memory bandwidth (GB/s = 10^9 B/s)\n")
     L.append("| threads | read best (before / after) | read median (before / after) | "
              "triad best (before / after) | limit used |")
     L.append("|---|---|---|---|---|")
@@ -188,7 +190,7 @@ def main(argv):
                  f"{b['read_gbs_median']:.1f} / {a['read_gbs_median']:.1f} | "
                  f"{b['triad_gbs']:.1f} / {a['triad_gbs']:.1f} | {limit[t]:.1f} |")
     L.append("")
-    L.append("## Speed\n")
+    L.append("### Speed\n")
     L.append("pp64: prompt processing, 64 tokens in one batch from an empty cache. tg32: 32 tokens "
              "generated one at a time from an empty cache (logits every step). tok/s is the "
              f"median of {args.reps} runs after a warm-up (min–max in brackets). "
@@ -196,7 +198,7 @@ def main(argv):
              "at the mean position. % of limit: bytes/token × tok/s ÷ read limit at the same "
              "thread count.\n")
     for shape in shapes:
-        L.append(f"### {shape}\n")
+        L.append(f"#### {shape}\n")
         L.append("| type | size MiB | bpw | peak RSS MiB | threads | pp64 tok/s | tg32 tok/s | "
                  "MB/token | tg GB/s | % of limit |")
         L.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -222,7 +224,7 @@ def main(argv):
                          f"{fmt(tg and tg['bytes_per_token'] / 1e6)} | {fmt(gbs)} | "
                          f"{fmt(frac, 0)}{'%' if frac is not None else ''} |")
         L.append("")
-    L.append("## Against the targets (2 threads)\n")
+    L.append("### Against the targets (2 threads)\n")
     L.append("llama.cpp figures are from another machine of the same kind on another day (Zen 3, "
              "no AVX-512, STREAM read ~31–40 GB/s); its fraction of the limit is given for "
              "31 and 40 GB/s with this run's bytes/token, and the L110M targets (1.2× its "
@@ -257,9 +259,7 @@ def main(argv):
     L.append("")
     L.append("Raw measurements (JSON lines from `edgellm bench --json`, bandwidth from "
              "`stream-bw`) are printed by `make bench` on standard error and standard output.\n")
-    with open(args.out + ".tmp", "w") as f:
-        f.write("\n".join(L))
-    os.replace(args.out + ".tmp", args.out)
+    replace_section(args.out, SECTION, "\n".join(L))
     print(json.dumps({"bandwidth_before": bw_before, "bandwidth_after": bw_after,
                       "results": results}, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)

@@ -1,0 +1,90 @@
+"""`make bench-kernels`: the single-core cost of every matrix kernel (tools/bench/kernels.c), and
+the batch sizes where prefill's tile path and sgemm path start to pay — the "## Kernels (one
+core)" section of BENCHMARKS.md.
+
+Times are thread CPU time, so they mean something on a machine other work shares. For a weight
+format, the tile path costs repack/B + tile per 256 weights per token against vec_dot (rows
+kernel where there is one) for the vec_dot path: it pays from B* = repack / (vec_dot - tile).
+For F32/F16/BF16, sgemm pays where its cost per token (to_float/B + sgemm at that B) drops below
+vec_dot. engine/internal.h's ENG_TILE_MIN_B and ENG_SGEMM_MIN_B are set from these figures.
+
+usage: /usr/bin/python3 tools/bench/kernels.py [--out BENCHMARKS.md] [-n 2048,5632]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mdsection import replace_section  # noqa: E402
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+SECTION = "## Kernels (one core)"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("-n", default="2048,5632", help="row lengths (input widths)")
+    args = ap.parse_args(argv)
+    build = os.environ.get("BUILD", "build")
+    exe = os.path.join(ROOT, build, "bench-kernels") if not os.path.isabs(build) else \
+        os.path.join(build, "bench-kernels")
+    t0 = datetime.datetime.now(datetime.timezone.utc)
+    load0 = loadavg()
+    runs = []
+    for n in args.n.split(","):
+        out = subprocess.run([exe, "-n", n], check=True, text=True, capture_output=True).stdout
+        runs.append([json.loads(l) for l in out.splitlines() if l.strip()])
+    load1 = loadavg()
+    L = [SECTION + "\n"]
+    L.append(f"Written by `make bench-kernels` (tools/bench/kernels.py running "
+             f"`{build}/bench-kernels -n N`), {t0:%Y-%m-%d %H:%M} UTC, load average {load0} "
+             f"before and {load1} after. Single thread, weights in cache (compute cost, not "
+             "memory), thread CPU time. ns per 256 weights; tile and sgemm per 256 weights per "
+             "token. GB/s: weight bytes one core can consume, to compare with the memory "
+             "bandwidth per core. B*: the batch size from which prefill's path beats the decode "
+             "path.\n")
+    for rows in runs:
+        head = rows[0]
+        L.append(f"### Rows of {head['in']} weights (kernel level `{head['simd']}`)\n")
+        L.append("| type | vec_dot ns | GB/s | rows kernel ns | GB/s | to_float ns | repack ns | "
+                 "tile ns/token | B* tile |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        sg = {r["sgemm_b"]: r for r in rows if "sgemm_b" in r}
+        for r in rows:
+            if "type" not in r:
+                continue
+            dot = r.get("rows_ns", r["vec_dot_ns"])
+            bstar = "-"
+            if "tile_ns" in r:
+                gain = dot - r["tile_ns"]
+                bstar = f"{r['repack_ns'] / gain:.1f}" if gain > 0 else "never"
+            elif r["type"] in ("f32", "f16", "bf16"):
+                paying = [b for b in sorted(sg) if r["to_float_ns"] / b + sg[b]["ns"] < dot]
+                bstar = f"sgemm ≥ {paying[0]}" if paying else "sgemm never"
+            L.append(f"| {r['type']} | {r['vec_dot_ns']:.1f} | {r['vec_dot_gbs']:.1f} | "
+                     f"{r.get('rows_ns', float('nan')):.1f} | "
+                     f"{r.get('rows_gbs', float('nan')):.1f} | {r['to_float_ns']:.0f} | "
+                     f"{r.get('repack_ns', float('nan')):.0f} | "
+                     f"{r.get('tile_ns', float('nan')):.2f} | {bstar} |".replace("nan", "-"))
+        L.append("")
+        L.append("| sgemm batch | GFLOP/s | ns per 256 weights per token |")
+        L.append("|---|---|---|")
+        for b in sorted(sg):
+            L.append(f"| {b} | {sg[b]['gflops']:.1f} | {sg[b]['ns']:.1f} |")
+        L.append("")
+    replace_section(args.out, SECTION, "\n".join(L))
+    print(f"wrote the '{SECTION}' section of {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
