@@ -1,26 +1,25 @@
 /*
  * gemm.c — the tile kernel of prefill: an (nr × nc) block of outputs from nr repacked weight rows
- * (repack.c: 8-bit codes, scales per 16) and nc activation rows quantized to Q8_0, so weights
+ * (repack.c: 8-bit codes, scales per 16) and nc rows of 8-bit activation codes, so weights
  * are unpacked once for nc tokens and activations loaded once for nr rows. This file has the
  * scalar reference and picks the fastest kernel for the running CPU; SIMD twins live in
  * gemm_<arch>.c. Minimums (formats like q4_k) are added by the caller. It does not split work.
  */
 #include "quants.h"
 
-void eng_tile_ref(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const uint8_t *a,
+void eng_tile_ref(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const int8_t *a,
                   size_t a_ld, const float *ad, float *y, int64_t ldy) {
     int64_t nb = n / 32;
     for (int c = 0; c < nc; c++) {
-        const uint8_t *ac = a + (size_t)c * a_ld;
+        const int8_t *ac = a + (size_t)c * a_ld;
         for (int r = 0; r < nr; r++) {
             const int8_t *w = wq + (size_t)r * n;
             const float *s = s8 + (size_t)r * nb * 8;
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
-                const struct eng_block_q8_0 *blk = (const struct eng_block_q8_0 *)ac + b;
                 int lo = 0, hi = 0;
-                for (int i = 0; i < 16; i++) lo += w[32 * b + i] * blk->qs[i];
-                for (int i = 16; i < 32; i++) hi += w[32 * b + i] * blk->qs[i];
+                for (int i = 0; i < 16; i++) lo += w[32 * b + i] * ac[32 * b + i];
+                for (int i = 16; i < 32; i++) hi += w[32 * b + i] * ac[32 * b + i];
                 float d = ad[(size_t)c * nb + b];
                 acc += s[8 * b] * d * (float)lo + s[8 * b + 4] * d * (float)hi;
             }

@@ -20,7 +20,7 @@ static inline float hsum8(__m256 v) {
  * accumulators live in registers. */
 static inline __attribute__((always_inline)) void tile(const int NR, const int NC, int64_t n,
                                                        const int8_t *wq, const float *s8,
-                                                       const uint8_t *a, size_t a_ld,
+                                                       const int8_t *a, size_t a_ld,
                                                        const float *ad, float *y, int64_t ldy) {
     const int64_t nb = n / 32;
     const __m256i ones = _mm256_set1_epi16(1);
@@ -38,8 +38,7 @@ static inline __attribute__((always_inline)) void tile(const int NR, const int N
         }
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
-            const uint8_t *blk = a + (size_t)c * a_ld + (size_t)b * sizeof(struct eng_block_q8_0);
-            __m256i x = _mm256_loadu_si256((const __m256i *)(blk + 2)); /* past the fp16 scale */
+            __m256i x = _mm256_loadu_si256((const __m256i *)(a + (size_t)c * a_ld + 32 * b));
             __m256 d = _mm256_broadcast_ss(ad + (size_t)c * nb + b);
 #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
@@ -56,7 +55,7 @@ static inline __attribute__((always_inline)) void tile(const int NR, const int N
         for (int r = 0; r < NR; r++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]);
 }
 
-void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const uint8_t *a,
+void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const int8_t *a,
                    size_t a_ld, const float *ad, float *y, int64_t ldy) {
 #define T(R, C)                                                                                    \
     case (R)*8 + (C):                                                                              \
@@ -65,7 +64,8 @@ void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8,
     switch (nr * 8 + nc) {
         T(1, 1)
         T(1, 2)
-        T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) default
+        T(1, 3)
+        T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) default
             : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
     }
 #undef T

@@ -2,18 +2,20 @@
  * matmul.c — matrix products of the forward pass: y (B, out) = x (B, in) · Wᵀ for a weight of any
  * type, by one of three paths chosen from the type and the number of activation rows B:
  *
- *   vec_dot (decode, few rows): activations converted once to the weight's vec_dot type, weight
- *     rows handed out to the pool in chunks; each row is read once for all B activations. This is
- *     the memory-bound path: every weight byte is read once per step.
- *   tile (quantized weights, B >= the type's tile_min_b): chunks of weight rows are repacked
- * (repack.c) into 8-bit codes with per-16 scales and multiplied with Q8_0 activations by the tile
- * kernel (gemm.c), nr rows × nc columns at a time — compute-bound prefill, one kernel for all
- * formats. sgemm (F32/F16/BF16 weights, B >= ENG_SGEMM_MIN_B): chunks of rows converted to F32 and
- *     multiplied by OpenBLAS sgemm (single-threaded inside; the pool provides the threads).
+ * - vec_dot (decode, few rows): activations converted once to the weight's vec_dot type, weight
+ *   rows handed out to the pool in chunks; each row is read once for all B activations. This is
+ *   the memory-bound path: every weight byte is read once per step.
+ * - tile (quantized weights, B >= the type's tile_min_b): chunks of weight rows are repacked
+ *   (repack.c) into 8-bit codes with per-16 scales and multiplied with the activations' 8-bit
+ *   codes — the same quantization as the vec_dot path, so results agree to float rounding — by
+ *   the tile kernel (gemm.c), nr rows × nc columns at a time: compute-bound prefill, one kernel
+ *   for all formats.
+ * - sgemm (F32/F16/BF16 weights, B >= ENG_SGEMM_MIN_B): chunks of rows converted to F32 and
+ *   multiplied by OpenBLAS sgemm (single-threaded inside; the pool provides the threads).
  *
- * The thresholds were measured with tools/bench/kernels.c (see BENCHMARKS.md). Weights are read in
- * place from the mapping; the repacked / converted chunks are scratch of the workspace, a few
- * hundred kilobytes per thread, never a second copy of the weights. It does not own buffers.
+ * The thresholds were measured with tools/bench/kernels.c (BENCHMARKS.md, Kernels). Weights are
+ * read in place from the mapping; the repacked / converted chunks are scratch of the workspace, a
+ * few hundred kilobytes per thread, never a second copy of the weights. It does not own buffers.
  */
 #include "quants.h"
 
@@ -34,16 +36,17 @@
 struct eng_mm_ws {
     int max_b, n_threads;
     int64_t max_in;
-    size_t qrow;  /* bytes of the largest converted row */
-    void *qbuf;   /* (B, max_in) activations in a vec_dot type, sized for the largest */
-    void *qbuf2;  /* (ENG_FUSED_MAX_B, max_in) a second vec_dot type in fused products */
-    float *ad;    /* (B, max_in/32) Q8_0 activation block scales as floats (tile path) */
-    float *ams;   /* (B, max_in/16) scale × sum of each 16 codes (tile path, minimums) */
-    int8_t *wq;   /* (T, TILE_CHUNK, max_in) repacked codes */
-    float *s16;   /* (T, TILE_CHUNK, max_in/16) repacked scales */
-    float *m16;   /* (T, TILE_CHUNK, max_in/16) repacked minimums */
-    float *s8;    /* (T, TILE_CHUNK, max_in/4) scales spread to the tile kernel's lanes */
-    float *ftile; /* (T, SGEMM_CHUNK, max_in) rows converted to F32 (sgemm path) */
+    size_t qrow;    /* bytes of the largest converted row */
+    void *qbuf;     /* (B, max_in) activations in a vec_dot type, sized for the largest */
+    void *qbuf2;    /* (ENG_FUSED_MAX_B, max_in) a second vec_dot type in fused products */
+    int8_t *acodes; /* (B, max_in) activation codes, contiguous (tile path) */
+    float *ad;      /* (B, max_in/32) activation scale per 32 codes as floats (tile path) */
+    float *ams;     /* (B, max_in/16) scale × sum of each 16 codes (tile path, minimums) */
+    int8_t *wq;     /* (T, TILE_CHUNK, max_in) repacked codes */
+    float *s16;     /* (T, TILE_CHUNK, max_in/16) repacked scales */
+    float *m16;     /* (T, TILE_CHUNK, max_in/16) repacked minimums */
+    float *s8;      /* (T, TILE_CHUNK, max_in/4) scales spread to the tile kernel's lanes */
+    float *ftile;   /* (T, SGEMM_CHUNK, max_in) rows converted to F32 (sgemm path) */
 };
 
 struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
@@ -56,6 +59,7 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     ws->qbuf = malloc(ENG_MAX(qrow * B, 1));
     ws->qbuf2 = malloc(qrow * ENG_FUSED_MAX_B);
     ws->qrow = qrow;
+    ws->acodes = malloc(B * in + 32);
     ws->ad = malloc(B * (in / 32 + 1) * sizeof(float));
     ws->ams = malloc(B * (in / 16 + 1) * sizeof(float));
     ws->wq = malloc(T * TILE_CHUNK * in + 1);
@@ -63,8 +67,8 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     ws->m16 = malloc(T * TILE_CHUNK * (in / 16 + 1) * sizeof(float));
     ws->s8 = malloc(T * TILE_CHUNK * (in / 4 + 8) * sizeof(float));
     ws->ftile = malloc(T * SGEMM_CHUNK * in * sizeof(float) + 1);
-    if (!ws->qbuf || !ws->qbuf2 || !ws->ad || !ws->ams || !ws->wq || !ws->s16 || !ws->m16 ||
-        !ws->s8 || !ws->ftile) {
+    if (!ws->qbuf || !ws->qbuf2 || !ws->acodes || !ws->ad || !ws->ams || !ws->wq || !ws->s16 ||
+        !ws->m16 || !ws->s8 || !ws->ftile) {
         eng_mm_ws_free(ws);
         return NULL;
     }
@@ -73,15 +77,15 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
 
 void eng_mm_ws_free(struct eng_mm_ws *ws) {
     if (!ws) return;
-    free(ws->qbuf), free(ws->qbuf2), free(ws->ad), free(ws->ams), free(ws->wq), free(ws->s16),
-        free(ws->m16);
+    free(ws->qbuf), free(ws->qbuf2), free(ws->acodes), free(ws->ad), free(ws->ams), free(ws->wq),
+        free(ws->s16), free(ws->m16);
     free(ws->s8), free(ws->ftile);
     free(ws);
 }
 
 size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws) {
     size_t B = (size_t)ws->max_b, T = (size_t)ws->n_threads, in = (size_t)ws->max_in;
-    return (B + ENG_FUSED_MAX_B) * ws->qrow + B * (in / 32 + in / 16 + 2) * sizeof(float) +
+    return (B + ENG_FUSED_MAX_B) * ws->qrow + B * in + B * (in / 32 + in / 16 + 2) * sizeof(float) +
            T * TILE_CHUNK * (in + (in / 16 * 2 + in / 4 + 10) * sizeof(float)) +
            T * SGEMM_CHUNK * in * sizeof(float);
 }
@@ -119,14 +123,42 @@ static void convert_rows(struct matmul_job *j, int b0, int b1) {
         uint8_t *row = (uint8_t *)j->xq + (size_t)b * j->xq_row;
         vt->from_float(j->x + (size_t)b * in, row, in);
         if (!j->tile) continue;
-        /* the tile path's float block scales, and the per-16 sums minimums need */
-        const struct eng_block_q8_0 *blk = (const struct eng_block_q8_0 *)row;
+        /* The tile path reads the same 8-bit codes the vec_dot path would (so a token's result
+         * does not depend on which path its batch took, up to float rounding), laid out
+         * contiguously, with a float scale per 32 and, for formats with minimums, scale × sum
+         * per 16. */
+        int8_t *codes = j->ws->acodes + (size_t)b * in;
         float *ad = j->ws->ad + (size_t)b * nb, *ams = j->ws->ams + (size_t)b * nb * 2;
         for (int64_t k = 0; k < nb; k++) {
-            ad[k] = eng_fp16_to_fp32(blk[k].d);
+            const int8_t *qs;
+            switch (j->xq_type) {
+            case ENG_TYPE_Q8_K: {
+                const struct eng_block_q8_k *blk = (const struct eng_block_q8_k *)row + k / 8;
+                ad[k] = blk->d;
+                qs = blk->qs + 32 * (k % 8);
+                break;
+            }
+            case ENG_TYPE_Q8_1: {
+                const struct eng_block_q8_1 *blk = (const struct eng_block_q8_1 *)row + k;
+                ad[k] = eng_fp16_to_fp32(blk->d);
+                qs = blk->qs;
+                break;
+            }
+            default: {
+                const struct eng_block_q8_0 *blk = (const struct eng_block_q8_0 *)row + k;
+                ad[k] = eng_fp16_to_fp32(blk->d);
+                qs = blk->qs;
+            }
+            }
+            memcpy(codes + 32 * k, qs, 32);
             if (!j->tr->repack_has_min) continue;
+            if (j->xq_type == ENG_TYPE_Q8_1) { /* its stored sum, rounded as vec_dot uses it */
+                ams[2 * k] = eng_fp16_to_fp32(((const struct eng_block_q8_1 *)row + k)->s);
+                ams[2 * k + 1] = 0.0f; /* q4_1 / q5_1 minimums are per 32: m·(ams0 + ams1) */
+                continue;
+            }
             int lo = 0, hi = 0;
-            for (int i = 0; i < 16; i++) lo += blk[k].qs[i], hi += blk[k].qs[16 + i];
+            for (int i = 0; i < 16; i++) lo += qs[i], hi += qs[16 + i];
             ams[2 * k] = ad[k] * (float)lo;
             ams[2 * k + 1] = ad[k] * (float)hi;
         }
@@ -215,8 +247,8 @@ static void matmul_tile(void *arg, int ith, int nth) {
                 for (int c = c0; c < c1; c += ENG_TILE_C)
                     j->tile(in, ENG_MIN(ENG_TILE_R, nr - r), ENG_MIN(ENG_TILE_C, c1 - c),
                             wq + (size_t)r * in, s8 + (size_t)r * nb * 8,
-                            (const uint8_t *)j->xq + (size_t)c * j->xq_row, j->xq_row,
-                            ws->ad + (size_t)c * nb, j->y + (size_t)c * j->ldy + r0 + r, j->ldy);
+                            ws->acodes + (size_t)c * in, (size_t)in, ws->ad + (size_t)c * nb,
+                            j->y + (size_t)c * j->ldy + r0 + r, j->ldy);
         }
         if (j->tr->repack_has_min)
             for (int c = 0; c < j->B; c++)
@@ -279,7 +311,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
         eng_pool_run(pool, matmul_sgemm, &j);
         return;
     }
-    j.xq_type = path == ENG_MM_TILE ? ENG_TYPE_Q8_0 : j.tr->vec_dot_type;
+    j.xq_type = j.tr->vec_dot_type;
     if (path == ENG_MM_TILE) j.tile = eng_tile_kernel();
     if (j.xq_type == ENG_TYPE_F32) {
         j.xq = x;

@@ -116,17 +116,11 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
         for (int64_t i = 0; i < in / 32 * rows; i++)
             for (int k = 0; k < 8; k++) s8[i * 8 + k] = s16[2 * i + k / 4];
         enum { NC = 64 };
-        size_t arow8 = eng_row_size(ENG_TYPE_Q8_0, in);
-        uint8_t *acts = malloc(arow8 * NC);
+        int8_t *acts = malloc((size_t)in * NC);
         float *ad = malloc((size_t)in / 32 * NC * sizeof(float)),
               *y = malloc(sizeof(float) * NC * rows);
-        for (int c = 0; c < NC; c++) {
-            for (int64_t i = 0; i < in; i++) f[i] = frand();
-            eng_type_traits(ENG_TYPE_Q8_0)->from_float(f, acts + (size_t)c * arow8, in);
-            for (int64_t b = 0; b < in / 32; b++)
-                ad[(size_t)c * (in / 32) + b] = eng_fp16_to_fp32(
-                    ((const struct eng_block_q8_0 *)(acts + (size_t)c * arow8))[b].d);
-        }
+        for (int64_t i = 0; i < in * NC; i++) acts[i] = (int8_t)(frand() * 127);
+        for (int64_t i = 0; i < in / 32 * NC; i++) ad[i] = 0.01f + 0.001f * (float)(i % 7);
         eng_tile_fn tile = eng_tile_kernel();
         reps = 0;
         t0 = cpu_s();
@@ -134,7 +128,7 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
             for (int r = 0; r < rows; r += ENG_TILE_R)
                 for (int c = 0; c < NC; c += ENG_TILE_C)
                     tile(in, ENG_TILE_R, ENG_TILE_C, q + (size_t)r * in, s8 + (size_t)r * in / 4,
-                         acts + (size_t)c * arow8, arow8, ad + (size_t)c * (in / 32),
+                         acts + (size_t)c * in, (size_t)in, ad + (size_t)c * (in / 32),
                          y + (size_t)c * rows + r, rows);
             reps++;
             t1 = cpu_s();
