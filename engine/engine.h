@@ -113,13 +113,7 @@ struct eng_type_traits {
     void (*repack)(const void *w, int8_t *q, float *s, float *m, int64_t n);
     bool repack_has_min;
     int tile_min_b; /* prefill takes the tile path from this many activation rows (measured) */
-    /* s[r] = dot(row r, a) for nr (1..ENG_DOT_ROWS) weight rows at w + r * w_stride bytes and one
-     * activation row: decode reads several rows per activation load. Equal to vec_dot up to the
-     * order of float additions. NULL where no kernel is faster than vec_dot per row. */
-    void (*vec_dot_rows)(int64_t n, int nr, float *s, const void *w, size_t w_stride,
-                         const void *a);
 };
-#define ENG_DOT_ROWS 4
 
 /* Traits of type t, or NULL if t is unknown or has no kernels here. Thread-safe. */
 const struct eng_type_traits *eng_type_traits(enum eng_type t);

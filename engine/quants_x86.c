@@ -268,29 +268,18 @@ static void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     *s = hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-static void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    const struct eng_block_q4_0 *w = vw;
-    const struct eng_block_q8_0 *a = va;
-    int64_t nb = n / ENG_QK4_0, i = 0;
+/* Blocks of q4_0 the simple way: for the tails of rows that are not a multiple of 256 long. */
+static float q4_0_dot_blocks(int64_t nb, const struct eng_block_q4_0 *w,
+                             const struct eng_block_q8_0 *a) {
     const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 2 <= nb; i += 2) { /* hot loop */
-        __m256i x0 = _mm256_sub_epi8(nibbles32(w[i].qs), eight);
-        __m256i x1 = _mm256_sub_epi8(nibbles32(w[i + 1].qs), eight);
-        __m256i p0 = dot_s8(x0, _mm256_loadu_si256((const __m256i *)a[i].qs));
-        __m256i p1 = dot_s8(x1, _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p0),
-                               acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(a[i + 1].d)),
-                               _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
         __m256i x = _mm256_sub_epi8(nibbles32(w[i].qs), eight);
         __m256i p = dot_s8(x, _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc0 =
-            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc0);
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc);
     }
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    return hsum_ps(acc);
 }
 
 /* Eight fp16 values stride bytes apart (the scales of eight consecutive blocks). */
@@ -301,16 +290,18 @@ static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
 #undef H
 }
 
-/* Up to four q4_0 rows against one Q8_0 activation row, eight blocks (256 weights) per step:
- * - two blocks' nibbles come from one 32-byte load: the low nibbles of both in one register,
- *   the high nibbles in another, matched by regrouping the activations once for all rows;
+/* q4_0 row · Q8_0 row, eight blocks (256 weights) per step:
+ * - two blocks' nibbles come from one pair of 16-byte loads: the low nibbles of both in one
+ *   register, the high nibbles in another, matched by regrouping the activations;
  * - the nibbles stay unsigned (maddubs needs no sign fix-up); the -8 offset is taken off once
- *   per block pair as 8·Σa, also shared by all rows;
- * - the eight weight scales are converted with one vcvtph2ps and multiplied with the eight
- *   activation scales (converted once for all rows).
- * Tails shorter than eight blocks use the one-row kernel. */
-static void q4_0_vec_dot_rows_avx2(int64_t n, int nr, float *s, const void *vw, size_t w_stride,
-                                   const void *va) {
+ *   per block pair as 8·Σa;
+ * - the eight weight scales and the eight activation scales are converted with one vcvtph2ps
+ *   each, multiplied once, and spread to the lanes of each block pair by one permute.
+ * One row at a time, reading the weights as one sequential stream: interleaving several rows
+ * shares the activation work but measured slower in decode (it defeats the hardware prefetcher,
+ * L1B q4_0 decode 14 vs 33 tok/s). */
+static void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    const struct eng_block_q4_0 *w = vw;
     const struct eng_block_q8_0 *a = va;
     const int64_t nb = n / ENG_QK4_0, nb8 = nb / 8 * 8;
     const __m256i m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
@@ -318,47 +309,33 @@ static void q4_0_vec_dot_rows_avx2(int64_t n, int nr, float *s, const void *vw, 
     const __m256i lane_idx[4] = {
         _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
         _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
-    __m256 acc[ENG_DOT_ROWS];
-    for (int r = 0; r < ENG_DOT_ROWS; r++) acc[r] = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb8; b += 8) { /* hot loop */
-        const __m256 da = _mm256_cvtph_ps(fp16x8(&a[b].d, sizeof(*a)));
-        __m256i alo[4], ahi[4], asum[4];
+        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(fp16x8(&w[b].d, sizeof(*w))),
+                                       _mm256_cvtph_ps(fp16x8(&a[b].d, sizeof(*a))));
         for (int k = 0; k < 4; k++) {
             __m256i a0 = _mm256_loadu_si256((const __m256i *)a[b + 2 * k].qs);
             __m256i a1 = _mm256_loadu_si256((const __m256i *)a[b + 2 * k + 1].qs);
-            alo[k] = _mm256_permute2x128_si256(a0, a1, 0x20);
-            ahi[k] = _mm256_permute2x128_si256(a0, a1, 0x31);
-            asum[k] = _mm256_add_epi16(_mm256_maddubs_epi16(eight, alo[k]),
-                                       _mm256_maddubs_epi16(eight, ahi[k]));
-        }
-        for (int r = 0; r < nr; r++) {
-            const struct eng_block_q4_0 *w =
-                (const struct eng_block_q4_0 *)((const uint8_t *)vw + (size_t)r * w_stride) + b;
-            const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(fp16x8(&w->d, sizeof(*w))), da);
-            for (int k = 0; k < 4; k++) {
-                __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[2 * k + 1].qs),
-                                             _mm_loadu_si128((const __m128i *)w[2 * k].qs));
-                __m256i lo = _mm256_and_si256(q, m4);
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo[k]),
-                                             _mm256_maddubs_epi16(hi, ahi[k]));
-                p = _mm256_madd_epi16(_mm256_sub_epi16(p, asum[k]), ones);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                                         _mm256_permutevar8x32_ps(d, lane_idx[k]), acc[r]);
-            }
+            __m256i alo = _mm256_permute2x128_si256(a0, a1, 0x20);
+            __m256i ahi = _mm256_permute2x128_si256(a0, a1, 0x31);
+            __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[b + 2 * k + 1].qs),
+                                         _mm_loadu_si128((const __m128i *)w[b + 2 * k].qs));
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            /* Σ q·a - 8·Σ a per lane pair: |each maddubs| <= 2·15·127, fits int16 */
+            __m256i p = _mm256_sub_epi16(
+                _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi)),
+                _mm256_add_epi16(_mm256_maddubs_epi16(eight, alo),
+                                 _mm256_maddubs_epi16(eight, ahi)));
+            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            __m256 sc = _mm256_permutevar8x32_ps(d, lane_idx[k]);
+            if (k & 1)
+                acc1 = _mm256_fmadd_ps(f, sc, acc1);
+            else
+                acc0 = _mm256_fmadd_ps(f, sc, acc0);
         }
     }
-    for (int r = 0; r < nr; r++) {
-        s[r] = hsum_ps(acc[r]);
-        if (nb8 < nb) {
-            float tail;
-            q4_0_vec_dot_avx2(n - nb8 * ENG_QK4_0, &tail,
-                              (const uint8_t *)vw + (size_t)r * w_stride +
-                                  (size_t)nb8 * sizeof(struct eng_block_q4_0),
-                              a + nb8);
-            s[r] += tail;
-        }
-    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + q4_0_dot_blocks(nb - nb8, w + nb8, a + nb8);
 }
 
 static void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
@@ -760,7 +737,6 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_K].from_float = q8_k_from_float_avx2;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
-    t[ENG_TYPE_Q4_0].vec_dot_rows = q4_0_vec_dot_rows_avx2;
     /* With these repackers (and q8_0's copy) the tile path pays from about 4 rows
      * (BENCHMARKS.md, Kernels); 8 leaves a margin for the pool round trips. */
     t[ENG_TYPE_Q4_0].repack = q4_0_repack_avx2;

@@ -192,31 +192,6 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                 if (!(fabs((double)s_ref - s_lvl) <= tol))
                     kc_fail(&r, log, "%s %s vec_dot n=%lld: ref %.9g simd %.9g tol %.3g", level,
                             name, (long long)n, s_ref, s_lvl, tol);
-                if (lt->vec_dot_rows) {
-                    /* nr rows at a stride, each against the reference vec_dot of that row */
-                    size_t rs = eng_row_size((enum eng_type)t, n);
-                    uint8_t *rows = malloc(rs * ENG_DOT_ROWS);
-                    for (int k = 0; k < ENG_DOT_ROWS; k++)
-                        kc_weight_row(rt, (enum eng_type)t, rows + k * rs, n, y, raw);
-                    for (int nr = 1; nr <= ENG_DOT_ROWS; nr++) {
-                        float got[ENG_DOT_ROWS];
-                        lt->vec_dot_rows(n, nr, got, rows, rs, act);
-                        for (int k = 0; k < nr; k++) {
-                            float want;
-                            rt->vec_dot(n, &want, rows + k * rs, act);
-                            rt->to_float(rows + k * rs, wf, n);
-                            double m2 = 0.0;
-                            for (int64_t i = 0; i < n; i++) m2 += fabs((double)wf[i] * af[i]);
-                            double tol2 = KC_DOT_REL_TOL * m2 + KC_DOT_ABS_TOL;
-                            r.checks++;
-                            if (!(fabs((double)want - got[k]) <= tol2))
-                                kc_fail(&r, log,
-                                        "%s %s vec_dot_rows n=%lld: ref %.9g simd %.9g tol %.3g",
-                                        level, name, (long long)n, want, got[k], tol2);
-                        }
-                    }
-                    free(rows);
-                }
             }
         }
     }

@@ -66,21 +66,6 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     } while (t1 - t0 < 0.3);
     double dot_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
     double dot_gbs = (double)reps * rows * wrow / (t1 - t0) / 1e9;
-    double rows_ns = 0;
-    if (tr->vec_dot_rows) {
-        reps = 0;
-        t0 = cpu_s();
-        do {
-            for (int r = 0; r < rows; r += ENG_DOT_ROWS) {
-                float v[ENG_DOT_ROWS];
-                tr->vec_dot_rows(in, ENG_DOT_ROWS, v, w + (size_t)r * wrow, wrow, a);
-                s += v[0];
-            }
-            reps++;
-            t1 = cpu_s();
-        } while (t1 - t0 < 0.3);
-        rows_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
-    }
     /* to_float */
     reps = 0;
     t0 = cpu_s();
@@ -94,9 +79,6 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     printf("{\"type\": \"%s\", \"in\": %lld, \"vec_dot_ns\": %.2f, \"vec_dot_gbs\": %.2f, "
            "\"to_float_ns\": %.2f",
            tr->name, (long long)in, dot_ns, dot_gbs, deq_ns);
-    if (rows_ns > 0)
-        printf(", \"rows_ns\": %.2f, \"rows_gbs\": %.2f", rows_ns,
-               (double)wrow * 256 / (double)in / rows_ns);
     if (tr->repack) {
         /* repack, then the tile kernel over 64 activation rows */
         int8_t *q = malloc((size_t)in * rows);

@@ -3,8 +3,8 @@ the batch sizes where prefill's tile path and sgemm path start to pay — the "#
 core)" section of BENCHMARKS.md.
 
 Times are thread CPU time, so they mean something on a machine other work shares. For a weight
-format, the tile path costs repack/B + tile per 256 weights per token against vec_dot (rows
-kernel where there is one) for the vec_dot path: it pays from B* = repack / (vec_dot - tile).
+format, the tile path costs repack/B + tile per 256 weights per token against vec_dot for the
+vec_dot path: it pays from B* = repack / (vec_dot - tile).
 For F32/F16/BF16, sgemm pays where its cost per token (to_float/B + sgemm at that B) drops below
 vec_dot. engine/internal.h's ENG_TILE_MIN_B and ENG_SGEMM_MIN_B are set from these figures.
 
@@ -56,14 +56,13 @@ def main(argv):
     for rows in runs:
         head = rows[0]
         L.append(f"### Rows of {head['in']} weights (kernel level `{head['simd']}`)\n")
-        L.append("| type | vec_dot ns | GB/s | rows kernel ns | GB/s | to_float ns | repack ns | "
-                 "tile ns/token | B* tile |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append("| type | vec_dot ns | GB/s | to_float ns | repack ns | tile ns/token | B* tile |")
+        L.append("|---|---|---|---|---|---|---|")
         sg = {r["sgemm_b"]: r for r in rows if "sgemm_b" in r}
         for r in rows:
             if "type" not in r:
                 continue
-            dot = r.get("rows_ns", r["vec_dot_ns"])
+            dot = r["vec_dot_ns"]
             bstar = "-"
             if "tile_ns" in r:
                 gain = dot - r["tile_ns"]
@@ -72,8 +71,7 @@ def main(argv):
                 paying = [b for b in sorted(sg) if r["to_float_ns"] / b + sg[b]["ns"] < dot]
                 bstar = f"sgemm ≥ {paying[0]}" if paying else "sgemm never"
             L.append(f"| {r['type']} | {r['vec_dot_ns']:.1f} | {r['vec_dot_gbs']:.1f} | "
-                     f"{r.get('rows_ns', float('nan')):.1f} | "
-                     f"{r.get('rows_gbs', float('nan')):.1f} | {r['to_float_ns']:.0f} | "
+                     f"{r['to_float_ns']:.0f} | "
                      f"{r.get('repack_ns', float('nan')):.0f} | "
                      f"{r.get('tile_ns', float('nan')):.2f} | {bstar} |".replace("nan", "-"))
         L.append("")
