@@ -65,7 +65,8 @@ void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8,
         T(1, 1)
         T(1, 2)
         T(1, 3)
-        T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) default
+        T(1, 4)
+        T(2, 1) T(2, 2) T(2, 3) T(2, 4) default
             : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
     }
 #undef T
