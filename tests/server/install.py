@@ -5,10 +5,10 @@
 
 A generated model stands in for models/default.gguf (DEFAULT_MODEL=...), so the test does not
 depend on the trained file. Checks: the exact file list and modes, installed files equal their
-sources, the unit's ExecStart points into PREFIX, an existing config survives a second install,
-the installed daemon started without --model serves the installed default model, a missing
-default model stops `make install` with a message that says what to do, and `make uninstall`
-removes everything but the config.
+sources, the unit's ExecStart points into PREFIX and its exposure (systemd-analyze security)
+stays <= 2.0, an existing config survives a second install, the installed daemon started without
+--model serves the installed default model, a missing default model stops `make install` with a
+message that says what to do, and `make uninstall` removes everything but the config.
 """
 
 import json
@@ -85,6 +85,14 @@ def main():
             unit = f.read()
         srv.expect(f"ExecStart={PREFIX}/bin/edgellmd --config /etc/edgellm/edgellmd.conf\n"
                    in unit and "/usr/local" not in unit, unit)
+        if shutil.which("systemd-analyze"):
+            r = subprocess.run(["systemd-analyze", "security", "--offline=true", os.path.join(
+                dest, "opt/edgellm/lib/systemd/system/edgellmd.service")],
+                capture_output=True, text=True, timeout=120)
+            m = re.search(r"Overall exposure level for edgellmd\.service: ([0-9.]+)", r.stdout)
+            srv.expect(m and float(m.group(1)) <= 2.0, "installed unit: " + r.stdout[-300:])
+        else:
+            print("    NOTICE: systemd-analyze not installed; the installed unit was not checked")
         print("    installed: " + ", ".join(sorted(got)))
 
         # The installed daemon, with the installed config and no --model, finds
