@@ -108,7 +108,7 @@ say "convert → models/default.gguf"
 "$CLI" convert "$OUT/hf" "$OUT/default.gguf" --type f16
 mv "$OUT/default.gguf" models/default.gguf
 ls -l models/default.gguf
-if "$CLI" perplexity --help >/dev/null 2>&1; then
-    say "held-out perplexity"
-    "$CLI" perplexity -m models/default.gguf -f models/heldout.txt
-fi
+
+# ---- 7. measured results into models/README.md --------------------------------------------------
+say "results → models/README.md"
+"$PY" $TRAIN/report.py "$OUT/run"
