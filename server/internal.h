@@ -136,6 +136,8 @@ struct srv_job {
     char *stop[SRV_MAX_STOP];
     int n_stop;
     bool want_lp;
+    bool continues; /* the output continues the prompt's text (completions): its first token
+                     * keeps its leading space, which only the start of a text drops */
     double t_submit;
     double deadline; /* srv_now() time */
 

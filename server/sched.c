@@ -202,6 +202,7 @@ static int admit(struct srv_sched *s, struct srv_job *j) {
         q->smp = eng_sampler_new(&sp, eng_model_hparams(s->model)->n_vocab);
         if (j->n_stop) q->stop = eng_stop_new((const char *const *)j->stop, j->n_stop);
         eng_detok_init(&q->detok, s->tok, 0);
+        q->detok.at_start = !j->continues;
         pthread_mutex_lock(&s->mu);
         s->n_active++;
         srv_metrics_set_active(s->n_active, s->n_slots);

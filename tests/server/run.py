@@ -1041,6 +1041,36 @@ def finish_reason_stop():
 
 
 @test
+def greedy_text_matches_cli():
+    """The daemon and `edgellm run` give the same greedy text for the same prompt on the bundled
+    model: a completion continues its prompt, so it keeps the first token's leading space
+    (" the laws" after "... created"); a chat answer starts a text of its own and does not."""
+    model = os.path.join(ROOT, "models", "default.gguf")
+    expect(os.path.exists(model), "models/default.gguf is missing")
+    cli = os.path.join(BUILD, "edgellm")
+    prompt = "In the beginning God created"
+    want = subprocess.run([cli, "run", "-m", model, "-p", prompt, "-n", "6", "--temp", "0"],
+                          check=True, text=True, capture_output=True).stdout
+    want_chat = subprocess.run([cli, "run", "-m", model, "--chat", "-n", "6", "--temp", "0"],
+                               input="Who are you?\n", check=True, text=True,
+                               capture_output=True).stdout
+    d = Daemon(model=model)
+    try:
+        r = json.loads(d.post("/v1/completions", {"model": "default", "prompt": prompt,
+                                                  "max_tokens": 6, "temperature": 0})[2])
+        got = r["choices"][0]["text"]
+        expect(got.startswith(" ") and got == want.rstrip("\n")[:len(got)] and len(got) > 3,
+               f"completion {got!r}, edgellm run {want!r}")
+        r = json.loads(d.post(CHAT, {"model": "default", "max_tokens": 6, "temperature": 0,
+                                     "messages": [{"role": "user", "content": "Who are you?"}]})[2])
+        got = r["choices"][0]["message"]["content"]
+        expect(not got.startswith(" ") and got == want_chat.strip()[:len(got)] and len(got) > 3,
+               f"chat {got!r}, edgellm run --chat {want_chat!r}")
+    finally:
+        expect(d.stop() == 0, "exit status")
+
+
+@test
 def metrics_histograms():
     d = Daemon()
     try:
