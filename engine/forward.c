@@ -10,7 +10,7 @@
  * through matmul(), which quantizes the activations to the weight's vec_dot type and splits the
  * weight rows across the pool. It does not tokenize, sample or schedule.
  */
-#include "internal.h"
+#include "quants.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -299,6 +299,8 @@ static void rope(const struct eng_ctx *c, float *v, int n_heads, int pos) {
 struct attn_job {
     struct eng_ctx *c;
     int layer;
+    void (*dot)(int64_t n, float *s, const void *k, const void *q); /* F32 vec_dot */
+    eng_axpy_fn axpy;
 };
 
 /* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over (b, h). */
@@ -321,9 +323,8 @@ static void attention(void *arg, int ith, int nth) {
         const float *vc = kv_at(c, slot, j->layer, 1, 0) + (size_t)(h / group) * hd;
         float max = -INFINITY;
         for (int p = 0; p <= pos; p++) {
-            const float *k = kc + (size_t)p * KV;
-            float s = 0.0f;
-            for (int i = 0; i < hd; i++) s += q[i] * k[i];
+            float s;
+            j->dot(hd, &s, kc + (size_t)p * KV, q);
             s *= scale;
             att[p] = s;
             if (s > max) max = s;
@@ -336,11 +337,7 @@ static void attention(void *arg, int ith, int nth) {
         float inv = 1.0f / sum;
         float *out = c->att_out + (size_t)t * Q + (size_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p <= pos; p++) {
-            const float *v = vc + (size_t)p * KV;
-            float a = att[p] * inv;
-            for (int i = 0; i < hd; i++) out[i] += a * v[i];
-        }
+        for (int p = 0; p <= pos; p++) j->axpy(hd, att[p] * inv, vc + (size_t)p * KV, out);
     }
 }
 
@@ -450,7 +447,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
             memcpy(kv_at(c, slot, l, 0, pos), k, KV * sizeof(float));
             memcpy(kv_at(c, slot, l, 1, pos), v, KV * sizeof(float));
         }
-        struct attn_job aj = {c, l};
+        struct attn_job aj = {c, l, eng_type_traits(ENG_TYPE_F32)->vec_dot, eng_axpy_kernel()};
         eng_pool_run(c->pool, attention, &aj);
         OBSERVE(l, ENG_OBS_ATTN_OUT_IN, c->att_out, B, Q);
         matmul(c, ly->wo, c->att_out, B, c->xb);

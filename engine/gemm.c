@@ -28,6 +28,18 @@ void eng_tile_ref(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, 
     }
 }
 
+void eng_axpy_ref(int64_t n, float a, const float *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+eng_axpy_fn eng_axpy_kernel(void) {
+#if defined(__x86_64__)
+    if (eng_simd_active() >= ENG_SIMD_AVX2 && eng_simd_active() <= ENG_SIMD_AVX512)
+        return eng_axpy_avx2;
+#endif
+    return eng_axpy_ref;
+}
+
 eng_tile_fn eng_tile_kernel(void) {
 #if defined(__x86_64__)
     if (eng_simd_active() >= ENG_SIMD_AVX2 && eng_simd_active() <= ENG_SIMD_AVX512)

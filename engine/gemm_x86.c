@@ -66,8 +66,17 @@ void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8,
         T(1, 2)
         T(1, 3)
         T(1, 4)
-        T(2, 1) T(2, 2) T(2, 3) T(2, 4) default
-            : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
+        T(2, 1)
+        T(2, 2) T(2, 3) T(2, 4) default : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
     }
 #undef T
+}
+
+void eng_axpy_avx2(int64_t n, float a, const float *x, float *y) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
 }

@@ -229,8 +229,10 @@ static void matmul_tile(void *arg, int ith, int nth) {
             j->tr->repack((const uint8_t *)j->w->data + (size_t)(r0 + r) * wrow,
                           wq + (size_t)r * in, s16 + (size_t)r * nb * 2, m16 + (size_t)r * nb * 2,
                           in);
-        for (int64_t i = 0; i < (int64_t)nr * nb; i++)
-            for (int k = 0; k < 8; k++) s8[i * 8 + k] = s16[2 * i + k / 4];
+        for (int64_t i = 0; i < (int64_t)nr * nb; i++) { /* lanes of the tile kernel */
+            float a = s16[2 * i], b = s16[2 * i + 1], *o = s8 + 8 * i;
+            o[0] = a, o[1] = a, o[2] = a, o[3] = a, o[4] = b, o[5] = b, o[6] = b, o[7] = b;
+        }
         for (int c0 = 0; c0 < j->B; c0 += COL_BLOCK) { /* hot loop */
             int c1 = ENG_MIN(j->B, c0 + COL_BLOCK);
             for (int r = 0; r < nr; r += ENG_TILE_R)

@@ -186,6 +186,12 @@ void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8,
 /* The fastest tile kernel for the active SIMD level. */
 eng_tile_fn eng_tile_kernel(void);
 
+/* y += a·x over n floats (attention's weighted sum of values), and its fastest version. */
+typedef void (*eng_axpy_fn)(int64_t n, float a, const float *x, float *y);
+void eng_axpy_ref(int64_t n, float a, const float *x, float *y);
+void eng_axpy_avx2(int64_t n, float a, const float *x, float *y);
+eng_axpy_fn eng_axpy_kernel(void);
+
 /* Installers, one per level, defined in the architecture files (absent on other builds). */
 void eng_simd_install_avx2(struct eng_type_traits *t);
 void eng_simd_install_avx512(struct eng_type_traits *t);

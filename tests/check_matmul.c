@@ -246,6 +246,21 @@ START_TEST(fused_equals_separate) {
 }
 END_TEST
 
+START_TEST(axpy_matches_reference) {
+    /* attention's weighted sum of values: the active kernel against the scalar one, with tails */
+    rng_state = 31337;
+    eng_axpy_fn axpy = eng_axpy_kernel();
+    for (int n = 1; n <= 77; n += 19) {
+        float x[80], y1[80], y2[80];
+        for (int i = 0; i < n; i++) x[i] = frand(), y1[i] = y2[i] = frand();
+        eng_axpy_ref(n, 0.37f, x, y1);
+        axpy(n, 0.37f, x, y2);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(fabsf(y1[i] - y2[i]) <= 1e-6f, "n=%d [%d]: %g vs %g", n, i, y2[i], y1[i]);
+    }
+}
+END_TEST
+
 Suite *matmul_suite(void) {
     Suite *s = suite_create("matmul");
     TCase *tc = tcase_create("paths");
@@ -256,6 +271,7 @@ Suite *matmul_suite(void) {
     tcase_add_test(tc, single_thread_equals_two_threads);
     tcase_add_test(tc, tile_kernel_matches_reference);
     tcase_add_test(tc, fused_equals_separate);
+    tcase_add_test(tc, axpy_matches_reference);
     suite_add_tcase(s, tc);
     return s;
 }
