@@ -84,6 +84,7 @@ enum eng_type {
     ENG_TYPE_IQ1_M = 29,
     ENG_TYPE_BF16 = 30,
     ENG_TYPE_OWN_FIRST = 64, /* edgellm's own formats start here */
+    ENG_TYPE_Q8_0X = 64,     /* activations only: Q8_0 laid out for the SIMD q4_0 kernels */
     ENG_TYPE_COUNT = 96,     /* sentinel: size of the traits table */
 };
 

@@ -304,6 +304,8 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
         return;
     }
     j.xq_type = j.tr->vec_dot_type;
+    if (path == ENG_MM_TILE && j.xq_type == ENG_TYPE_Q8_0X)
+        j.xq_type = ENG_TYPE_Q8_0; /* the same codes, in the layout the tile path reads */
     if (path == ENG_MM_TILE) j.tile = eng_tile_kernel();
     if (j.xq_type == ENG_TYPE_F32) {
         j.xq = x;

@@ -268,20 +268,6 @@ static void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     *s = hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-/* Blocks of q4_0 the simple way: for the tails of rows that are not a multiple of 256 long. */
-static float q4_0_dot_blocks(int64_t nb, const struct eng_block_q4_0 *w,
-                             const struct eng_block_q8_0 *a) {
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i x = _mm256_sub_epi8(nibbles32(w[i].qs), eight);
-        __m256i p = dot_s8(x, _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc =
-            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc);
-    }
-    return hsum_ps(acc);
-}
-
 /* Eight fp16 values stride bytes apart (the scales of eight consecutive blocks). */
 static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
     const uint8_t *b = (const uint8_t *)p;
@@ -290,43 +276,58 @@ static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
 #undef H
 }
 
-/* q4_0 row · Q8_0 row, eight blocks (256 weights) per step:
- * - two blocks' nibbles come from one pair of 16-byte loads: the low nibbles of both in one
- *   register, the high nibbles in another, matched by regrouping the activations;
- * - the nibbles stay unsigned (maddubs needs no sign fix-up); the -8 offset is taken off once
- *   per block pair as 8·Σa;
- * - the eight weight scales and the eight activation scales are converted with one vcvtph2ps
- *   each, multiplied once, and spread to the lanes of each block pair by one permute.
- * One row at a time, reading the weights as one sequential stream: interleaving several rows
- * shares the activation work but measured slower in decode (it defeats the hardware prefetcher,
- * L1B q4_0 decode 14 vs 33 tok/s). */
-static void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+/* Q8_0X (types.c): Q8_0's codes and scales regrouped for the kernel below. Same codes as
+ * q8_0_from_float_avx2 (quant32), so both activation types give the same products. */
+static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    int64_t nb = n / ENG_QK8_0;
+    for (int64_t g = 0; g < nb; g += 8) {
+        int r = (int)(nb - g < 8 ? nb - g : 8);
+        float *d = (float *)(y + 40 * g), *c = d + r;
+        int8_t *lo = (int8_t *)(c + r), *hi = lo + 16 * r;
+        for (int k = 0; k < r; k++) {
+            int8_t qs[32];
+            int sum;
+            d[k] = eng_fp16_to_fp32(eng_fp32_to_fp16(quant32(x + (g + k) * ENG_QK8_0, qs, &sum)));
+            c[k] = d[k] * (float)sum;
+            memcpy(lo + 16 * k, qs, 16);
+            memcpy(hi + 16 * k, qs + 16, 16);
+        }
+    }
+}
+
+/* q4_0 row · Q8_0X row, eight blocks (256 weights) per step:
+ * - two blocks' low nibbles in one register and their high nibbles in another, against the
+ *   activations' low and high codes of the same two blocks (Q8_0X keeps them side by side);
+ * - the nibbles stay unsigned (maddubs needs no sign fix-up); the -8 offset is 8·c per block,
+ *   c = d_a·Σa precomputed with the activations: one multiply-add per eight blocks;
+ * - the eight weight scales are converted with one vcvtph2ps and spread to the lanes of each
+ *   block pair by one permute.
+ * One row at a time, reading the weights as one sequential stream (several rows interleaved
+ * measured slower in decode: it defeats the hardware prefetcher). */
+static void q4_0_vec_dot_q8x_avx2(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q4_0 *w = vw;
-    const struct eng_block_q8_0 *a = va;
+    const uint8_t *a = va;
     const int64_t nb = n / ENG_QK4_0, nb8 = nb / 8 * 8;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i lane_idx[4] = {
         _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
         _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb8; b += 8) { /* hot loop */
-        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(fp16x8(&w[b].d, sizeof(*w))),
-                                       _mm256_cvtph_ps(fp16x8(&a[b].d, sizeof(*a))));
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accc = _mm256_setzero_ps();
+    for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
+        const float *ad = (const float *)(a + 40 * g), *ac = ad + 8;
+        const int8_t *lo = (const int8_t *)(ac + 8), *hi = lo + 128;
+        const __m256 dw = _mm256_cvtph_ps(fp16x8(&w[g].d, sizeof(*w)));
+        const __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps(ad));
+        accc = _mm256_fmadd_ps(dw, _mm256_loadu_ps(ac), accc);
         for (int k = 0; k < 4; k++) {
-            __m256i a0 = _mm256_loadu_si256((const __m256i *)a[b + 2 * k].qs);
-            __m256i a1 = _mm256_loadu_si256((const __m256i *)a[b + 2 * k + 1].qs);
-            __m256i alo = _mm256_permute2x128_si256(a0, a1, 0x20);
-            __m256i ahi = _mm256_permute2x128_si256(a0, a1, 0x31);
-            __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[b + 2 * k + 1].qs),
-                                         _mm_loadu_si128((const __m128i *)w[b + 2 * k].qs));
-            __m256i lo = _mm256_and_si256(q, m4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            /* Σ q·a - 8·Σ a per lane pair: |each maddubs| <= 2·15·127, fits int16 */
-            __m256i p = _mm256_sub_epi16(
-                _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi)),
-                _mm256_add_epi16(_mm256_maddubs_epi16(eight, alo),
-                                 _mm256_maddubs_epi16(eight, ahi)));
+            __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[g + 2 * k + 1].qs),
+                                         _mm_loadu_si128((const __m128i *)w[g + 2 * k].qs));
+            __m256i ql = _mm256_and_si256(q, m4);
+            __m256i qh = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i p = _mm256_add_epi16(
+                _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(lo + 32 * k))),
+                _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(hi + 32 * k))));
             __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
             __m256 sc = _mm256_permutevar8x32_ps(d, lane_idx[k]);
             if (k & 1)
@@ -335,7 +336,21 @@ static void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
                 acc0 = _mm256_fmadd_ps(f, sc, acc0);
         }
     }
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + q4_0_dot_blocks(nb - nb8, w + nb8, a + nb8);
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1)) - 8.0f * hsum_ps(accc);
+    if (nb8 < nb) { /* the last group has r < 8 blocks */
+        int r = (int)(nb - nb8);
+        const float *ad = (const float *)(a + 40 * nb8);
+        const int8_t *lo = (const int8_t *)(ad + 2 * r), *hi = lo + 16 * r;
+        for (int k = 0; k < r; k++) {
+            const struct eng_block_q4_0 *b = &w[nb8 + k];
+            int acc = 0;
+            for (int j = 0; j < 16; j++)
+                acc += ((b->qs[j] & 0xF) - 8) * lo[16 * k + j] +
+                       ((b->qs[j] >> 4) - 8) * hi[16 * k + j];
+            sum += h2f(b->d) * ad[k] * (float)acc;
+        }
+    }
+    *s = sum;
 }
 
 static void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
@@ -736,7 +751,9 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_1].from_float = q8_1_from_float_avx2;
     t[ENG_TYPE_Q8_K].from_float = q8_k_from_float_avx2;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
-    t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
+    t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_q8x_avx2;
+    t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
+    t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
     /* With these repackers (and q8_0's copy) the tile path pays from about 4 rows
      * (BENCHMARKS.md, Kernels); 8 leaves a margin for the pool round trips. */
     t[ENG_TYPE_Q4_0].repack = q4_0_repack_avx2;

@@ -177,6 +177,48 @@ static void q8_0_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) 
     *s = sum;
 }
 
+/* ---- Q8_0X: activations only ----
+ * Q8_0's codes and scales, laid out for the SIMD q4_0 kernels: per group of up to eight blocks
+ * (r blocks) float d[r] (each block's scale, already rounded through fp16 as Q8_0 stores it),
+ * float c[r] (d times the sum of the block's codes), int8 lo[r][16] (codes 0..15 of each block),
+ * int8 hi[r][16] (codes 16..31): 40 bytes per 32 values, groups one after the other. A q4_0
+ * kernel then loads two or four blocks' low codes in one go and takes the -8 offset off as
+ * 8·c per block, once per row instead of once per weight. */
+static void q8_0x_from_float(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    int64_t nb = n / ENG_QK8_0;
+    for (int64_t g = 0; g < nb; g += 8) {
+        int r = (int)(nb - g < 8 ? nb - g : 8);
+        float *d = (float *)(y + 40 * g), *c = d + r;
+        int8_t *lo = (int8_t *)(c + r), *hi = lo + 16 * r;
+        for (int k = 0; k < r; k++) {
+            struct eng_block_q8_0 b;
+            q8_0_from_float(x + (g + k) * ENG_QK8_0, &b, ENG_QK8_0);
+            int sum = 0;
+            for (int j = 0; j < ENG_QK8_0; j++) sum += b.qs[j];
+            d[k] = eng_fp16_to_fp32(b.d);
+            c[k] = d[k] * (float)sum;
+            memcpy(lo + 16 * k, b.qs, 16);
+            memcpy(hi + 16 * k, b.qs + 16, 16);
+        }
+    }
+}
+
+static void q8_0x_to_float(const void *vx, float *y, int64_t n) {
+    const uint8_t *x = vx;
+    int64_t nb = n / ENG_QK8_0;
+    for (int64_t g = 0; g < nb; g += 8) {
+        int r = (int)(nb - g < 8 ? nb - g : 8);
+        const float *d = (const float *)(x + 40 * g);
+        const int8_t *lo = (const int8_t *)(d + 2 * r), *hi = lo + 16 * r;
+        for (int k = 0; k < r; k++)
+            for (int j = 0; j < 16; j++) {
+                y[(g + k) * 32 + j] = d[k] * lo[16 * k + j];
+                y[(g + k) * 32 + 16 + j] = d[k] * hi[16 * k + j];
+            }
+    }
+}
+
 /* ---- Q4_0 ---- */
 
 static void q4_0_to_float(const void *x, float *y, int64_t n) {
@@ -242,7 +284,7 @@ static const char *const type_names[ENG_TYPE_COUNT] = {
     [ENG_TYPE_IQ4_NL] = "iq4_nl", [ENG_TYPE_IQ3_S] = "iq3_s",     [ENG_TYPE_IQ2_S] = "iq2_s",
     [ENG_TYPE_IQ4_XS] = "iq4_xs", [ENG_TYPE_I8] = "i8",           [ENG_TYPE_I16] = "i16",
     [ENG_TYPE_I32] = "i32",       [ENG_TYPE_I64] = "i64",         [ENG_TYPE_F64] = "f64",
-    [ENG_TYPE_IQ1_M] = "iq1_m",   [ENG_TYPE_BF16] = "bf16",
+    [ENG_TYPE_IQ1_M] = "iq1_m",   [ENG_TYPE_BF16] = "bf16",       [ENG_TYPE_Q8_0X] = "q8_0x",
 };
 
 static struct eng_type_traits table[ENG_TYPE_COUNT];
@@ -261,6 +303,8 @@ void eng_types_init_core(struct eng_type_traits *t) {
         (struct eng_type_traits){"q8_0",        ENG_QK8_0,       sizeof(struct eng_block_q8_0),
                                  true,          q8_0_to_float,   q8_0_from_float,
                                  ENG_TYPE_Q8_0, q8_0_vec_dot_ref};
+    t[ENG_TYPE_Q8_0X] = (struct eng_type_traits){
+        "q8_0x", ENG_QK8_0, 40, true, q8_0x_to_float, q8_0x_from_float, ENG_TYPE_Q8_0X, NULL};
     t[ENG_TYPE_Q4_0] =
         (struct eng_type_traits){"q4_0",        ENG_QK4_0,       sizeof(struct eng_block_q4_0),
                                  true,          q4_0_to_float,   q4_0_from_float,

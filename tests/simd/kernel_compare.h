@@ -186,7 +186,13 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                 for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * af[i]);
                 float s_ref = 0.0f, s_lvl = 0.0f;
                 rt->vec_dot(n, &s_ref, w, act);
-                lt->vec_dot(n, &s_lvl, w, act);
+                /* a level may read the activations in a layout of its own (same codes) */
+                const void *lact = act;
+                if (lt->vec_dot_type != vt) {
+                    lvl[lt->vec_dot_type].from_float(x, a2, n);
+                    lact = a2;
+                }
+                lt->vec_dot(n, &s_lvl, w, lact);
                 double tol = KC_DOT_REL_TOL * mag + KC_DOT_ABS_TOL;
                 r.checks++;
                 if (!(fabs((double)s_ref - s_lvl) <= tol))
