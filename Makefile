@@ -139,7 +139,7 @@ test: all $(CHECK_RUNNER)
 	@$(MAKE) --no-print-directory $(TEST_TARGETS)
 	@echo "all tests passed ($(BUILD))"
 
-test-unit: $(CHECK_RUNNER)
+test-unit: $(CHECK_RUNNER) $(BUILD)/genmodel
 	$(CHECK_RUNNER)
 
 # Every file of the broken-GGUF corpus must be refused with exit code 1 and a clear one-line error
