@@ -47,6 +47,7 @@ endif
 # Architecture-specific sources: *_x86.c only on x86-64 (compiled with AVX2/FMA/F16C enabled;
 # callers dispatch on CPU features at run time), *_arm.c only on aarch64.
 X86_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 ARM_FLAGS := -march=armv8.2-a+dotprod+fp16
 define arch_filter
 $(filter-out $(if $(filter x86_64,$(ARCH)),,%_x86.c) $(if $(filter aarch64,$(ARCH)),,%_arm.c),$(1))
@@ -86,7 +87,7 @@ all: $(BINARIES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter %_x86.c,$<),$(X86_FLAGS)) $(if $(filter %_arm.c,$<),$(ARM_FLAGS)) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter %_x86.c,$<),$(X86_FLAGS)) $(if $(filter %_avx512_x86.c,$<),$(AVX512_FLAGS)) $(if $(filter %_arm.c,$<),$(ARM_FLAGS)) -MMD -MP -c $< -o $@
 
 $(LIBENGINE): $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)

@@ -772,7 +772,3 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q6_K].vec_dot = q6_k_vec_dot_avx2;
     t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_vec_dot_avx2;
 }
-
-void eng_simd_install_avx512(struct eng_type_traits *t) {
-    (void)t; /* AVX-512 kernels are added where they measure faster than AVX2 */
-}
