@@ -7,21 +7,7 @@
  * with the signed activation codes and accumulates in 32 bits in one instruction (AVX2 needs
  * maddubs, madd and an add). Equal to the reference up to the order of float additions.
  */
-#include "quants.h"
-
-#include <immintrin.h>
-
-static inline float h2f(uint16_t h) {
-    return _cvtsh_ss(h);
-}
-
-/* Eight fp16 values stride bytes apart (the scales of eight consecutive blocks). */
-static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
-    const uint8_t *b = (const uint8_t *)p;
-#define H(k) (short)*(const uint16_t *)(b + (k)*stride)
-    return _mm_setr_epi16(H(0), H(1), H(2), H(3), H(4), H(5), H(6), H(7));
-#undef H
-}
+#include "quants_x86.h"
 
 /* The 16 nibble-pair bytes of four consecutive q4_0 blocks in one register. */
 static inline __m512i qs4(const struct eng_block_q4_0 *w) {

@@ -8,7 +8,7 @@
  * twins; dot products compute the same integer block sums and differ only in the order of float
  * additions (tests/check_kernels.c bounds that difference). It does not choose kernels.
  */
-#include "quants.h"
+#include "quants_x86.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -28,10 +28,6 @@ static inline int hsum_epi32(__m256i v) {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
     return _mm_cvtsi128_si32(s);
-}
-
-static inline float h2f(uint16_t h) {
-    return _cvtsh_ss(h);
 }
 
 /* 32 nibbles of 16 bytes: low nibbles in bytes 0..15, high nibbles in bytes 16..31. */
@@ -268,14 +264,6 @@ static void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     *s = hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-/* Eight fp16 values stride bytes apart (the scales of eight consecutive blocks). */
-static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
-    const uint8_t *b = (const uint8_t *)p;
-#define H(k) (short)*(const uint16_t *)(b + (k)*stride)
-    return _mm_setr_epi16(H(0), H(1), H(2), H(3), H(4), H(5), H(6), H(7));
-#undef H
-}
-
 /* Q8_0X (types.c): Q8_0's codes and scales regrouped for the kernel below. Same codes as
  * q8_0_from_float_avx2 (quant32), so both activation types give the same products. */
 static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
@@ -419,26 +407,6 @@ static void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *vw, const void 
 /* ---- k-quants × Q8_K ---- */
 
 /* The 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of a q4_k / q5_k block. */
-static inline void k4_unpack(const uint8_t *q, uint32_t out[4]) {
-    uint32_t w[3];
-    memcpy(w, q, 12);
-    out[0] = w[0] & 0x3f3f3f3f;
-    out[1] = (w[2] & 0x0f0f0f0f) | (((w[0] >> 6) & 0x03030303) << 4);
-    out[2] = w[1] & 0x3f3f3f3f;
-    out[3] = ((w[2] >> 4) & 0x0f0f0f0f) | (((w[1] >> 6) & 0x03030303) << 4);
-}
-
-/* Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 six-bit mins in bytes 8..15 of u. */
-static inline int k4_min_sum(const uint32_t u[4], const int16_t *bsums) {
-    __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
-    __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
-    __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
-    __m128i pairs = _mm_hadd_epi16(b0, b1); /* |pair| <= 2*16*127 fits int16 */
-    __m128i p = _mm_madd_epi16(mins, pairs);
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
-    return _mm_cvtsi128_si32(p);
-}
 
 /* Shuffle indices that broadcast 16-bit element j of each 128-bit half to the whole half
  * (k4_bcast), and element 2m to the low half, 2m+1 to the high half (pair_bcast). */

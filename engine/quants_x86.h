@@ -1,0 +1,49 @@
+/*
+ * quants_x86.h — engine-internal helpers shared by the x86-64 kernel files (quants_x86.c,
+ * quants_avx512_x86.c): fp16 scale loads and the q4_k / q5_k scale unpacking. Only for files
+ * compiled with at least AVX2/F16C enabled.
+ */
+#ifndef EDGELLM_ENGINE_QUANTS_X86_H
+#define EDGELLM_ENGINE_QUANTS_X86_H
+
+#include "quants.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* Eight fp16 values stride bytes apart (the scales of eight consecutive blocks). */
+static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
+    const uint8_t *b = (const uint8_t *)p;
+#define H(k) (short)*(const uint16_t *)(b + (k)*stride)
+    return _mm_setr_epi16(H(0), H(1), H(2), H(3), H(4), H(5), H(6), H(7));
+#undef H
+}
+
+/* The 8 six-bit scales (bytes 0..7 of out) and 8 six-bit mins (bytes 8..15) of a q4_k / q5_k
+ * block's 12 packed scale bytes. */
+static inline void k4_unpack(const uint8_t *q, uint32_t out[4]) {
+    uint32_t w[3];
+    memcpy(w, q, 12);
+    out[0] = w[0] & 0x3f3f3f3f;
+    out[1] = (w[2] & 0x0f0f0f0f) | (((w[0] >> 6) & 0x03030303) << 4);
+    out[2] = w[1] & 0x3f3f3f3f;
+    out[3] = ((w[2] >> 4) & 0x0f0f0f0f) | (((w[1] >> 6) & 0x03030303) << 4);
+}
+
+/* Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 six-bit mins in bytes 8..15 of u. */
+static inline int k4_min_sum(const uint32_t u[4], const int16_t *bsums) {
+    __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
+    __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
+    __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    __m128i pairs = _mm_hadd_epi16(b0, b1); /* |pair| <= 2*16*127 fits int16 */
+    __m128i p = _mm_madd_epi16(mins, pairs);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
+    return _mm_cvtsi128_si32(p);
+}
+
+#endif
