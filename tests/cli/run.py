@@ -546,6 +546,27 @@ def perplexity(tmp):
           rc == 1 and err.count("\n") == 1 and "fewer than one chunk" in err, f"rc {rc}: {err}")
 
 
+def bench_json(M):
+    """edgellm bench --json: one element per (model, thread count, test) with the keys
+    llama-bench users expect, medians between min and max, sizes and RSS that make sense."""
+    out = must("bench", "-m", M, "-t", "1,2", "-p", "8", "-n", "4", "-r", "2", "--json")[0]
+    rows = json.loads(out)
+    keys = {"model", "test", "n_tokens", "threads", "tok_per_s", "tok_per_s_min",
+            "tok_per_s_max", "size_bytes", "bpw", "rss_peak_bytes"}
+    size = os.path.getsize(M)
+    ok = (isinstance(rows, list) and len(rows) == 4 and
+          sorted((r["threads"], r["test"]) for r in rows) ==
+          [(1, "pp"), (1, "tg"), (2, "pp"), (2, "tg")] and
+          all(keys <= set(r) for r in rows) and
+          all(r["n_tokens"] == (8 if r["test"] == "pp" else 4) for r in rows) and
+          all(0 < r["tok_per_s_min"] <= r["tok_per_s"] <= r["tok_per_s_max"] for r in rows) and
+          all(r["size_bytes"] <= size and r["size_bytes"] > size // 2 for r in rows) and
+          all(0 < r["bpw"] < 33 and r["rss_peak_bytes"] > 0 for r in rows) and
+          all(r["model"] == M for r in rows))
+    check("bench --json: one row per thread count and test with the documented keys", ok,
+          out[:300].decode() if isinstance(out, bytes) else str(out)[:300])
+
+
 def main():
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="edgellm-cli-") as tmp:
@@ -555,6 +576,7 @@ def main():
             cmds = shared_behaviour()
             wrong_arguments(cmds, M, tmp)
             logits_and_info(M, tmp)
+            bench_json(M)
             full = run_prompt(M, vocab)
             run_streams(tmp, vocab)
             run_seeds(M)
