@@ -421,13 +421,37 @@ static const char pair_bcast_idx[4][32] = {
 #undef W8
 #undef W2
 
-/* The eight six-bit scales of a q4_k / q5_k block (bytes 0..7 of u) as int16, in both halves. */
-static inline __m256i k4_scales16(const uint32_t u[4]) {
-    __m128i s8 = _mm_set_epi32(0, 0, (int)u[1], (int)u[0]);
-    return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(s8));
-}
 static inline __m256i k4_bcast(__m256i sc16, int j) {
     return _mm256_shuffle_epi8(sc16, _mm256_loadu_si256((const __m256i *)k4_bcast_idx[j]));
+}
+
+/* The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a q4_k / q5_k block, unpacked from the
+ * 12 packed bytes at q in vector registers (k4_unpack's arithmetic on all four words at once).
+ * Reads 16 bytes: the 4 past the scales are the block's own next field. */
+static inline __m128i k4_unpack_v(const uint8_t *q) {
+    __m128i v = _mm_loadu_si128((const __m128i *)q); /* words w0 w1 w2 (w3 unused) */
+    __m128i lo = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)),
+                                _mm_setr_epi32(0, 0, 0, 4)); /* w0, w2, w1, w2 >> 4 */
+    lo = _mm_and_si128(lo, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m128i hi = _mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 6);
+    hi = _mm_slli_epi32(_mm_and_si128(hi, _mm_setr_epi32(0, 0x03030303, 0, 0x03030303)), 4);
+    return _mm_or_si128(lo, hi);
+}
+
+/* d·a_d and dmin·a_d of a q4_k / q5_k block (its two leading fp16 fields) in lanes 0 and 1. */
+static inline __m128 k4_d_dmin(const uint16_t *d, float ad) {
+    uint32_t both;
+    memcpy(&both, d, 4);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)both)), _mm_set1_ps(ad));
+}
+
+/* The 4-lane vector of mins[j]·(bsums[2j] + bsums[2j+1]) sums, j = 0..7 (mins as 16 bytes from
+ * k4_unpack_v, bytes 8..15). */
+static inline __m128i k4_min_prod(__m128i u, const int16_t *bsums) {
+    __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(u, 8));
+    __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                                   _mm_loadu_si128((const __m128i *)(bsums + 8)));
+    return _mm_madd_epi16(mins, pairs); /* |pair| <= 2*16*127 fits int16 */
 }
 
 static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
@@ -435,13 +459,13 @@ static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     const struct eng_block_q8_k *a = va;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
-    float accm = 0.0f;
+    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        uint32_t u[4];
-        k4_unpack(w[i].scales, u);
-        const __m256i sc16 = k4_scales16(u);
-        float d = a[i].d * h2f(w[i].d), dmin = a[i].d * h2f(w[i].dmin);
-        accm += dmin * (float)k4_min_sum(u, a[i].bsums);
+        const __m128i u = k4_unpack_v(w[i].scales);
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
+        const __m128 dd = k4_d_dmin(&w[i].d, a[i].d);
+        accm = _mm_fmadd_ps(_mm_cvtepi32_ps(k4_min_prod(u, a[i].bsums)), _mm_permute_ps(dd, 0x55),
+                            accm);
         const uint8_t *q = w[i].qs;
         const int8_t *y = a[i].qs;
         __m256i sumi = _mm256_setzero_si256();
@@ -455,9 +479,11 @@ static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
             ph = _mm256_madd_epi16(ph, k4_bcast(sc16, 2 * j + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc) - accm;
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
 }
 
 static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
@@ -466,13 +492,13 @@ static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i b4 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
-    float accm = 0.0f;
+    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        uint32_t u[4];
-        k4_unpack(w[i].scales, u);
-        const __m256i sc16 = k4_scales16(u);
-        float d = a[i].d * h2f(w[i].d), dmin = a[i].d * h2f(w[i].dmin);
-        accm += dmin * (float)k4_min_sum(u, a[i].bsums);
+        const __m128i u = k4_unpack_v(w[i].scales);
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
+        const __m128 dd = k4_d_dmin(&w[i].d, a[i].d);
+        accm = _mm_fmadd_ps(_mm_cvtepi32_ps(k4_min_prod(u, a[i].bsums)), _mm_permute_ps(dd, 0x55),
+                            accm);
         const uint8_t *q = w[i].qs;
         const int8_t *y = a[i].qs;
         __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
@@ -491,9 +517,11 @@ static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
             ph = _mm256_madd_epi16(ph, k4_bcast(sc16, 2 * j + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc) - accm;
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
 }
 
 /* int16 vector [s0 x8, s1 x8]: the scales of the two 16-element halves of a 32-byte product. */
