@@ -40,10 +40,10 @@ eng_axpy_fn eng_axpy_kernel(void) {
     return eng_axpy_ref;
 }
 
-eng_tile_fn eng_tile_kernel(void) {
+struct eng_tile eng_tile_kernel(void) {
 #if defined(__x86_64__)
-    if (eng_simd_active() >= ENG_SIMD_AVX2 && eng_simd_active() <= ENG_SIMD_AVX512)
-        return eng_tile_avx2;
+    if (eng_simd_active() == ENG_SIMD_AVX512) return (struct eng_tile){eng_tile_avx512, 4, 4};
+    if (eng_simd_active() == ENG_SIMD_AVX2) return (struct eng_tile){eng_tile_avx2, 2, 4};
 #endif
-    return eng_tile_ref;
+    return (struct eng_tile){eng_tile_ref, ENG_TILE_MAX, ENG_TILE_MAX};
 }

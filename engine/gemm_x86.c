@@ -24,13 +24,13 @@ static inline __attribute__((always_inline)) void tile(const int NR, const int N
                                                        const float *ad, float *y, int64_t ldy) {
     const int64_t nb = n / 32;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[ENG_TILE_R][ENG_TILE_C];
+    __m256 acc[2][4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) { /* hot loop */
-        __m256i w[ENG_TILE_R], aw[ENG_TILE_R];
+        __m256i w[2], aw[2];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             w[r] = _mm256_loadu_si256((const __m256i *)(wq + (size_t)r * n + 32 * b));

@@ -111,9 +111,9 @@ struct matmul_job {
     int64_t ldy;         /* row stride of y */
     const int32_t *rows; /* only these weight rows (NULL: all) */
     int n_rows;
-    int64_t chunk;     /* weight rows per work item */
-    atomic_llong next; /* first row of the next unclaimed chunk */
-    eng_tile_fn tile;
+    int64_t chunk;        /* weight rows per work item */
+    atomic_llong next;    /* first row of the next unclaimed chunk */
+    struct eng_tile tile; /* fn NULL: not the tile path */
 };
 
 static void convert_rows(struct matmul_job *j, int b0, int b1) {
@@ -122,7 +122,7 @@ static void convert_rows(struct matmul_job *j, int b0, int b1) {
     for (int b = b0; b < b1; b++) {
         uint8_t *row = (uint8_t *)j->xq + (size_t)b * j->xq_row;
         vt->from_float(j->x + (size_t)b * in, row, in);
-        if (!j->tile) continue;
+        if (!j->tile.fn) continue;
         /* The tile path reads the same 8-bit codes the vec_dot path would (so a token's result
          * does not depend on which path its batch took, up to float rounding), laid out
          * contiguously, with a float scale per 32 and, for formats with minimums, scale × sum
@@ -235,12 +235,12 @@ static void matmul_tile(void *arg, int ith, int nth) {
         }
         for (int c0 = 0; c0 < j->B; c0 += COL_BLOCK) { /* hot loop */
             int c1 = ENG_MIN(j->B, c0 + COL_BLOCK);
-            for (int r = 0; r < nr; r += ENG_TILE_R)
-                for (int c = c0; c < c1; c += ENG_TILE_C)
-                    j->tile(in, ENG_MIN(ENG_TILE_R, nr - r), ENG_MIN(ENG_TILE_C, c1 - c),
-                            wq + (size_t)r * in, s8 + (size_t)r * nb * 8,
-                            ws->acodes + (size_t)c * in, (size_t)in, ws->ad + (size_t)c * nb,
-                            j->y + (size_t)c * j->ldy + r0 + r, j->ldy);
+            for (int r = 0; r < nr; r += j->tile.r)
+                for (int c = c0; c < c1; c += j->tile.c)
+                    j->tile.fn(in, ENG_MIN(j->tile.r, nr - r), ENG_MIN(j->tile.c, c1 - c),
+                               wq + (size_t)r * in, s8 + (size_t)r * nb * 8,
+                               ws->acodes + (size_t)c * in, (size_t)in, ws->ad + (size_t)c * nb,
+                               j->y + (size_t)c * j->ldy + r0 + r, j->ldy);
         }
         if (j->tr->repack_has_min)
             for (int c = 0; c < j->B; c++)

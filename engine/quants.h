@@ -170,21 +170,26 @@ enum eng_simd eng_simd_active(void);
 int eng_types_build(struct eng_type_traits *t, enum eng_simd s);
 
 /* ---- prefill tile kernels (gemm.c) ----
- * For r < nr (1..ENG_TILE_R), c < nc (1..ENG_TILE_C): y[c*ldy + r] = sum over the n weights of
+ * For r < nr (1..the kernel's r), c < nc (1..its c): y[c*ldy + r] = sum over the n weights of
  * (scale * d) * code * a, where row r's codes are wq + r*n, its scales s8 + r*(n/32)*8 (per 32
  * weights 8 floats: four copies of the first 16's scale, four of the second's), column c's
  * activation codes a + c*a_ld (8-bit, as the weight's vec_dot type quantized them) and their
  * scale per 32 as floats ad + c*(n/32). */
-#define ENG_TILE_R 2
-#define ENG_TILE_C 4
+#define ENG_TILE_MAX 4 /* the largest tile side of any kernel */
 typedef void (*eng_tile_fn)(int64_t n, int nr, int nc, const int8_t *wq, const float *s8,
                             const int8_t *a, size_t a_ld, const float *ad, float *y, int64_t ldy);
+struct eng_tile {
+    eng_tile_fn fn;
+    int r, c; /* the tile it computes at most: r weight rows × c activation rows */
+};
 void eng_tile_ref(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const int8_t *a,
                   size_t a_ld, const float *ad, float *y, int64_t ldy);
 void eng_tile_avx2(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const int8_t *a,
                    size_t a_ld, const float *ad, float *y, int64_t ldy);
-/* The fastest tile kernel for the active SIMD level. */
-eng_tile_fn eng_tile_kernel(void);
+void eng_tile_avx512(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const int8_t *a,
+                     size_t a_ld, const float *ad, float *y, int64_t ldy);
+/* The fastest tile kernel for the active SIMD level, and its tile. */
+struct eng_tile eng_tile_kernel(void);
 
 /* y += a·x over n floats (attention's weighted sum of values), and its fastest version. */
 typedef void (*eng_axpy_fn)(int64_t n, float a, const float *x, float *y);

@@ -160,25 +160,26 @@ END_TEST
 START_TEST(tile_kernel_matches_reference) {
     /* The active tile kernel against eng_tile_ref on every tile shape, codes at the ±127 edge. */
     rng_state = 4242;
-    eng_tile_fn tile = eng_tile_kernel();
+    struct eng_tile tile = eng_tile_kernel();
+    ck_assert(tile.r >= 1 && tile.r <= ENG_TILE_MAX && tile.c >= 1 && tile.c <= ENG_TILE_MAX);
     enum { N = 320, NB = N / 32 };
-    int8_t wq[ENG_TILE_R * N], a[ENG_TILE_C * N];
-    float s8[ENG_TILE_R * NB * 8], ad[ENG_TILE_C * NB];
-    for (int i = 0; i < ENG_TILE_R * N; i++)
+    int8_t wq[ENG_TILE_MAX * N], a[ENG_TILE_MAX * N];
+    float s8[ENG_TILE_MAX * NB * 8], ad[ENG_TILE_MAX * NB];
+    for (int i = 0; i < ENG_TILE_MAX * N; i++)
         wq[i] = (int8_t)(i % 3 == 0 ? 127 : -127 + (int)((frand() + 1) * 127));
-    for (int i = 0; i < ENG_TILE_C * N; i++)
+    for (int i = 0; i < ENG_TILE_MAX * N; i++)
         a[i] = (int8_t)(i % 5 == 0 ? -127 : (int)(frand() * 127));
-    for (int i = 0; i < ENG_TILE_R * NB; i++)
+    for (int i = 0; i < ENG_TILE_MAX * NB; i++)
         for (int k = 0; k < 8; k++) s8[i * 8 + k] = 0.01f * (1 + i % 5) * (k < 4 ? 1.0f : -0.5f);
-    for (int i = 0; i < ENG_TILE_C * NB; i++) ad[i] = 0.02f * (1 + i % 3);
-    for (int nr = 1; nr <= ENG_TILE_R; nr++)
-        for (int nc = 1; nc <= ENG_TILE_C; nc++) {
-            float y1[ENG_TILE_C * ENG_TILE_R], y2[ENG_TILE_C * ENG_TILE_R];
-            eng_tile_ref(N, nr, nc, wq, s8, a, N, ad, y1, ENG_TILE_R);
-            tile(N, nr, nc, wq, s8, a, N, ad, y2, ENG_TILE_R);
+    for (int i = 0; i < ENG_TILE_MAX * NB; i++) ad[i] = 0.02f * (1 + i % 3);
+    for (int nr = 1; nr <= tile.r; nr++)
+        for (int nc = 1; nc <= tile.c; nc++) {
+            float y1[ENG_TILE_MAX * ENG_TILE_MAX], y2[ENG_TILE_MAX * ENG_TILE_MAX];
+            eng_tile_ref(N, nr, nc, wq, s8, a, N, ad, y1, ENG_TILE_MAX);
+            tile.fn(N, nr, nc, wq, s8, a, N, ad, y2, ENG_TILE_MAX);
             for (int c = 0; c < nc; c++)
                 for (int r = 0; r < nr; r++) {
-                    float e = y1[c * ENG_TILE_R + r], g = y2[c * ENG_TILE_R + r];
+                    float e = y1[c * ENG_TILE_MAX + r], g = y2[c * ENG_TILE_MAX + r];
                     ck_assert_msg(fabsf(e - g) <= 1e-5f * (1 + fabsf(e)),
                                   "%dx%d [%d][%d]: %g vs %g", nr, nc, r, c, g, e);
                 }

@@ -103,15 +103,15 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
               *y = malloc(sizeof(float) * NC * rows);
         for (int64_t i = 0; i < in * NC; i++) acts[i] = (int8_t)(frand() * 127);
         for (int64_t i = 0; i < in / 32 * NC; i++) ad[i] = 0.01f + 0.001f * (float)(i % 7);
-        eng_tile_fn tile = eng_tile_kernel();
+        struct eng_tile tile = eng_tile_kernel();
         reps = 0;
         t0 = cpu_s();
         do {
-            for (int r = 0; r < rows; r += ENG_TILE_R)
-                for (int c = 0; c < NC; c += ENG_TILE_C)
-                    tile(in, ENG_TILE_R, ENG_TILE_C, q + (size_t)r * in, s8 + (size_t)r * in / 4,
-                         acts + (size_t)c * in, (size_t)in, ad + (size_t)c * (in / 32),
-                         y + (size_t)c * rows + r, rows);
+            for (int r = 0; r < rows; r += tile.r)
+                for (int c = 0; c < NC; c += tile.c)
+                    tile.fn(in, tile.r, tile.c, q + (size_t)r * in, s8 + (size_t)r * in / 4,
+                            acts + (size_t)c * in, (size_t)in, ad + (size_t)c * (in / 32),
+                            y + (size_t)c * rows + r, rows);
             reps++;
             t1 = cpu_s();
         } while (t1 - t0 < 0.3);
