@@ -225,7 +225,7 @@ test-tokenizer: $(CLI)
 # cancellation, drain, reload, systemd notifications, a bounded wrk run.
 TEST_TARGETS += test-server
 .PHONY: test-server
-test-server: $(DAEMON) $(BUILD)/genmodel
+test-server: $(DAEMON) $(CLI) $(BUILD)/genmodel
 	@[ -d tests/js/node_modules/openai ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 	$(PY) tests/server/run.py
 
