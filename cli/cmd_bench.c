@@ -20,12 +20,15 @@
 
 static void usage(void) {
     printf("usage: edgellm bench -m MODEL [-m MODEL ...] [-t 1,2] [-p 64] [-n 32] [-r 5]\n"
-           "                     [--json] [--mlock]\n\n"
+           "                     [-s SEQS] [--json] [--mlock]\n\n"
            "  -m MODEL   GGUF model (repeatable)\n"
            "  -t LIST    thread counts (default: the performance cores)\n"
            "  -p N       prompt tokens for the pp test (0 skips it; default 64)\n"
            "  -n N       generated tokens for the tg test (0 skips it; default 32)\n"
            "  -r N       repetitions after one warm-up; the median is reported (default 5)\n"
+           "  -s SEQS    tg decodes SEQS sequences at once, one token of each per pass (batched\n"
+           "             decoding, as edgellmd does for concurrent requests); tok/s counts all\n"
+           "             of them (default 1)\n"
            "  --json     print one JSON array of measurements instead of a table\n"
            "  --mlock    lock the model's pages in RAM\n");
 }
@@ -60,27 +63,32 @@ static void rss_peak_reset(void) {
     fclose(f);
 }
 
+#define BENCH_MAX_SEQS 64
+
 struct measurement {
     const char *test; /* "pp" / "tg" */
-    int n_tokens, threads;
+    int n_tokens, threads, seqs;
     double med, min, max;
 };
 
 /* One pp or tg run from an empty cache; returns tokens per second, or -1 on failure. */
-static double run_once(struct eng_ctx *c, int32_t *tok, int32_t *pos, bool pp, int n) {
+static double run_once(struct eng_ctx *c, int32_t *tok, int32_t *pos, bool pp, int n, int seqs) {
     double t0 = now_s();
     if (pp) {
         for (int i = 0; i < n; i++) pos[i] = i;
         struct eng_batch b = {n, tok, pos, NULL, NULL};
         if (eng_forward(c, &b) != 0) return -1;
-    } else {
-        for (int i = 0; i < n; i++) {
-            int32_t p = i;
-            struct eng_batch b = {1, &tok[i], &p, NULL, NULL};
-            if (eng_forward(c, &b) != 0) return -1;
-        }
+        return n / (now_s() - t0);
     }
-    return n / (now_s() - t0);
+    int32_t st[BENCH_MAX_SEQS], sp[BENCH_MAX_SEQS], ss[BENCH_MAX_SEQS];
+    int8_t so[BENCH_MAX_SEQS];
+    for (int i = 0; i < n; i++) { /* one token of each sequence per pass, each in its own slot */
+        for (int s = 0; s < seqs; s++)
+            st[s] = tok[(i + 7 * s) % n], sp[s] = i, ss[s] = s, so[s] = 1;
+        struct eng_batch b = {seqs, st, sp, ss, so};
+        if (eng_forward(c, &b) != 0) return -1;
+    }
+    return (double)n * seqs / (now_s() - t0);
 }
 
 /* Bytes read from memory to generate one token at mean position `mean_pos`. */
@@ -121,7 +129,7 @@ static const char *main_type(const struct eng_model *m) {
 }
 
 static int bench_model(const char *path, const int *threads, int n_threads, int n_prompt, int n_gen,
-                       int reps, bool json, bool mlock, bool *first_json) {
+                       int reps, int seqs, bool json, bool mlock, bool *first_json) {
     rss_peak_reset();
     struct eng_model_params mp = {.use_mlock = mlock};
     struct eng_model *m = eng_model_load(path, &mp);
@@ -150,8 +158,9 @@ static int bench_model(const char *path, const int *threads, int n_threads, int 
         struct eng_ctx_params cp;
         eng_ctx_params_default(m, &cp);
         cp.n_ctx = n_max + 1;
-        cp.n_batch = n_prompt > 0 ? n_prompt : 1;
-        cp.n_outputs = 1;
+        cp.n_batch = n_prompt > seqs ? n_prompt : seqs;
+        cp.n_slots = seqs;
+        cp.n_outputs = seqs;
         cp.n_threads = threads[ti] > 0 ? threads[ti] : eng_default_threads();
         struct eng_ctx *c = eng_ctx_new(m, &cp);
         if (!c) {
@@ -162,8 +171,9 @@ static int bench_model(const char *path, const int *threads, int n_threads, int 
             bool pp = test == 0;
             int n = pp ? n_prompt : n_gen;
             if (n <= 0) continue;
-            bool ok = run_once(c, tok, pos, pp, n) > 0; /* warm-up */
-            for (int r = 0; ok && r < reps; r++) ok = (runs[r] = run_once(c, tok, pos, pp, n)) > 0;
+            bool ok = run_once(c, tok, pos, pp, n, seqs) > 0; /* warm-up */
+            for (int r = 0; ok && r < reps; r++)
+                ok = (runs[r] = run_once(c, tok, pos, pp, n, seqs)) > 0;
             if (!ok) {
                 cli_fail("bench", "%s", eng_last_error());
                 eng_ctx_free(c);
@@ -171,8 +181,8 @@ static int bench_model(const char *path, const int *threads, int n_threads, int 
             }
             qsort(runs, (size_t)reps, sizeof(double), cmp_double);
             double med = reps % 2 ? runs[reps / 2] : 0.5 * (runs[reps / 2 - 1] + runs[reps / 2]);
-            ms[n_ms++] = (struct measurement){pp ? "pp" : "tg", n, cp.n_threads, med, runs[0],
-                                              runs[reps - 1]};
+            ms[n_ms++] = (struct measurement){
+                pp ? "pp" : "tg", n, cp.n_threads, pp ? 1 : seqs, med, runs[0], runs[reps - 1]};
         }
         eng_ctx_free(c);
     }
@@ -185,16 +195,19 @@ static int bench_model(const char *path, const int *threads, int n_threads, int 
                 "\"threads\": %d, \"tok_per_s\": %.3f, \"tok_per_s_min\": %.3f, "
                 "\"tok_per_s_max\": %.3f, \"size_bytes\": %zu, \"n_params\": %lld, "
                 "\"bpw\": %.4f, \"rss_peak_bytes\": %zu, \"bytes_per_token\": %.0f, "
-                "\"reps\": %d, \"simd\": \"%s\"}",
+                "\"reps\": %d, \"seqs\": %d, \"simd\": \"%s\"}",
                 *first_json ? "[" : ",", path, main_type(m), x->test, x->n_tokens, x->threads,
                 x->med, x->min, x->max, size, (long long)n_params, bpw, rss,
-                x->test[0] == 't' ? bpt : 0.0, reps, eng_simd_level());
+                x->test[0] == 't' ? bpt : 0.0, reps, x->seqs, eng_simd_level());
             *first_json = false;
         } else {
-            printf("| %-24s | %-6s | %8.1f MiB | %5.2f | %7.0f MiB | %2d | %2s%-4d | %9.2f | "
+            char test[32];
+            snprintf(test, sizeof(test), x->seqs > 1 ? "%s%dx%d" : "%s%d", x->test, x->n_tokens,
+                     x->seqs);
+            printf("| %-24s | %-6s | %8.1f MiB | %5.2f | %7.0f MiB | %2d | %-8s | %9.2f | "
                    "%9.2f | %9.2f |\n",
                    base_name(path), main_type(m), size / 1048576.0, bpw, rss / 1048576.0,
-                   x->threads, x->test, x->n_tokens, x->med, x->min, x->max);
+                   x->threads, test, x->med, x->min, x->max);
         }
     }
     fflush(stdout);
@@ -211,7 +224,7 @@ out:
 int cmd_bench(int argc, char **argv) {
     const char *models[64];
     int n_models = 0, threads[BENCH_MAX_THREADS] = {0}, n_threads = 1;
-    long n_prompt = 64, n_gen = 32, reps = 5;
+    long n_prompt = 64, n_gen = 32, reps = 5, seqs = 1;
     bool json = false, mlock = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -245,6 +258,10 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "-r") && has_val) {
             if (cli_parse_int(argv[++i], 1, 1000, &reps))
                 return cli_usage_error("bench", "-r takes a repetition count (1..1000)");
+        } else if (!strcmp(a, "-s") && has_val) {
+            if (cli_parse_int(argv[++i], 1, BENCH_MAX_SEQS, &seqs))
+                return cli_usage_error("bench", "-s takes a sequence count (1..%d)",
+                                       BENCH_MAX_SEQS);
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--mlock")) {
@@ -266,8 +283,8 @@ int cmd_bench(int argc, char **argv) {
     bool first = true;
     int rc = 0;
     for (int i = 0; i < n_models && rc == 0; i++)
-        rc = bench_model(models[i], threads, n_threads, (int)n_prompt, (int)n_gen, (int)reps, json,
-                         mlock, &first);
+        rc = bench_model(models[i], threads, n_threads, (int)n_prompt, (int)n_gen, (int)reps,
+                         (int)seqs, json, mlock, &first);
     if (json) printf(first ? "[]\n" : "\n]\n");
     return rc;
 }

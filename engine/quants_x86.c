@@ -750,13 +750,15 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_q8x_avx2;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
-    /* With these repackers (and q8_0's copy) the tile path pays from about 4 rows
-     * (BENCHMARKS.md, Kernels); 8 leaves a margin for the pool round trips. */
+    /* With these repackers (and q8_0's copy) the tile path pays from about 3 rows when the
+     * weights are in cache (BENCHMARKS.md, Kernels), but decode streams them from memory, where
+     * repacking costs more: L1B q4_0 batched decode measured 57 tok/s with vec_dot against 49
+     * with the tile path at 8 sequences, 54 against 64 at 16 (edgellm bench -s). */
     t[ENG_TYPE_Q4_0].repack = q4_0_repack_avx2;
     t[ENG_TYPE_Q4_K].repack = q4_k_repack_avx2;
     t[ENG_TYPE_Q6_K].repack = q6_k_repack_avx2;
-    t[ENG_TYPE_Q4_0].tile_min_b = t[ENG_TYPE_Q4_K].tile_min_b = 8;
-    t[ENG_TYPE_Q6_K].tile_min_b = t[ENG_TYPE_Q8_0].tile_min_b = 8;
+    t[ENG_TYPE_Q4_0].tile_min_b = t[ENG_TYPE_Q4_K].tile_min_b = 12;
+    t[ENG_TYPE_Q6_K].tile_min_b = t[ENG_TYPE_Q8_0].tile_min_b = 12;
     t[ENG_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
     t[ENG_TYPE_Q5_0].vec_dot = q5_0_vec_dot_avx2;
     t[ENG_TYPE_Q5_1].vec_dot = q5_1_vec_dot_avx2;
