@@ -114,7 +114,13 @@ struct eng_type_traits {
     void (*repack)(const void *w, int8_t *q, float *s, float *m, int64_t n);
     bool repack_has_min;
     int tile_min_b; /* prefill takes the tile path from this many activation rows (measured) */
+    /* s[c * s_stride] = dot(w, activation row c) for nc (1..ENG_DOT_COLS) activation rows at
+     * a + c * a_stride bytes: batched decode unpacks each weight block once for all of them.
+     * Each result equals vec_dot's for that row bit for bit. NULL where there is no such kernel. */
+    void (*vec_dot_cols)(int64_t n, int nc, float *s, size_t s_stride, const void *w, const void *a,
+                         size_t a_stride);
 };
+#define ENG_DOT_COLS 4
 
 /* Traits of type t, or NULL if t is unknown or has no kernels here. Thread-safe. */
 const struct eng_type_traits *eng_type_traits(enum eng_type t);

@@ -185,8 +185,12 @@ static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *
     const uint8_t *base = (const uint8_t *)w->data;
     for (int64_t r = r0; r < r1; r++) { /* hot loop: one weight row, all B activations */
         const uint8_t *wp = base + (size_t)r * wrow;
-        for (int b = 0; b < B; b++)
-            tr->vec_dot(in, &y[(size_t)b * ldy + r], wp, xq + (size_t)b * xq_row);
+        int b = 0;
+        if (tr->vec_dot_cols && B > 1)
+            for (; b < B; b += ENG_DOT_COLS)
+                tr->vec_dot_cols(in, ENG_MIN(ENG_DOT_COLS, B - b), &y[(size_t)b * ldy + r],
+                                 (size_t)ldy, wp, xq + (size_t)b * xq_row, xq_row);
+        for (; b < B; b++) tr->vec_dot(in, &y[(size_t)b * ldy + r], wp, xq + (size_t)b * xq_row);
     }
 }
 

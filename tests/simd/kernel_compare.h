@@ -193,6 +193,32 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                     lact = a2;
                 }
                 lt->vec_dot(n, &s_lvl, w, lact);
+                if (lt->vec_dot_cols) {
+                    /* several activation rows at once: each exactly the one-row result */
+                    enum eng_type lv = lt->vec_dot_type;
+                    size_t ar = eng_row_size(lv, n);
+                    uint8_t *cols = malloc(ar * ENG_DOT_COLS);
+                    float *xs = malloc(sizeof(float) * (size_t)n);
+                    for (int c = 0; c < ENG_DOT_COLS; c++) {
+                        for (int64_t i = 0; i < n; i++) xs[i] = x[(i + 13 * c) % n] * (1.0f + c);
+                        lvl[lv].from_float(xs, cols + (size_t)c * ar, n);
+                    }
+                    for (int nc = 1; nc <= ENG_DOT_COLS; nc++) {
+                        float got[2 * ENG_DOT_COLS];
+                        lt->vec_dot_cols(n, nc, got, 2, w, cols, ar);
+                        for (int c = 0; c < nc; c++) {
+                            float want;
+                            lt->vec_dot(n, &want, w, cols + (size_t)c * ar);
+                            r.checks++;
+                            if (memcmp(&want, &got[2 * c], sizeof(float)) != 0)
+                                kc_fail(&r, log,
+                                        "%s %s vec_dot_cols n=%lld: %.9g, one row %.9g (%g)", level,
+                                        name, (long long)n, got[2 * c], want, 0.0);
+                        }
+                    }
+                    free(cols);
+                    free(xs);
+                }
                 double tol = KC_DOT_REL_TOL * mag + KC_DOT_ABS_TOL;
                 r.checks++;
                 if (!(fabs((double)s_ref - s_lvl) <= tol))
