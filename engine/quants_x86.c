@@ -454,36 +454,82 @@ static inline __m128i k4_min_prod(__m128i u, const int16_t *bsums) {
     return _mm_madd_epi16(mins, pairs); /* |pair| <= 2*16*127 fits int16 */
 }
 
-static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    const struct eng_block_q4_k *w = vw;
-    const struct eng_block_q8_k *a = va;
+/* q4_k row · NC Q8_K rows: scales, minimums and nibbles unpacked once for all columns; each
+ * column's arithmetic is the same sequence whatever NC is (nc = 1 is the plain dot product), so
+ * batched decode gives every sequence exactly its one-at-a-time result. */
+static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_t n, float *s,
+                                                            size_t s_stride,
+                                                            const struct eng_block_q4_k *w,
+                                                            const uint8_t *a0, size_t a_stride) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    __m256 acc[4];
+    __m128 accm[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps(), accm[c] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         const __m128i u = k4_unpack_v(w[i].scales);
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
-        const __m128 dd = k4_d_dmin(&w[i].d, a[i].d);
-        accm = _mm_fmadd_ps(_mm_cvtepi32_ps(k4_min_prod(u, a[i].bsums)), _mm_permute_ps(dd, 0x55),
-                            accm);
+        uint32_t both;
+        memcpy(&both, &w[i].d, 4);
+        const __m128 dwm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)both)); /* d, dmin */
+        __m256i sumi[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
         const uint8_t *q = w[i].qs;
-        const int8_t *y = a[i].qs;
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++, q += 32, y += 64) {
+        for (int j = 0; j < 4; j++, q += 32) {
             __m256i qb = _mm256_loadu_si256((const __m256i *)q);
             __m256i ql = _mm256_and_si256(qb, m4);
             __m256i qh = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-            __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)y));
-            __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y + 32)));
-            pl = _mm256_madd_epi16(pl, k4_bcast(sc16, 2 * j));
-            ph = _mm256_madd_epi16(ph, k4_bcast(sc16, 2 * j + 1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            __m256i bl = k4_bcast(sc16, 2 * j), bh = k4_bcast(sc16, 2 * j + 1);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *y =
+                    ((const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride))[i].qs + 64 * j;
+                __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)y));
+                __m256i ph =
+                    _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y + 32)));
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(pl, bl),
+                                                                     _mm256_madd_epi16(ph, bh)));
+            }
         }
-        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct eng_block_q8_k *a =
+                (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
+            const __m128 dd = _mm_mul_ps(dwm, _mm_set1_ps(a->d));
+            accm[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(k4_min_prod(u, a->bsums)),
+                                   _mm_permute_ps(dd, 0x55), accm[c]);
+            acc[c] =
+                _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+        }
     }
-    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        __m128 m = _mm_add_ps(accm[c], _mm_movehl_ps(accm[c], accm[c]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        s[(size_t)c * s_stride] = hsum_ps(acc[c]) - _mm_cvtss_f32(m);
+    }
+}
+
+static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    q4_k_cols(1, n, s, 0, vw, va, 0);
+}
+
+static void q4_k_vec_dot_cols_avx2(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
+                                   const void *va, size_t a_stride) {
+    switch (nc) {
+    case 1:
+        q4_k_cols(1, n, s, s_stride, vw, va, a_stride);
+        return;
+    case 2:
+        q4_k_cols(2, n, s, s_stride, vw, va, a_stride);
+        return;
+    case 3:
+        q4_k_cols(3, n, s, s_stride, vw, va, a_stride);
+        return;
+    default:
+        q4_k_cols(4, n, s, s_stride, vw, va, a_stride);
+    }
 }
 
 static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
@@ -766,6 +812,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q2_K].vec_dot = q2_k_vec_dot_avx2;
     t[ENG_TYPE_Q3_K].vec_dot = q3_k_vec_dot_avx2;
     t[ENG_TYPE_Q4_K].vec_dot = q4_k_vec_dot_avx2;
+    t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_vec_dot_cols_avx2;
     t[ENG_TYPE_Q5_K].vec_dot = q5_k_vec_dot_avx2;
     t[ENG_TYPE_Q6_K].vec_dot = q6_k_vec_dot_avx2;
     t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_vec_dot_avx2;
