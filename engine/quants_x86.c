@@ -580,57 +580,89 @@ static inline int bsum_dot(__m256i scales16, const int16_t *bsums) {
     return hsum_epi32(_mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *)bsums)));
 }
 
-static void q6_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    const struct eng_block_q6_k *w = vw;
-    const struct eng_block_q8_k *a = va;
+/* q6_k row · NC Q8_K rows: the six-bit values and scale vectors built once for all columns;
+ * each column's arithmetic is the same sequence whatever NC is (nc = 1 is the plain dot). */
+static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_t n, float *s,
+                                                            size_t s_stride,
+                                                            const struct eng_block_q6_k *w,
+                                                            const uint8_t *a0, size_t a_stride) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
     const __m256i m30 = _mm256_set1_epi8(0x30);
-    float sum = 0.0f;
+    float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         const int8_t *sc = w[i].scales;
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-        /* values are stored +32: subtract 32 * Σ sc*bsum at the end */
-        int corr = bsum_dot(sc16, a[i].bsums);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         const uint8_t *ql = w[i].ql, *qh = w[i].qh;
-        const int8_t *y = a[i].qs;
-        __m256i sumi = _mm256_setzero_si256();
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, y += 128, sc += 8) {
+        __m256i sumi[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
             __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                         _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
-            __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                         _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                         _mm256_and_si256(h, m30));
-            __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                         _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
-            __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)y));
-            __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(y + 32)));
-            __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(y + 64)));
-            __m256i p4 = _mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(y + 96)));
+            __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(l0, m4),
+                                            _mm256_slli_epi16(_mm256_and_si256(h, m3), 4)),
+                            _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                            _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                            _mm256_and_si256(h, m30)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                            _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
             __m256i s8 = _mm256_broadcastsi128_si256(
                 _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
-            p1 = _mm256_madd_epi16(
-                p1,
-                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[0])));
-            p2 = _mm256_madd_epi16(
-                p2,
-                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[1])));
-            p3 = _mm256_madd_epi16(
-                p3,
-                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[2])));
-            p4 = _mm256_madd_epi16(
-                p4,
-                _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[3])));
-            sumi = _mm256_add_epi32(
-                sumi, _mm256_add_epi32(_mm256_add_epi32(p1, p2), _mm256_add_epi32(p3, p4)));
+            __m256i sv[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                sv[k] =
+                    _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[k]));
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *y =
+                    ((const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride))[i].qs + 128 * half;
+                __m256i p[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    p[k] = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(q[k],
+                                             _mm256_loadu_si256((const __m256i *)(y + 32 * k))),
+                        sv[k]);
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]),
+                                                                     _mm256_add_epi32(p[2], p[3])));
+            }
         }
-        int isum = hsum_epi32(sumi) - 32 * corr;
-        sum += a[i].d * h2f(w[i].d) * (float)isum;
+        const float dw = h2f(w[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct eng_block_q8_k *a =
+                (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
+            /* values are stored +32: subtract 32 * Σ sc*bsum */
+            int isum = hsum_epi32(sumi[c]) - 32 * bsum_dot(sc16, a->bsums);
+            sum[c] += a->d * dw * (float)isum;
+        }
     }
-    *s = sum;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = sum[c];
+}
+
+static void q6_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    q6_k_cols(1, n, s, 0, vw, va, 0);
+}
+
+static void q6_k_vec_dot_cols_avx2(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
+                                   const void *va, size_t a_stride) {
+    switch (nc) {
+    case 1:
+        q6_k_cols(1, n, s, s_stride, vw, va, a_stride);
+        return;
+    case 2:
+        q6_k_cols(2, n, s, s_stride, vw, va, a_stride);
+        return;
+    case 3:
+        q6_k_cols(3, n, s, s_stride, vw, va, a_stride);
+        return;
+    default:
+        q6_k_cols(4, n, s, s_stride, vw, va, a_stride);
+    }
 }
 
 static void q3_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
@@ -815,5 +847,6 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_vec_dot_cols_avx2;
     t[ENG_TYPE_Q5_K].vec_dot = q5_k_vec_dot_avx2;
     t[ENG_TYPE_Q6_K].vec_dot = q6_k_vec_dot_avx2;
+    t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_vec_dot_cols_avx2;
     t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_vec_dot_avx2;
 }
