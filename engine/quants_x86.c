@@ -241,27 +241,74 @@ static void q8_k_from_float_avx2(const float *x, void *vy, int64_t n) {
 
 /* ---- 32-element block formats × Q8_0 / Q8_1 ---- */
 
-static void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    const struct eng_block_q8_0 *w = vw, *a = va;
-    int64_t nb = n / ENG_QK8_0, i = 0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+/* q8_0 row · NC Q8_0 rows: each weight block's codes, their absolute values and its scale are
+ * loaded once for all columns; each column's arithmetic is the same sequence whatever NC is
+ * (nc = 1 is the plain dot product). */
+static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_t n, float *s,
+                                                            size_t s_stride,
+                                                            const struct eng_block_q8_0 *w,
+                                                            const uint8_t *a0, size_t a_stride) {
+    const int64_t nb = n / ENG_QK8_0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0[4], acc1[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc0[c] = acc1[c] = _mm256_setzero_ps();
+    int64_t i = 0;
     for (; i + 2 <= nb; i += 2) { /* hot loop */
-        __m256i p0 = dot_s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                            _mm256_loadu_si256((const __m256i *)a[i].qs));
-        __m256i p1 = dot_s8(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
-                            _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p0),
-                               acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(a[i + 1].d)),
-                               _mm256_cvtepi32_ps(p1), acc1);
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
+        const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+        const float d0 = h2f(w[i].d), d1 = h2f(w[i + 1].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct eng_block_q8_0 *a =
+                (const struct eng_block_q8_0 *)(a0 + (size_t)c * a_stride);
+            __m256i p0 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(
+                    ax0, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a[i].qs), x0)),
+                ones);
+            __m256i p1 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(
+                    ax1, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs), x1)),
+                ones);
+            acc0[c] =
+                _mm256_fmadd_ps(_mm256_set1_ps(d0 * h2f(a[i].d)), _mm256_cvtepi32_ps(p0), acc0[c]);
+            acc1[c] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * h2f(a[i + 1].d)), _mm256_cvtepi32_ps(p1),
+                                      acc1[c]);
+        }
     }
-    for (; i < nb; i++) {
-        __m256i p = dot_s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                           _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc0 =
-            _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), _mm256_cvtepi32_ps(p), acc0);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        const struct eng_block_q8_0 *a = (const struct eng_block_q8_0 *)(a0 + (size_t)c * a_stride);
+        for (int64_t k = i; k < nb; k++) {
+            __m256i p = dot_s8(_mm256_loadu_si256((const __m256i *)w[k].qs),
+                               _mm256_loadu_si256((const __m256i *)a[k].qs));
+            acc0[c] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[k].d) * h2f(a[k].d)),
+                                      _mm256_cvtepi32_ps(p), acc0[c]);
+        }
+        s[(size_t)c * s_stride] = hsum_ps(_mm256_add_ps(acc0[c], acc1[c]));
     }
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    q8_0_cols(1, n, s, 0, vw, va, 0);
+}
+
+static void q8_0_vec_dot_cols_avx2(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
+                                   const void *va, size_t a_stride) {
+    switch (nc) {
+    case 1:
+        q8_0_cols(1, n, s, s_stride, vw, va, a_stride);
+        return;
+    case 2:
+        q8_0_cols(2, n, s, s_stride, vw, va, a_stride);
+        return;
+    case 3:
+        q8_0_cols(3, n, s, s_stride, vw, va, a_stride);
+        return;
+    default:
+        q8_0_cols(4, n, s, s_stride, vw, va, a_stride);
+    }
 }
 
 /* Q8_0X (types.c): Q8_0's codes and scales regrouped for the kernel below. Same codes as
@@ -825,6 +872,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_1].from_float = q8_1_from_float_avx2;
     t[ENG_TYPE_Q8_K].from_float = q8_k_from_float_avx2;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
+    t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_vec_dot_cols_avx2;
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_q8x_avx2;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
