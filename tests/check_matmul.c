@@ -128,6 +128,7 @@ START_TEST(float_paths_match_exact_product) {
             check_product(types[t], 96, 70, batches[k], 2);
         ck_assert_int_eq(eng_matmul_path(types[t], ENG_SGEMM_MIN_B), ENG_MM_SGEMM);
     }
+    check_product(ENG_TYPE_F16, 100, 70, 45, 2); /* rows whose length is not a multiple of 8 */
 }
 END_TEST
 
