@@ -7,6 +7,7 @@
  * a convert, a scale multiply and an fma, where AVX2 needs sign, maddubs and madd besides.
  * Equal to the reference up to the order of float additions. Compiled with -mavx512f/bw/vl/vnni.
  */
+#include "ftile_x86.h"
 #include "quants.h"
 
 #include <immintrin.h>
@@ -64,65 +65,26 @@ void eng_tile_avx512(int64_t n, int nr, int nc, const int8_t *wq, const float *s
     switch (nr * 8 + nc) {
         T(1, 1)
         T(1, 2)
-        T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) T(3, 1) T(3, 2) T(3, 3) T(3, 4) T(4, 1)
-            T(4, 2) T(4, 3) T(4, 4) default : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
+        T(1, 3)
+        T(1, 4)
+        T(2, 1) T(2, 2) T(2, 3) T(2, 4) T(3, 1) T(3, 2) T(3, 3) T(3, 4) T(4, 1) T(4, 2) T(4, 3)
+            T(4, 4) default : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
     }
 #undef T
 }
 
-/* ---- F16 weights × F32 activations (prefill of F16 models) ----
- * y[c*ldy + r] = Σ_k w[r][k]·x[c][k] for r < nr, c < nc (both <= 4): 4 × 4 tiles of 8-wide
- * accumulators in AVX-512VL's 32 registers, weights converted from fp16 on the fly (read in
- * place from the mapping), 16 fused multiply-adds per 8 loads. */
-static inline __attribute__((always_inline)) void ftile(const int NR, const int NC, int64_t n,
-                                                        const uint16_t *w, size_t w_ld,
-                                                        const float *x, size_t x_ld, float *y,
-                                                        int64_t ldy) {
-    __m256 acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) { /* hot loop */
-        __m256 wv[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++)
-            wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + (size_t)r * w_ld + k)));
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) {
-            __m256 xv = _mm256_loadu_ps(x + (size_t)c * x_ld + k);
-#pragma GCC unroll 4
-            for (int r = 0; r < NR; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++)
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) {
-            float s = hsum8(acc[r][c]);
-            for (int64_t t = k; t < n; t++)
-                s += _cvtsh_ss(w[(size_t)r * w_ld + t]) * x[(size_t)c * x_ld + t];
-            y[(size_t)c * ldy + r] = s;
-        }
-}
-
+/* F16 weights × F32 activations, 4 × 4 tiles (see ftile_x86.h). */
 void eng_ftile_f16_avx512(int64_t n, int nr, int nc, const uint16_t *w, size_t w_ld, const float *x,
                           size_t x_ld, float *y, int64_t ldy) {
 #define T(R, C)                                                                                    \
     case (R)*8 + (C):                                                                              \
-        ftile(R, C, n, w, w_ld, x, x_ld, y, ldy);                                                  \
+        ftile_f16(R, C, n, w, w_ld, x, x_ld, y, ldy);                                              \
         return;
     switch (nr * 8 + nc) {
         T(1, 1)
-        T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) T(3, 1) T(3, 2) T(3, 3) T(3, 4)
-            T(4, 1) T(4, 2) T(4, 3) T(4, 4) default
-            : for (int c = 0; c < nc; c++) for (int r = 0; r < nr; r++) {
-            float s = 0.0f;
-            for (int64_t t = 0; t < n; t++)
-                s += _cvtsh_ss(w[(size_t)r * w_ld + t]) * x[(size_t)c * x_ld + t];
-            y[(size_t)c * ldy + r] = s;
-        }
+        T(1, 2)
+        T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) T(3, 1) T(3, 2) T(3, 3) T(3, 4) T(4, 1)
+            T(4, 2) T(4, 3) T(4, 4) default : ftile_f16_any(n, nr, nc, w, w_ld, x, x_ld, y, ldy);
     }
 #undef T
 }
