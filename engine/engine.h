@@ -592,6 +592,9 @@ struct eng_sampler_params {
     const struct eng_logit_bias *logit_bias; /* copied by eng_sampler_new */
     int n_logit_bias;
     int n_logprobs; /* how many top log-probabilities to report per token (0..20) */
+    bool logprob;   /* report the chosen token's log-probability even with n_logprobs 0 (it
+                     * costs an exp per vocabulary entry, a visible share of a small model's
+                     * token time, so it is computed only when asked for) */
 };
 
 struct eng_token_logprob {
@@ -602,7 +605,8 @@ struct eng_token_logprob {
 /* Result of one sampling step. top[] is filled with n_logprobs entries, most likely first. */
 struct eng_sample {
     int32_t token;
-    float logprob; /* log-probability of token under the final (post-penalty) distribution */
+    float logprob; /* log-probability of token under the final (post-penalty) distribution;
+                    * NAN unless params.logprob or n_logprobs > 0 */
     int n_top;
     struct eng_token_logprob top[20];
 };

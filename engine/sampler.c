@@ -266,9 +266,12 @@ int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sa
         if (l[i] > max || (best < 0 && !isnan(l[i]))) max = l[i], best = i;
     if (best < 0 || max == -INFINITY)
         return eng_fail(ENG_EINVAL, "sampler: every token is excluded (all logits -inf or NaN)");
-    double z = 0;
-    for (int i = 0; i < n; i++) z += exp((double)(l[i] - max));
-    double log_z = log(z);
+    double log_z = NAN;
+    if (p->logprob || p->n_logprobs > 0) {
+        double z = 0;
+        for (int i = 0; i < n; i++) z += exp((double)(l[i] - max));
+        log_z = log(z);
+    }
 
     int32_t chosen = best;
     if (p->temperature > 0 && p->top_k != 1) {
@@ -313,7 +316,7 @@ int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sa
         }
     }
     out->token = chosen;
-    out->logprob = (float)((double)l[chosen] - max - log_z);
+    out->logprob = (float)((double)l[chosen] - max - log_z); /* NAN when not asked for */
     top_logprobs(s, max, log_z, out);
     eng_sampler_accept(s, chosen);
     return 0;

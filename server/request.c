@@ -672,6 +672,7 @@ int srv_gen_request_parse(enum srv_kind kind, const char *body, size_t len, int 
         if (parse_prompt(root, n_vocab, r, e)) goto out;
     }
     r->sp.n_logprobs = r->logprobs ? r->top_logprobs : 0;
+    r->sp.logprob = r->logprobs;
     rc = 0;
 out:
     json_decref(root);

@@ -183,11 +183,40 @@ START_TEST(greedy_and_seeds) {
 }
 END_TEST
 
+START_TEST(logprob_only_when_asked) {
+    /* The chosen token's log-probability costs an exp per vocabulary entry: it is computed when
+     * asked for (alone or with top log-probabilities) and NAN otherwise; the token is the same. */
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.temperature = 0;
+    double mx = -1e9, z = 0;
+    int arg = 0;
+    for (int i = 0; i < NV; i++)
+        if (logits[i] > mx) mx = logits[i], arg = i;
+    for (int i = 0; i < NV; i++) z += exp(logits[i] - mx);
+    for (int mode = 0; mode < 3; mode++) {
+        p.logprob = mode == 1;
+        p.n_logprobs = mode == 2 ? 2 : 0;
+        struct eng_sampler *s = eng_sampler_new(&p, NV);
+        struct eng_sample out;
+        ck_assert_int_eq(eng_sampler_sample(s, logits, &out), 0);
+        ck_assert_int_eq(out.token, arg);
+        if (mode == 0)
+            ck_assert(isnan(out.logprob));
+        else
+            ck_assert_double_eq_tol(out.logprob, logits[arg] - mx - log(z), 1e-5);
+        ck_assert_int_eq(out.n_top, mode == 2 ? 2 : 0);
+        eng_sampler_free(s);
+    }
+}
+END_TEST
+
 START_TEST(penalties_and_bias) {
     struct eng_sampler_params p;
     eng_sampler_params_default(&p);
     p.temperature = 0;
     p.n_logprobs = NV;
+    p.logprob = true;
     p.repeat_last_n = 2;
     p.repeat_penalty = 2.0f;
     p.presence_penalty = 0.5f;
@@ -338,6 +367,7 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, combined_after_temperature);
     tcase_add_test(tc, greedy_and_seeds);
     tcase_add_test(tc, penalties_and_bias);
+    tcase_add_test(tc, logprob_only_when_asked);
     tcase_add_test(tc, invalid_params);
     tcase_add_test(tc, stop_strings);
     suite_add_tcase(s, tc);
