@@ -128,17 +128,36 @@ class Bench:
         self.calib_opts = (["--calib-tokens", "1024", "--kl-tokens", "256", "--chunk", "128"]
                            if args.quick else [])
 
-    def compress(self, model, name, mode, calib):
+    def compress(self, model, name, mode, calib, opts=None):
         out = os.path.join(self.work, name + ".gguf")
         rep = os.path.join(self.work, name)
         cmd = [self.edgellm, "compress", "-m", model, "-o", out, "--calib", calib, "-q",
-               "-t", str(self.args.threads), "--report", rep, *self.calib_opts, *mode]
+               "-t", str(self.args.threads), "--report", rep,
+               *(self.calib_opts if opts is None else opts), *mode]
         run(cmd)
         with open(rep + ".json") as f:
             r = json.load(f)
         return {"name": name, "path": out, "mode": " ".join(mode), "bytes": os.path.getsize(out),
                 "bpw": r["bpw"], "seconds": r["seconds"], "peak_rss": r["peak_rss_bytes"],
                 "calib_kld": r["measured_kld"], "cmd": cmd}
+
+    def cached(self, name, key, make):
+        """make() once per key: a row already measured for the same model file, mode, binary and
+        text (an interrupted run resumes) is read back from WORK/NAME.row.json."""
+        path = os.path.join(self.work, name + ".row.json")
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+            if saved.get("key") == key and os.path.exists(saved["row"]["path"]):
+                log(f"(reusing {path})")
+                return saved["row"]
+        except (OSError, ValueError, KeyError):
+            pass
+        row = make()
+        with open(path + ".tmp", "w") as f:
+            json.dump({"key": key, "row": row}, f)
+        os.replace(path + ".tmp", path)
+        return row
 
     def evaluate(self, row, model, evalt, ctx):
         cmd = [self.edgellm, "perplexity", "-m", row["path"], "--kld-base", model, "-f", evalt,
@@ -254,7 +273,9 @@ def section(args, model, rows, uniform, same, big, info, meta):
                  "### Compress time and peak RSS of a generated model (quick: small shape)\n")
         L.append(f"Generated {big['shape_name']} (random weights, F16, "
                  f"{big['in_bytes'] / mib:.0f} MiB): `edgellm compress --target-bpw 4.5` with "
-                 "the same calibration text and settings.\n")
+                 "the same calibration text"
+                 + (" and `" + " ".join(big["opts"]) + "`" if big["opts"] else
+                    " and settings") + ".\n")
         L.append("| model | parameters | output MiB | bpw | compress s | peak RSS MiB |")
         L.append("|---|---|---|---|---|---|")
         L.append(f"| {big['shape_name']} | {big['params'] / 1e9:.2f} B | "
@@ -276,6 +297,10 @@ def main(argv):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=512, help="perplexity context (at most the model's)")
     ap.add_argument("--skip-big", action="store_true", help="no 1.1B compress-time measurement")
+    ap.add_argument("--big-calib-tokens", type=int, default=0,
+                    help="--calib-tokens for the 1.1B model (default: compress's own)")
+    ap.add_argument("--big-kl-tokens", type=int, default=0,
+                    help="--kl-tokens for the 1.1B model (default: compress's own)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     build = os.environ.get("BUILD", "build")
@@ -297,21 +322,25 @@ def main(argv):
     luc_bpw = QUICK_LUC_BPW if args.quick else LUC_BPW
     uniform_types = QUICK_UNIFORM if args.quick else UNIFORM
     rows, uniform, same = [], [], {}
+    st = [os.stat(p) for p in (args.model, bench.edgellm, args.text)]
+    base_key = [args.model, ctx, args.threads, bench.calib_opts] + [
+        [s.st_size, s.st_mtime_ns] for s in st]
+
+    def measure(name, mode):
+        return bench.cached(name, base_key + [mode], lambda: bench.evaluate(
+            bench.compress(args.model, name, mode, calib), args.model, evalt, ctx))
+
     for typ in uniform_types:
-        r = bench.evaluate(bench.compress(args.model, f"uniform-{typ}", ["--uniform", typ], calib),
-                           args.model, evalt, ctx)
+        r = measure(f"uniform-{typ}", ["--uniform", typ])
         r["label"] = f"uniform {typ.upper()}"
         rows.append(r)
         uniform.append(r)
-        s = bench.evaluate(bench.compress(args.model, f"luc-size-{typ}",
-                                          ["--target-size", str(r["bytes"])], calib),
-                           args.model, evalt, ctx)
+        s = measure(f"luc-size-{typ}", ["--target-size", str(r["bytes"])])
         s["label"] = f"LUC at {typ.upper()}'s size"
         rows.append(s)
         same[r["name"]] = s
     for b in luc_bpw:
-        r = bench.evaluate(bench.compress(args.model, f"luc-{b:.1f}", ["--target-bpw", str(b)],
-                                          calib), args.model, evalt, ctx)
+        r = measure(f"luc-{b:.1f}", ["--target-bpw", str(b)])
         r["label"] = f"LUC {b:.1f} bpw"
         rows.append(r)
     meta["base_ppl"] = rows[0]["base_ppl"]
@@ -325,7 +354,11 @@ def main(argv):
                 else os.path.join(build, "bench-models", "l1b-f16.gguf"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         gen_model(build, shape, path)
-        big = bench.compress(path, "big-4.5", ["--target-bpw", "4.5"], calib)
+        big_opts = bench.calib_opts + (["--calib-tokens", str(args.big_calib_tokens)]
+                                       if args.big_calib_tokens else []) + (
+            ["--kl-tokens", str(args.big_kl_tokens)] if args.big_kl_tokens else [])
+        big = bench.compress(path, "big-4.5", ["--target-bpw", "4.5"], calib, big_opts)
+        big["opts"] = big_opts
         e, l, ff, v = shape["n_embd"], shape["n_layer"], shape["n_ff"], shape["n_vocab"]
         kv = e // shape["n_head"] * shape["n_head_kv"]
         big["params"] = l * (2 * e * e + 2 * e * kv + 3 * e * ff + 2 * e) + 2 * v * e + e
