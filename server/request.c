@@ -16,23 +16,31 @@
 
 /* ---- errors ---- */
 
+/* Copies client-derived text into a fixed buffer as valid UTF-8: invalid bytes become U+FFFD and
+ * a cut never falls inside a code point (jansson refuses invalid UTF-8). */
+static void copy_utf8(char *dst, size_t cap, const char *src) {
+    size_t n = 0;
+    char *clean = srv_utf8_sanitize(src, strlen(src), &n);
+    if (!clean) n = 0;
+    if (n >= cap) n = srv_utf8_complete_prefix(clean, cap - 1);
+    if (n) memcpy(dst, clean, n);
+    dst[n] = '\0';
+    free(clean);
+}
+
 int srv_err(struct srv_error *e, int status, const char *type, const char *code, const char *param,
             const char *fmt, ...) {
     e->status = status;
     e->type = type;
     e->code = code;
-    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
+    /* Messages and field names quote client input; keep the object valid JSON. */
+    copy_utf8(e->param, sizeof(e->param), param ? param : "");
+    char msg[2 * sizeof(e->message)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    /* Messages quote client input; keep the object valid JSON. */
-    size_t n;
-    char *clean = srv_utf8_sanitize(e->message, strlen(e->message), &n);
-    if (clean) {
-        snprintf(e->message, sizeof(e->message), "%s", clean);
-        free(clean);
-    }
+    copy_utf8(e->message, sizeof(e->message), msg);
     return ENG_EINVAL;
 }
 
