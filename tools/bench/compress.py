@@ -21,6 +21,7 @@ divergence. Only this section of BENCHMARKS.md is replaced (the file is created 
 
 usage: /usr/bin/python3 tools/bench/compress.py [--model M.gguf] [--text heldout.txt]
        [--out BENCHMARKS.md] [--threads 2] [--ctx 512] [--skip-big] [--quick]
+--skip-big keeps the 1.1B subsection of the previous run in the output file, with its date.
 --quick checks the script, not the figures: fewer points, short calibration and evaluation, a
 small generated model instead of the 1.1B one, and the section goes to $BUILD/bench-compress/
 quick.md unless --out is given. Binaries come from $BUILD (default build). Benchmarks are not
@@ -182,7 +183,34 @@ def interp_uniform(uniform, size):
     return None
 
 
-def section(args, model, rows, uniform, same, big, info, meta):
+BIG_HEADING = "### Compress time and peak RSS of a 1.1B model"
+
+
+def previous_big(out):
+    """The 1.1B subsection of an earlier full run in OUT, with that run's date line, or None.
+    --skip-big keeps it (the 1.1B figure depends on the binary and the calibration text, not on
+    the default model), saying when it was measured."""
+    if not os.path.exists(out):
+        return None
+    with open(out, encoding="utf-8") as f:
+        text = f.read()
+    start = text.find("\n" + SECTION + "\n")
+    if start < 0:
+        return None
+    end = text.find("\n## ", start + 1)
+    sec = text[start:end if end >= 0 else len(text)]
+    b = sec.find(BIG_HEADING)
+    m = re.search(r"^- date: (.*?);", sec, re.M)
+    if b < 0 or not m:
+        return None
+    body = sec[b + len(BIG_HEADING):].strip("\n")
+    kept = re.match(r"Measured by an earlier run \(([^)]*)\)[^\n]*\n\n", body)
+    if kept:  # kept once already: the date is the run that measured it
+        return kept.group(1), body[kept.end():]
+    return m.group(1), body
+
+
+def section(args, model, rows, uniform, same, big, info, meta, kept_big=None):
     mib = 1048576.0
 
     def rel(p):
@@ -269,7 +297,7 @@ def section(args, model, rows, uniform, same, big, info, meta):
         L.append(f"- every size: {'✓' if all_lower else '✗'}; the 4.5 bpw check needs uniform Q4_K")
     L.append("")
     if big:
-        L.append("### Compress time and peak RSS of a 1.1B model\n" if not args.quick else
+        L.append(BIG_HEADING + "\n" if not args.quick else
                  "### Compress time and peak RSS of a generated model (quick: small shape)\n")
         L.append(f"Generated {big['shape_name']} (random weights, F16, "
                  f"{big['in_bytes'] / mib:.0f} MiB): `edgellm compress --target-bpw 4.5` with "
@@ -281,6 +309,12 @@ def section(args, model, rows, uniform, same, big, info, meta):
         L.append(f"| {big['shape_name']} | {big['params'] / 1e9:.2f} B | "
                  f"{big['bytes'] / mib:.0f} | {big['bpw']:.3f} | {big['seconds']:.1f} | "
                  f"{big['peak_rss'] / mib:.0f} |")
+        L.append("")
+    elif kept_big:
+        when, body = kept_big
+        L.append(BIG_HEADING + "\n")
+        L.append(f"Measured by an earlier run ({when}) and kept: this run had --skip-big.\n")
+        L.append(body)
         L.append("")
     return "\n".join(L) + "\n"
 
@@ -296,7 +330,8 @@ def main(argv):
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=512, help="perplexity context (at most the model's)")
-    ap.add_argument("--skip-big", action="store_true", help="no 1.1B compress-time measurement")
+    ap.add_argument("--skip-big", action="store_true",
+                    help="no 1.1B compress-time measurement (an earlier run's is kept, dated)")
     ap.add_argument("--big-calib-tokens", type=int, default=0,
                     help="--calib-tokens for the 1.1B model (default: compress's own)")
     ap.add_argument("--big-kl-tokens", type=int, default=0,
@@ -368,7 +403,9 @@ def main(argv):
     meta["end"] = datetime.datetime.now(datetime.timezone.utc)
     meta["load_after"] = loadavg()
 
-    write_section(out, section(args, args.model, rows, uniform, same, big, machine_info(), meta))
+    kept = previous_big(out) if args.skip_big and not args.quick else None
+    write_section(out, section(args, args.model, rows, uniform, same, big, machine_info(), meta,
+                               kept))
     print(json.dumps({"rows": [{k: v for k, v in r.items() if k not in ("cmd", "ppl_cmd")}
                                for r in rows], "big": big and {k: v for k, v in big.items()
                                                               if k != "cmd"}}, indent=1))
