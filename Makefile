@@ -229,6 +229,14 @@ test-server: $(DAEMON) $(CLI) $(BUILD)/genmodel
 	@[ -d tests/js/node_modules/openai ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 	$(PY) tests/server/run.py
 
+# The bundled default model (tests/default_model.py): held-out perplexity as recorded in
+# models/README.md (2%), greedy text from five prompts neither loops nor stops short, and
+# `edgellm run` without -m finds it.
+TEST_TARGETS += test-default-model
+.PHONY: test-default-model
+test-default-model: $(CLI)
+	$(PY) tests/default_model.py
+
 # Compression from the command line (tests/compress_cli.py): summary, report JSON and SVG, no
 # progress bar off a terminal, clean failures (nothing left behind), F16 and Q8_0 inputs,
 # perplexity --kld-base against the model itself and a compressed copy.
@@ -422,6 +430,7 @@ help:
 	@echo "make test-server      edgellmd integration tests; SANITIZER=thread for a TSan build"
 	@echo "make test-unit        Check unit tests only (CK_RUN_SUITE=<name> for one suite)"
 	@echo "make test-compress    compress and perplexity --kld-base from the command line"
+	@echo "make test-default-model  the bundled model: recorded perplexity, greedy text without loops"
 	@echo "make bench            measure speed and memory bandwidth, write BENCHMARKS.md"
 	@echo "make bench-compress   LUC vs uniform formats: size, PPL, KL divergence (BENCHMARKS.md)"
 	@echo "make bench-server     edgellmd over HTTP vs edgellm bench, concurrency, wrk (BENCHMARKS.md)"
