@@ -299,45 +299,39 @@ static void rope(const struct eng_ctx *c, float *v, int n_heads, int pos) {
 struct attn_job {
     struct eng_ctx *c;
     int layer;
-    void (*dot)(int64_t n, float *s, const void *k, const void *q); /* F32 vec_dot */
-    eng_axpy_fn axpy;
+    eng_attn_fn attn;
 };
 
-/* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over (b, h). */
+/* Query heads per work item: the heads of one item share a key/value head, so its cached rows
+ * are read from memory once and then from cache; items of up to this many heads keep enough of
+ * them to spread over the pool when a model has few key/value heads. */
+#define ATTN_HEADS_PER_ITEM 4
+
+/* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over tokens
+ * and key/value heads (items handed out in turn, so prefill's longer rows spread evenly). */
 static void attention(void *arg, int ith, int nth) {
     struct attn_job *j = arg;
     struct eng_ctx *c = j->c;
     const struct eng_hparams *hp = &c->m->hp;
     const struct eng_batch *b = c->b;
     int hd = hp->head_dim, n_head = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    int per_kv = (group + ATTN_HEADS_PER_ITEM - 1) / ATTN_HEADS_PER_ITEM;
+    int per_tok = hp->n_head_kv * per_kv;
     size_t KV = (size_t)hp->n_head_kv * hd, Q = (size_t)n_head * hd;
     float scale = 1.0f / sqrtf((float)hd);
     float *att = c->att + (size_t)ith * c->p.n_ctx;
-    int total = c->n_tok * n_head;
+    int total = c->n_tok * per_tok;
     for (int task = ith; task < total; task += nth) {
-        int t = task / n_head, h = task % n_head;
+        int t = task / per_tok, g = task % per_tok / per_kv, sub = task % per_kv;
         int slot = b->slot ? b->slot[t] : 0;
         int pos = b->pos ? b->pos[t] : t;
-        const float *q = c->q + (size_t)t * Q + (size_t)h * hd;
-        const float *kc = kv_at(c, slot, j->layer, 0, 0) + (size_t)(h / group) * hd;
-        const float *vc = kv_at(c, slot, j->layer, 1, 0) + (size_t)(h / group) * hd;
-        float max = -INFINITY;
-        for (int p = 0; p <= pos; p++) {
-            float s;
-            j->dot(hd, &s, kc + (size_t)p * KV, q);
-            s *= scale;
-            att[p] = s;
-            if (s > max) max = s;
-        }
-        float sum = 0.0f;
-        for (int p = 0; p <= pos; p++) {
-            att[p] = expf(att[p] - max);
-            sum += att[p];
-        }
-        float inv = 1.0f / sum;
-        float *out = c->att_out + (size_t)t * Q + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p <= pos; p++) j->axpy(hd, att[p] * inv, vc + (size_t)p * KV, out);
+        const float *kc = kv_at(c, slot, j->layer, 0, 0) + (size_t)g * hd;
+        const float *vc = kv_at(c, slot, j->layer, 1, 0) + (size_t)g * hd;
+        int h0 = g * group + sub * ATTN_HEADS_PER_ITEM;
+        int h1 = ENG_MIN(g * group + group, h0 + ATTN_HEADS_PER_ITEM);
+        for (int h = h0; h < h1; h++)
+            j->attn(hd, pos + 1, c->q + (size_t)t * Q + (size_t)h * hd, kc, vc, KV, scale, att,
+                    c->att_out + (size_t)t * Q + (size_t)h * hd);
     }
 }
 
@@ -447,7 +441,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
             memcpy(kv_at(c, slot, l, 0, pos), k, KV * sizeof(float));
             memcpy(kv_at(c, slot, l, 1, pos), v, KV * sizeof(float));
         }
-        struct attn_job aj = {c, l, eng_type_traits(ENG_TYPE_F32)->vec_dot, eng_axpy_kernel()};
+        struct attn_job aj = {c, l, eng_attn_kernel()};
         eng_pool_run(c->pool, attention, &aj);
         OBSERVE(l, ENG_OBS_ATTN_OUT_IN, c->att_out, B, Q);
         matmul(c, ly->wo, c->att_out, B, c->xb);

@@ -62,14 +62,17 @@ void eng_tile_avx512(int64_t n, int nr, int nc, const int8_t *wq, const float *s
     case (R)*8 + (C):                                                                              \
         tile(R, C, n, wq, s8, a, a_ld, ad, y, ldy);                                                \
         return;
+    /* The cases inside T are invisible to clang-format, which reflows them differently on
+     * every run; the table is kept by hand. */
+    /* clang-format off */
     switch (nr * 8 + nc) {
-        T(1, 1)
-        T(1, 2)
-        T(1, 3)
-        T(1, 4)
-        T(2, 1) T(2, 2) T(2, 3) T(2, 4) T(3, 1) T(3, 2) T(3, 3) T(3, 4) T(4, 1) T(4, 2) T(4, 3)
-            T(4, 4) default : eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
+        T(1, 1) T(1, 2) T(1, 3) T(1, 4)
+        T(2, 1) T(2, 2) T(2, 3) T(2, 4)
+        T(3, 1) T(3, 2) T(3, 3) T(3, 4)
+        T(4, 1) T(4, 2) T(4, 3) T(4, 4)
+        default: eng_tile_ref(n, nr, nc, wq, s8, a, a_ld, ad, y, ldy);
     }
+    /* clang-format on */
 #undef T
 }
 
@@ -80,11 +83,16 @@ void eng_ftile_f16_avx512(int64_t n, int nr, int nc, const uint16_t *w, size_t w
     case (R)*8 + (C):                                                                              \
         ftile_f16(R, C, n, w, w_ld, x, x_ld, y, ldy);                                              \
         return;
+    /* The cases inside T are invisible to clang-format, which reflows them differently on
+     * every run; the table is kept by hand. */
+    /* clang-format off */
     switch (nr * 8 + nc) {
-        T(1, 1)
-        T(1, 2)
-        T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4) T(3, 1) T(3, 2) T(3, 3) T(3, 4) T(4, 1)
-            T(4, 2) T(4, 3) T(4, 4) default : ftile_f16_any(n, nr, nc, w, w_ld, x, x_ld, y, ldy);
+        T(1, 1) T(1, 2) T(1, 3) T(1, 4)
+        T(2, 1) T(2, 2) T(2, 3) T(2, 4)
+        T(3, 1) T(3, 2) T(3, 3) T(3, 4)
+        T(4, 1) T(4, 2) T(4, 3) T(4, 4)
+        default: ftile_f16_any(n, nr, nc, w, w_ld, x, x_ld, y, ldy);
     }
+    /* clang-format on */
 #undef T
 }
