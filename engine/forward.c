@@ -26,7 +26,7 @@ struct eng_ctx {
     struct eng_pool *pool;
     size_t mem_bytes;
 
-    float *kv; /* (S, L, 2, C, KV) key then value caches */
+    float *kv; /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous */
 
     /* scratch, (B, ...) rows */
     float *x;             /* (B, E) residual stream */
@@ -243,10 +243,13 @@ void eng_ctx_set_observer(struct eng_ctx *c,
     c->obs_user = user;
 }
 
-static float *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int pos) {
+/* Row pos of key/value head g in a slot's cache: each head's rows are contiguous, so attention
+ * streams them in order. */
+static float *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos) {
     const struct eng_hparams *hp = &c->m->hp;
-    size_t KV = (size_t)hp->n_head_kv * hp->head_dim, C = (size_t)c->p.n_ctx;
-    return c->kv + ((((size_t)slot * hp->n_layer + layer) * 2 + which) * C + (size_t)pos) * KV;
+    size_t C = (size_t)c->p.n_ctx, hd = (size_t)hp->head_dim;
+    size_t head = (((size_t)slot * hp->n_layer + layer) * 2 + which) * hp->n_head_kv + g;
+    return c->kv + (head * C + (size_t)pos) * hd;
 }
 
 int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
@@ -256,11 +259,11 @@ int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
                         n_pos);
     if (dst == src || n_pos == 0) return 0;
     const struct eng_hparams *hp = &c->m->hp;
-    size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
     for (int l = 0; l < hp->n_layer; l++)
         for (int w = 0; w < 2; w++)
-            memcpy(kv_at(c, dst, l, w, 0), kv_at(c, src, l, w, 0),
-                   (size_t)n_pos * KV * sizeof(float));
+            for (int g = 0; g < hp->n_head_kv; g++)
+                memcpy(kv_at(c, dst, l, w, g, 0), kv_at(c, src, l, w, g, 0),
+                       (size_t)n_pos * hp->head_dim * sizeof(float));
     return 0;
 }
 
@@ -317,7 +320,7 @@ static void attention(void *arg, int ith, int nth) {
     int hd = hp->head_dim, n_head = hp->n_head, group = hp->n_head / hp->n_head_kv;
     int per_kv = (group + ATTN_HEADS_PER_ITEM - 1) / ATTN_HEADS_PER_ITEM;
     int per_tok = hp->n_head_kv * per_kv;
-    size_t KV = (size_t)hp->n_head_kv * hd, Q = (size_t)n_head * hd;
+    size_t Q = (size_t)n_head * hd;
     float scale = 1.0f / sqrtf((float)hd);
     float *att = c->att + (size_t)ith * c->p.n_ctx;
     int total = c->n_tok * per_tok;
@@ -325,12 +328,12 @@ static void attention(void *arg, int ith, int nth) {
         int t = task / per_tok, g = task % per_tok / per_kv, sub = task % per_kv;
         int slot = b->slot ? b->slot[t] : 0;
         int pos = b->pos ? b->pos[t] : t;
-        const float *kc = kv_at(c, slot, j->layer, 0, 0) + (size_t)g * hd;
-        const float *vc = kv_at(c, slot, j->layer, 1, 0) + (size_t)g * hd;
+        const float *kc = kv_at(c, slot, j->layer, 0, g, 0);
+        const float *vc = kv_at(c, slot, j->layer, 1, g, 0);
         int h0 = g * group + sub * ATTN_HEADS_PER_ITEM;
         int h1 = ENG_MIN(g * group + group, h0 + ATTN_HEADS_PER_ITEM);
         for (int h = h0; h < h1; h++)
-            j->attn(hd, pos + 1, c->q + (size_t)t * Q + (size_t)h * hd, kc, vc, KV, scale, att,
+            j->attn(hd, pos + 1, c->q + (size_t)t * Q + (size_t)h * hd, kc, vc, hd, scale, att,
                     c->att_out + (size_t)t * Q + (size_t)h * hd);
     }
 }
@@ -438,8 +441,10 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
             int pos = b->pos ? b->pos[t] : t, slot = b->slot ? b->slot[t] : 0;
             rope(c, q, hp->n_head, pos);
             rope(c, k, hp->n_head_kv, pos);
-            memcpy(kv_at(c, slot, l, 0, pos), k, KV * sizeof(float));
-            memcpy(kv_at(c, slot, l, 1, pos), v, KV * sizeof(float));
+            for (int g = 0; g < hp->n_head_kv; g++) {
+                memcpy(kv_at(c, slot, l, 0, g, pos), k + (size_t)g * hd, hd * sizeof(float));
+                memcpy(kv_at(c, slot, l, 1, g, pos), v + (size_t)g * hd, hd * sizeof(float));
+            }
         }
         struct attn_job aj = {c, l, eng_attn_kernel()};
         eng_pool_run(c->pool, attention, &aj);
