@@ -160,7 +160,8 @@ test-ref: $(CLI) $(TOOLS)
 # cross-compiled for aarch64 and run under qemu-user with and without the dot-product extension.
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 QEMU_AARCH64 ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
-SIMD_TEST_ENGINE := engine/types.c engine/quants.c engine/quants_imp.c engine/repack.c engine/error.c engine/quants_neon.c
+SIMD_TEST_ENGINE := engine/types.c engine/quants.c engine/quants_imp.c engine/repack.c engine/error.c engine/quants_neon.c \
+    engine/attn.c engine/gemm.c
 TEST_TARGETS += test-simd test-aarch64
 .PHONY: test-simd test-aarch64
 $(BUILD)/tests/simd_test: tests/simd/simd_test.c tests/simd/kernel_compare.h $(LIBENGINE)

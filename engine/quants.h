@@ -205,7 +205,8 @@ eng_axpy_fn eng_axpy_kernel(void);
 
 /* Attention of one query head over n cached positions (attn.c): out[0..hd) = softmax(scale ·
  * q · k_pᵀ) · V with key and value rows k + p·ld, v + p·ld; att holds n scores (scratch). The
- * scalar reference, the AVX2 kernel, and the fastest for the active level. */
+ * scalar reference, the AVX2 kernel (NEON's is private to attn.c), and the fastest for the
+ * active level. */
 typedef void (*eng_attn_fn)(int hd, int n, const float *q, const float *k, const float *v,
                             size_t ld, float scale, float *att, float *out);
 void eng_attn_ref(int hd, int n, const float *q, const float *k, const float *v, size_t ld,
@@ -213,6 +214,8 @@ void eng_attn_ref(int hd, int n, const float *q, const float *k, const float *v,
 void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v, size_t ld,
                    float scale, float *att, float *out);
 eng_attn_fn eng_attn_kernel(void);
+/* The SIMD kernel of level s, NULL where it has none (the generic per-position version runs). */
+eng_attn_fn eng_attn_kernel_for(enum eng_simd s);
 
 /* Installers, one per level, defined in the architecture files (absent on other builds). */
 void eng_simd_install_avx2(struct eng_type_traits *t);

@@ -20,6 +20,11 @@
  * them, so the difference is bounded by a few float roundings of the sum of |terms|. */
 #define KC_DOT_REL_TOL 2e-6 /* × Σ|w_i·a_i| over the row (float rounding, n <= 8192) */
 #define KC_DOT_ABS_TOL 1e-6
+/* Attention outputs are convex combinations of values; the scores' rounding (another summation
+ * order) grows with their size and moves the weights with it: tolerance per unit of value
+ * magnitude, plus this much per unit of score magnitude. */
+#define KC_ATTN_ABS_TOL   2e-6
+#define KC_ATTN_SCORE_TOL 2.5e-7
 
 static uint64_t kc_rng = 0x9E3779B97F4A7C15ULL;
 
@@ -237,6 +242,50 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
     return r;
 }
 
+/* The attention kernel of level s (if it has one) against eng_attn_ref: head sizes with and
+ * without a SIMD-width multiple, position counts with tails, scores from small to large enough
+ * that most weights underflow. */
+static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE *log) {
+    struct kc_result r = {0, 0};
+    eng_attn_fn attn = eng_attn_kernel_for(s);
+    if (!attn) return r;
+    static const int hds[] = {64, 128, 80, 24, 12, 256}, ns[] = {1, 3, 4, 5, 8, 9, 33, 130};
+    static const float mags[] = {0.1f, 4.0f, 40.0f};
+    const size_t ld = 256 + 4;
+    float *k = malloc(130 * ld * sizeof(float)), *v = malloc(130 * ld * sizeof(float));
+    if (!k || !v) {
+        free(k), free(v);
+        r.failures++;
+        return r;
+    }
+    for (size_t i = 0; i < 130 * ld; i++) k[i] = kc_uniform() * 2.0f - 1.0f;
+    for (size_t i = 0; i < 130 * ld; i++) v[i] = kc_uniform() * 2.0f - 1.0f;
+    for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
+        for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
+            for (size_t mi = 0; mi < sizeof(mags) / sizeof(mags[0]); mi++) {
+                int hd = hds[hi], n = ns[ni];
+                float q[256], att1[130], att2[130], o1[256], o2[256];
+                for (int i = 0; i < hd; i++) q[i] = (kc_uniform() * 2.0f - 1.0f) * mags[mi];
+                float scale = 1.0f / sqrtf((float)hd);
+                eng_attn_ref(hd, n, q, k, v, ld, scale, att1, o1);
+                attn(hd, n, q, k, v, ld, scale, att2, o2);
+                /* the largest score's size: |q|·|k| / sqrt(hd) at most */
+                double smax = 0.0;
+                for (int i = 0; i < hd; i++) smax += fabsf(q[i]);
+                double tol = KC_ATTN_ABS_TOL + KC_ATTN_SCORE_TOL * smax * scale;
+                for (int i = 0; i < hd; i++) {
+                    r.checks++;
+                    if (!(fabs((double)o1[i] - o2[i]) <= tol)) {
+                        kc_fail(&r, log, "%s attention %s hd*1000+n=%lld: %.9g vs %.9g (tol %g)",
+                                level, "ref", (long long)hd * 1000 + n, o2[i], o1[i], tol);
+                        break;
+                    }
+                }
+            }
+    free(k), free(v);
+    return r;
+}
+
 /* Builds every supported level and compares it with the references. */
 static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
     struct kc_result total = {0, 0};
@@ -248,6 +297,9 @@ static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
         if (eng_types_build(lvl, (enum eng_simd)s) != 0) continue;
         (*n_levels)++;
         struct kc_result r = kc_compare_tables(ref, lvl, eng_simd_name((enum eng_simd)s), log);
+        struct kc_result ra = kc_compare_attn((enum eng_simd)s, eng_simd_name((enum eng_simd)s), log);
+        r.checks += ra.checks;
+        r.failures += ra.failures;
         if (log)
             fprintf(log, "level %-8s %d checks, %d failures\n", eng_simd_name((enum eng_simd)s),
                     r.checks, r.failures);
