@@ -51,6 +51,7 @@ static void on_disconnect(uv_poll_t *p, int status, int events) {
     (void)events;
     /* Any event we asked for (peer closed, error) means the client is gone. */
     uv_poll_stop(p);
+    r->poll_active = false;
     r->client_gone = true;
     srv_req_cancel(r);
     /* Let MHD see the closed socket and complete the request. */
@@ -71,12 +72,15 @@ void srv_req_suspend(struct srv_req *r) {
             r->refs++; /* released in on_poll_closed */
         }
     }
-    if (r->poll_init) uv_poll_start(&r->poll, UV_DISCONNECT, on_disconnect);
+    if (r->poll_init && !r->poll_active && !r->client_gone)
+        r->poll_active = uv_poll_start(&r->poll, UV_DISCONNECT, on_disconnect) == 0;
 }
 
+/* The disconnect watch stays on while the connection runs (a stream is resumed and suspended
+ * once per token; stopping and starting the watch each time cost two epoll_ctl calls per token
+ * on the loop thread); it ends with the request or when it fires. */
 void srv_req_resume(struct srv_req *r) {
     if (!r->suspended || !r->conn) return;
-    if (r->poll_init) uv_poll_stop(&r->poll);
     r->suspended = false;
     MHD_resume_connection(r->conn);
 }
@@ -429,7 +433,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->poll_init) {
         uv_poll_stop(&r->poll);
         uv_close((uv_handle_t *)&r->poll, on_poll_closed);
-        r->poll_init = false;
+        r->poll_init = r->poll_active = false;
     }
     int status = r->status ? r->status : 500;
     if (aborted && r->job) status = 499; /* nginx's "client closed request" */

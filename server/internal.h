@@ -292,7 +292,8 @@ struct srv_req {
     double last_send;
     bool suspended;
     bool poll_init;
-    uv_poll_t poll; /* disconnect watcher while suspended */
+    bool poll_active; /* watching for the client's disconnect (from the first suspend on) */
+    uv_poll_t poll; /* disconnect watcher, from the first suspend to the end of the request */
     struct srv_req *prev, *next;
 };
 

@@ -549,10 +549,13 @@ def hist(m, name):
 def parallel_streams_match_solo():
     # Two engine threads: the batch is split across the pool (and TSan watches it).
     d = Daemon("--slots", "8", "--queue", "16", "--threads", "2")
+    # Streams long enough (tens of milliseconds on a fast machine) that all eight are admitted
+    # before the first one ends, however the client threads are scheduled.
+    base = 120
     try:
         def body(i):
             return {"model": "small", "messages": [{"role": "user", "content": f"story {i}"}],
-                    "max_tokens": 24 + i, "temperature": 0.9, "top_p": 0.95, "seed": 100 + i,
+                    "max_tokens": base + i, "temperature": 0.9, "top_p": 0.95, "seed": 100 + i,
                     "logit_bias": NO_EOS, "stream": True,
                     "stream_options": {"include_usage": True}}
 
@@ -596,7 +599,7 @@ def parallel_streams_match_solo():
             expect(st == 200 and raw.endswith(b"data: [DONE]\n\n"), raw[-300:])
             t_text, t_n = text_of(raw)
             s_text, s_n = text_of(solo[i][1])
-            expect(t_n == 24 + i, f"stream {i}: {t_n} tokens, want {24 + i}")
+            expect(t_n == base + i, f"stream {i}: {t_n} tokens, want {base + i}")
             expect(t_text == s_text, f"stream {i} differs when batched:\n{t_text!r}\n{s_text!r}")
         m = d.metrics()
         expect(m["edgellm_slots_active"] == 0 and m["edgellm_queue_depth"] == 0, m)
@@ -605,7 +608,7 @@ def parallel_streams_match_solo():
         expect(m["edgellm_batch_sequences_max"] == 8, f"at most "
                f"{m['edgellm_batch_sequences_max']:.0f} sequences per step, want 8")
         steps = m["edgellm_batch_sequences_count"] - steps_solo
-        expect(steps < 2 * (24 + 7) + 8, f"{steps:.0f} steps for 8 streams batched")
+        expect(steps < 2 * (base + 7) + 8, f"{steps:.0f} steps for 8 streams batched")
         print(f"    8 streams in {steps:.0f} steps (alone: {steps_solo:.0f} steps)")
     finally:
         expect(d.stop() == 0, "exit status")
