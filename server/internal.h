@@ -293,7 +293,7 @@ struct srv_req {
     bool suspended;
     bool poll_init;
     bool poll_active; /* watching for the client's disconnect (from the first suspend on) */
-    uv_poll_t poll; /* disconnect watcher, from the first suspend to the end of the request */
+    uv_poll_t poll;   /* disconnect watcher, from the first suspend to the end of the request */
     struct srv_req *prev, *next;
 };
 
