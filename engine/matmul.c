@@ -359,9 +359,10 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
         eng_pool_run(pool, matmul_tile, &j);
         return;
     }
-    /* About 8 chunks per thread (enough to even out a slow core), at least 16 rows each. */
+    /* About 4 chunks per thread (enough to even out a slow core), at least 16 rows each: 8
+     * measured 9% slower on small models' decode (every chunk restarts the row stream). */
     int64_t n = n_out_rows(&j);
-    j.chunk = ENG_MAX(16, (n + 8 * nth - 1) / (8 * nth));
+    j.chunk = ENG_MAX(16, (n + 4 * nth - 1) / (4 * nth));
     eng_pool_run(pool, matmul_rows, &j);
 }
 
@@ -453,7 +454,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     }
     int nth = eng_pool_size(pool);
     int64_t total = glu ? w[0]->ne[1] : j.first[n];
-    j.chunk = ENG_MAX(16, (total + 8 * nth - 1) / (8 * nth));
+    j.chunk = ENG_MAX(16, (total + 4 * nth - 1) / (4 * nth));
     atomic_init(&j.next, 0);
     eng_pool_run(pool, fused_rows, &j);
     return true;
