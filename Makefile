@@ -161,7 +161,7 @@ test-ref: $(CLI) $(TOOLS)
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 QEMU_AARCH64 ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 SIMD_TEST_ENGINE := engine/types.c engine/quants.c engine/quants_imp.c engine/repack.c engine/error.c engine/quants_neon.c \
-    engine/attn.c engine/gemm.c
+    engine/attn.c
 TEST_TARGETS += test-simd test-aarch64
 .PHONY: test-simd test-aarch64
 $(BUILD)/tests/simd_test: tests/simd/simd_test.c tests/simd/kernel_compare.h $(LIBENGINE)
@@ -411,7 +411,8 @@ default-model: $(CLI)
 	tools/train/make_default_model.sh
 
 # ---------------------------------------------------------------------------------------------
-FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tests/*.c tests/fuzz/*.c)
+FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tests/*.c tests/fuzz/*.c \
+    tests/simd/*.[ch])
 .PHONY: format format-check clean help
 format:
 	clang-format -i $(FORMAT_SRCS)

@@ -6,20 +6,14 @@
  * kept in registers, 64 values per pass over the positions. Equal to eng_attn_ref up to float
  * rounding (the check names the tolerance).
  */
-#include "quants.h"
+#include "quants_x86.h"
 
 #include <immintrin.h>
 #include <math.h>
 
-static inline float hsum(__m256 x) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
 /* The eight totals of a0..a7, in order. */
-static inline __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
-                           __m256 a6, __m256 a7) {
+static inline __m256 totals8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
+                             __m256 a6, __m256 a7) {
     __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
     return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20),
@@ -89,7 +83,7 @@ void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v
             a6 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 6 * ld + i), qv, a6);
             a7 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 7 * ld + i), qv, a7);
         }
-        const __m256 s = _mm256_mul_ps(hsum8(a0, a1, a2, a3, a4, a5, a6, a7), vs);
+        const __m256 s = _mm256_mul_ps(totals8(a0, a1, a2, a3, a4, a5, a6, a7), vs);
         _mm256_storeu_ps(att + p, s);
         vmax = _mm256_max_ps(vmax, s);
     }
@@ -100,7 +94,7 @@ void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v
         __m256 a = _mm256_setzero_ps();
         for (int i = 0; i < hd; i += 8)
             a = _mm256_fmadd_ps(_mm256_loadu_ps(kp + i), _mm256_loadu_ps(q + i), a);
-        att[p] = hsum(a) * scale;
+        att[p] = hsum_ps(a) * scale;
         max = fmaxf(max, att[p]);
     }
 
@@ -111,35 +105,12 @@ void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v
         _mm256_storeu_ps(att + p, e);
         vsum = _mm256_add_ps(vsum, e);
     }
-    float sum = hsum(vsum);
+    float sum = hsum_ps(vsum);
     for (; p < n; p++) sum += att[p] = expf(att[p] - max);
 
     const float inv = 1.0f / sum;
     int i0 = 0;
     for (; i0 + 64 <= hd; i0 += 64) weighted(8, n, att, v + i0, ld, inv, out + i0);
-    switch ((hd - i0) / 8) {
-    case 1:
-        weighted(1, n, att, v + i0, ld, inv, out + i0);
-        break;
-    case 2:
-        weighted(2, n, att, v + i0, ld, inv, out + i0);
-        break;
-    case 3:
-        weighted(3, n, att, v + i0, ld, inv, out + i0);
-        break;
-    case 4:
-        weighted(4, n, att, v + i0, ld, inv, out + i0);
-        break;
-    case 5:
-        weighted(5, n, att, v + i0, ld, inv, out + i0);
-        break;
-    case 6:
-        weighted(6, n, att, v + i0, ld, inv, out + i0);
-        break;
-    case 7:
-        weighted(7, n, att, v + i0, ld, inv, out + i0);
-        break;
-    default:
-        break;
-    }
+    for (; i0 + 32 <= hd; i0 += 32) weighted(4, n, att, v + i0, ld, inv, out + i0);
+    for (; i0 < hd; i0 += 8) weighted(1, n, att, v + i0, ld, inv, out + i0);
 }

@@ -7,15 +7,10 @@
 #ifndef EDGELLM_ENGINE_FTILE_X86_H
 #define EDGELLM_ENGINE_FTILE_X86_H
 
+#include "quants_x86.h"
+
 #include <immintrin.h>
 #include <stdint.h>
-
-static inline float ftile_hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* NR, NC (<= 4) are compile-time constants at every call site. */
 static inline __attribute__((always_inline)) void ftile_f16(const int NR, const int NC, int64_t n,
@@ -44,7 +39,7 @@ static inline __attribute__((always_inline)) void ftile_f16(const int NR, const 
     for (int c = 0; c < NC; c++)
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
-            float s = ftile_hsum8(acc[r][c]);
+            float s = hsum_ps(acc[r][c]);
             for (int64_t t = k; t < n; t++)
                 s += _cvtsh_ss(w[(size_t)r * w_ld + t]) * x[(size_t)c * x_ld + t];
             y[(size_t)c * ldy + r] = s;

@@ -8,16 +8,9 @@
  * Equal to the reference up to the order of float additions. Compiled with -mavx512f/bw/vl/vnni.
  */
 #include "ftile_x86.h"
-#include "quants.h"
+#include "quants_x86.h"
 
 #include <immintrin.h>
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* NR and NC are compile-time constants at every call site. */
 static inline __attribute__((always_inline)) void tile(const int NR, const int NC, int64_t n,
@@ -53,7 +46,7 @@ static inline __attribute__((always_inline)) void tile(const int NR, const int N
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++)
 #pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]);
+        for (int r = 0; r < NR; r++) y[(size_t)c * ldy + r] = hsum_ps(acc[r][c]);
 }
 
 void eng_tile_avx512(int64_t n, int nr, int nc, const int8_t *wq, const float *s8, const int8_t *a,

@@ -214,7 +214,7 @@ void eng_attn_ref(int hd, int n, const float *q, const float *k, const float *v,
 void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v, size_t ld,
                    float scale, float *att, float *out);
 eng_attn_fn eng_attn_kernel(void);
-/* The SIMD kernel of level s, NULL where it has none (the generic per-position version runs). */
+/* The SIMD kernel of level s; NULL for the scalar level (which runs eng_attn_ref). */
 eng_attn_fn eng_attn_kernel_for(enum eng_simd s);
 
 /* Installers, one per level, defined in the architecture files (absent on other builds). */

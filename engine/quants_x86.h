@@ -1,7 +1,7 @@
 /*
  * quants_x86.h — engine-internal helpers shared by the x86-64 kernel files (quants_x86.c,
- * quants_avx512_x86.c): fp16 scale loads and the q4_k / q5_k scale unpacking. Only for files
- * compiled with at least AVX2/F16C enabled.
+ * quants_avx512_x86.c, gemm_*_x86.c, attn_x86.c): the lane sum of a register, fp16 scale loads and
+ * the q4_k / q5_k scale unpacking. Only for files compiled with at least AVX2/F16C enabled.
  */
 #ifndef EDGELLM_ENGINE_QUANTS_X86_H
 #define EDGELLM_ENGINE_QUANTS_X86_H
@@ -10,6 +10,14 @@
 
 #include <immintrin.h>
 #include <string.h>
+
+/* The sum of the eight lanes of v. */
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
 
 static inline float h2f(uint16_t h) {
     return _cvtsh_ss(h);

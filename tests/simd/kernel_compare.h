@@ -242,14 +242,20 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
     return r;
 }
 
-/* The attention kernel of level s (if it has one) against eng_attn_ref: head sizes with and
- * without a SIMD-width multiple, position counts with tails, scores from small to large enough
- * that most weights underflow. */
+/* The attention kernel of level s against eng_attn_ref: head sizes with and without a
+ * SIMD-width multiple, position counts with tails, scores from small to large enough that most
+ * weights underflow (head sizes cover each register-block width of the x86 and NEON kernels).
+ * Every SIMD level must have one. */
 static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE *log) {
     struct kc_result r = {0, 0};
     eng_attn_fn attn = eng_attn_kernel_for(s);
-    if (!attn) return r;
-    static const int hds[] = {64, 128, 80, 24, 12, 256}, ns[] = {1, 3, 4, 5, 8, 9, 33, 130};
+    r.checks++;
+    if (!attn) {
+        r.failures++;
+        if (log) fprintf(log, "%s: no attention kernel\n", level);
+        return r;
+    }
+    static const int hds[] = {64, 128, 96, 80, 40, 24, 12, 256}, ns[] = {1, 3, 4, 5, 8, 9, 33, 130};
     static const float mags[] = {0.1f, 4.0f, 40.0f};
     const size_t ld = 256 + 4;
     float *k = malloc(130 * ld * sizeof(float)), *v = malloc(130 * ld * sizeof(float));
@@ -297,7 +303,8 @@ static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
         if (eng_types_build(lvl, (enum eng_simd)s) != 0) continue;
         (*n_levels)++;
         struct kc_result r = kc_compare_tables(ref, lvl, eng_simd_name((enum eng_simd)s), log);
-        struct kc_result ra = kc_compare_attn((enum eng_simd)s, eng_simd_name((enum eng_simd)s), log);
+        struct kc_result ra =
+            kc_compare_attn((enum eng_simd)s, eng_simd_name((enum eng_simd)s), log);
         r.checks += ra.checks;
         r.failures += ra.failures;
         if (log)
