@@ -34,6 +34,14 @@ static float frand(void) {
 
 static volatile float sink;
 
+/* Passes over a matrix of `weights` weights between two clock reads: the thread CPU clock is a
+ * system call in a VM (about a microsecond), so it is read about every 4 M weights, not after
+ * every pass over a small matrix (which inflated the per-weight figures by up to 2x). */
+static int passes_per_read(int64_t weights) {
+    int64_t p = ((int64_t)1 << 22) / (weights > 0 ? weights : 1);
+    return p < 1 ? 1 : (int)p;
+}
+
 static void bench_type(enum eng_type t, int64_t in, int rows) {
     const struct eng_type_traits *tr = eng_type_traits(t);
     if (!tr || !tr->vec_dot || !tr->from_float) return;
@@ -52,16 +60,18 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     else
         memcpy(a, x, arow);
     /* vec_dot: repeat over the L2-resident matrix */
+    const int per = passes_per_read(in * rows);
     int reps = 0;
     double t0 = cpu_s(), t1;
     float s = 0;
     do {
-        for (int r = 0; r < rows; r++) {
-            float v;
-            tr->vec_dot(in, &v, w + (size_t)r * wrow, a);
-            s += v;
-        }
-        reps++;
+        for (int k = 0; k < per; k++)
+            for (int r = 0; r < rows; r++) {
+                float v;
+                tr->vec_dot(in, &v, w + (size_t)r * wrow, a);
+                s += v;
+            }
+        reps += per;
         t1 = cpu_s();
     } while (t1 - t0 < 0.3);
     double dot_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
@@ -70,8 +80,10 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     reps = 0;
     t0 = cpu_s();
     do {
-        for (int r = 0; r < rows; r++) tr->to_float(w + (size_t)r * wrow, f + (size_t)r * in, in);
-        reps++;
+        for (int k = 0; k < per; k++)
+            for (int r = 0; r < rows; r++)
+                tr->to_float(w + (size_t)r * wrow, f + (size_t)r * in, in);
+        reps += per;
         t1 = cpu_s();
     } while (t1 - t0 < 0.3);
     double deq_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
@@ -88,10 +100,11 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
         reps = 0;
         t0 = cpu_s();
         do {
-            for (int r = 0; r < rows; r++)
-                tr->repack(w + (size_t)r * wrow, q + (size_t)r * in, s16 + (size_t)r * in / 16,
-                           m16 + (size_t)r * in / 16, in);
-            reps++;
+            for (int k = 0; k < per; k++)
+                for (int r = 0; r < rows; r++)
+                    tr->repack(w + (size_t)r * wrow, q + (size_t)r * in, s16 + (size_t)r * in / 16,
+                               m16 + (size_t)r * in / 16, in);
+            reps += per;
             t1 = cpu_s();
         } while (t1 - t0 < 0.3);
         double rep_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
