@@ -31,6 +31,35 @@ static inline __m128i fp16x8(const uint16_t *p, size_t stride) {
 #undef H
 }
 
+/* The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a q4_k / q5_k block, unpacked from the
+ * 12 packed bytes at q in vector registers (k4_unpack's arithmetic on all four words at once).
+ * Reads 16 bytes: the 4 past the scales are the block's own next field. */
+static inline __m128i k4_unpack_v(const uint8_t *q) {
+    __m128i v = _mm_loadu_si128((const __m128i *)q); /* words w0 w1 w2 (w3 unused) */
+    __m128i lo = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)),
+                                _mm_setr_epi32(0, 0, 0, 4)); /* w0, w2, w1, w2 >> 4 */
+    lo = _mm_and_si128(lo, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m128i hi = _mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 6);
+    hi = _mm_slli_epi32(_mm_and_si128(hi, _mm_setr_epi32(0, 0x03030303, 0, 0x03030303)), 4);
+    return _mm_or_si128(lo, hi);
+}
+
+/* d·a_d and dmin·a_d of a q4_k / q5_k block (its two leading fp16 fields) in lanes 0 and 1. */
+static inline __m128 k4_d_dmin(const uint16_t *d, float ad) {
+    uint32_t both;
+    memcpy(&both, d, 4);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)both)), _mm_set1_ps(ad));
+}
+
+/* The 4-lane vector of mins[j]·(bsums[2j] + bsums[2j+1]) sums, j = 0..7 (mins as 16 bytes from
+ * k4_unpack_v, bytes 8..15). */
+static inline __m128i k4_min_prod(__m128i u, const int16_t *bsums) {
+    __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(u, 8));
+    __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                                   _mm_loadu_si128((const __m128i *)(bsums + 8)));
+    return _mm_madd_epi16(mins, pairs); /* |pair| <= 2*16*127 fits int16 */
+}
+
 /* The 8 six-bit scales (bytes 0..7 of out) and 8 six-bit mins (bytes 8..15) of a q4_k / q5_k
  * block's 12 packed scale bytes. */
 static inline void k4_unpack(const uint8_t *q, uint32_t out[4]) {
