@@ -359,6 +359,32 @@ static void q6_k_vec_dot_cols_avx512(int64_t n, int nc, float *s, size_t s_strid
     }
 }
 
+/* f16 row · f32 activations: sixteen weights per vcvtph2ps from one 256-bit load, four
+ * accumulators (the fma latency), the tail of n % 16 with a masked load. */
+static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
+    const uint16_t *w = vw;
+    const float *a = va;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) /* hot loop */
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm512_fmadd_ps(
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16 * k))),
+                _mm512_loadu_ps(a + i + 16 * k), acc[k]);
+    for (; i + 16 <= n; i += 16)
+        acc[0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))),
+                                 _mm512_loadu_ps(a + i), acc[0]);
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        acc[1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i)),
+                                 _mm512_maskz_loadu_ps(m, a + i), acc[1]);
+    }
+    *s = _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
 void eng_simd_install_avx512(struct eng_type_traits *t) {
     if (t[ENG_TYPE_Q4_0].vec_dot_type == ENG_TYPE_Q8_0X) /* the AVX2 level's activation layout */
     {
@@ -369,6 +395,7 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
          * better (84 against 61 tok/s at 16 sequences), so q4_0 never takes the tile path here. */
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
     }
+    t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx512;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx512;
     t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_vec_dot_cols_avx512;
     t[ENG_TYPE_Q8_0].vec_dot_type = ENG_TYPE_Q8_0X;
