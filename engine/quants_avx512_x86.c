@@ -3,9 +3,10 @@
  * where they measure faster (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; used
  * only when the CPU and OS support them, see eng_simd_supported).
  *
- * q4_0 · Q8_0X: four blocks per 512-bit register, and vpdpbusd multiplies the unsigned nibbles
- * with the signed activation codes and accumulates in 32 bits in one instruction (AVX2 needs
- * maddubs, madd and an add). Equal to the reference up to the order of float additions.
+ * vec_dot and 1-4 column kernels for q4_0 and q8_0 (against Q8_0X activations: vpdpbusd on
+ * unsigned codes, the offset taken off with the activation sums), q4_k and q6_k (vpmaddubsw +
+ * vpdpwssd apply the sub-block scales in 32-bit integers), and f16. Each gives the reference's
+ * integer block sums exactly; results differ from it only in the order of float additions.
  */
 #include "quants_x86.h"
 
