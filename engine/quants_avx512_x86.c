@@ -404,8 +404,10 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
     t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_vec_dot_cols_avx512;
     t[ENG_TYPE_Q6_K].vec_dot = q6_k_vec_dot_avx512;
     t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_vec_dot_cols_avx512;
-    /* This level's tile kernel is faster than AVX2's: for q6_k and q8_0 it now wins from about
-     * 16 rows (q6_k pp64 98 vs 72 tok/s, 16 sequences 63 vs 64; q8_0 pp64 88 vs 45, 16
-     * sequences 67 vs 48). q4_k's column kernel still wins everywhere (pp64 95 vs 89). */
-    t[ENG_TYPE_Q6_K].tile_min_b = t[ENG_TYPE_Q8_0].tile_min_b = 12;
+    /* With these column kernels q8_0 and q6_k no longer gain from repacking for the tile
+     * kernel at any batch measured (L1B 2 threads, tile from 12 rows against columns only:
+     * q8_0 pp64 105 vs 116 tok/s, pp256 108 vs 127, 16 sequences 70 vs 94; Q4_K_M, whose q6_k
+     * rows are the output and half of attn_v / ffn_down, pp64 143 vs 147, pp256 132 vs 145,
+     * 16 sequences 122 vs 124-134). */
+    t[ENG_TYPE_Q6_K].tile_min_b = t[ENG_TYPE_Q8_0].tile_min_b = 1 << 30;
 }
