@@ -99,10 +99,14 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
         __m256 dw;
         if (T == ENG_TYPE_Q4_0) {
             __m512i q0, q1;
+            prefetch_ahead((const struct eng_block_q4_0 *)vw + g,
+                           8 * sizeof(struct eng_block_q4_0));
             q4_0_group((const struct eng_block_q4_0 *)vw + g, &q0, &q1, &dw);
             q[0] = _mm512_and_si512(q0, m4), q[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
             q[2] = _mm512_and_si512(q1, m4), q[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
         } else {
+            prefetch_ahead((const struct eng_block_q8_0 *)vw + g,
+                           8 * sizeof(struct eng_block_q8_0));
             q8_0_group((const struct eng_block_q8_0 *)vw + g, q, &dw);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) q[k] = _mm512_xor_si512(q[k], sign);
@@ -203,6 +207,7 @@ static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps(), accm[c] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        prefetch_ahead(w + i, sizeof(*w));
         const __m128i u = k4_unpack_v(w[i].scales);
         const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(u));
         uint32_t both;
@@ -293,6 +298,7 @@ static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        prefetch_ahead(w + i, sizeof(*w));
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
         __m512i sumi[4];
@@ -368,12 +374,14 @@ static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                      _mm512_setzero_ps()};
     int64_t i = 0;
-    for (; i + 64 <= n; i += 64) /* hot loop */
+    for (; i + 64 <= n; i += 64) { /* hot loop */
+        prefetch_ahead(w + i, 128);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
             acc[k] = _mm512_fmadd_ps(
                 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16 * k))),
                 _mm512_loadu_ps(a + i + 16 * k), acc[k]);
+    }
     for (; i + 16 <= n; i += 16)
         acc[0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))),
                                  _mm512_loadu_ps(a + i), acc[0]);

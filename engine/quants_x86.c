@@ -83,6 +83,7 @@ static void f16_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) { /* hot loop */
+        prefetch_ahead(w + i, 64);
         acc0 = _mm256_fmadd_ps(load_f16x8(w + i), _mm256_loadu_ps(a + i), acc0);
         acc1 = _mm256_fmadd_ps(load_f16x8(w + i + 8), _mm256_loadu_ps(a + i + 8), acc1);
         acc2 = _mm256_fmadd_ps(load_f16x8(w + i + 16), _mm256_loadu_ps(a + i + 16), acc2);
@@ -248,6 +249,7 @@ static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_
     for (int c = 0; c < NC; c++) acc0[c] = acc1[c] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) { /* hot loop */
+        prefetch_ahead(w + i, 2 * sizeof(*w));
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
         const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
@@ -343,6 +345,7 @@ static void q4_0_vec_dot_q8x_avx2(int64_t n, float *s, const void *vw, const voi
         _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accc = _mm256_setzero_ps();
     for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
+        prefetch_ahead(w + g, 8 * sizeof(*w));
         const float *ad = (const float *)(a + 40 * g), *ac = ad + 8;
         const int8_t *lo = (const int8_t *)(ac + 8), *hi = lo + 128;
         const __m256 dw = _mm256_cvtph_ps(fp16x8(&w[g].d, sizeof(*w)));
@@ -478,6 +481,7 @@ static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps(), accm[c] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        prefetch_ahead(w + i, sizeof(*w));
         const __m128i u = k4_unpack_v(w[i].scales);
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
         uint32_t both;
@@ -601,6 +605,7 @@ static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_
     const __m256i m30 = _mm256_set1_epi8(0x30);
     float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        prefetch_ahead(w + i, sizeof(*w));
         const int8_t *sc = w[i].scales;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         const uint8_t *ql = w[i].ql, *qh = w[i].qh;

@@ -11,6 +11,20 @@
 #include <immintrin.h>
 #include <string.h>
 
+/* Software prefetch of the weight stream, ENG_PF_DIST bytes ahead of the bytes [p, p + n) a
+ * kernel is about to read: the hardware prefetchers stop at 4 KiB page boundaries, and the
+ * weights are a file mapping in 4 KiB pages, so a row stream stalls at every page start. Six
+ * KiB ahead: L1B tg16 2 threads, pairs without / with run back to back, AVX-512 level: q4_0
+ * faster in 5 of 6 pairs (up to +11%), Q4_K_M in 6 of 6 (+5 to +15%), q8_0 even, f16 slightly
+ * faster; 3 and 12 KiB no better. Prefetching past a tensor's end is harmless (no fault). */
+#define ENG_PF_DIST 6144
+static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, int n) {
+    const char *q = (const char *)p + ENG_PF_DIST;
+    /* an asm statement, not _mm_prefetch: GCC 12's tree DCE deleted the builtin prefetches
+     * inside the column-kernel templates */
+    for (int k = 0; k < n; k += 64) __asm__ __volatile__("prefetcht0 %0" : : "m"(q[k]));
+}
+
 /* The sum of the eight lanes of v. */
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
