@@ -157,29 +157,18 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     }
 }
 
-#define Q8X_KERNELS(name, T)                                                                       \
-    static void name##_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {       \
-        q8x_cols(1, T, n, s, 0, vw, va, 0);                                                        \
-    }                                                                                              \
-    static void name##_vec_dot_cols_avx512(int64_t n, int nc, float *s, size_t s_stride,           \
-                                           const void *vw, const void *va, size_t a_stride) {      \
-        switch (nc) {                                                                              \
-        case 1:                                                                                    \
-            q8x_cols(1, T, n, s, s_stride, vw, va, a_stride);                                      \
-            return;                                                                                \
-        case 2:                                                                                    \
-            q8x_cols(2, T, n, s, s_stride, vw, va, a_stride);                                      \
-            return;                                                                                \
-        case 3:                                                                                    \
-            q8x_cols(3, T, n, s, s_stride, vw, va, a_stride);                                      \
-            return;                                                                                \
-        default:                                                                                   \
-            q8x_cols(4, T, n, s, s_stride, vw, va, a_stride);                                      \
-        }                                                                                          \
-    }
-Q8X_KERNELS(q4_0, ENG_TYPE_Q4_0)
-Q8X_KERNELS(q8_0, ENG_TYPE_Q8_0)
-#undef Q8X_KERNELS
+static inline __attribute__((always_inline)) void q4_0_cols(const int NC, int64_t n, float *s,
+                                                            size_t s_stride, const void *vw,
+                                                            const uint8_t *a, size_t a_stride) {
+    q8x_cols(NC, ENG_TYPE_Q4_0, n, s, s_stride, vw, a, a_stride);
+}
+static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_t n, float *s,
+                                                            size_t s_stride, const void *vw,
+                                                            const uint8_t *a, size_t a_stride) {
+    q8x_cols(NC, ENG_TYPE_Q8_0, n, s, s_stride, vw, a, a_stride);
+}
+ENG_COLS_ENTRY_POINTS(q4_0_avx512, q4_0_cols)
+ENG_COLS_ENTRY_POINTS(q8_0_avx512, q8_0_cols)
 
 /* q4_k row · NC Q8_K rows. Per 64 weights (sub-blocks 2k and 2k+1 share 32 code bytes: low
  * nibbles 2k, high nibbles 2k+1): the 32 bytes broadcast to both halves of a register, the
@@ -249,26 +238,7 @@ static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_
     }
 }
 
-static void q4_k_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
-    q4_k_cols(1, n, s, 0, vw, va, 0);
-}
-
-static void q4_k_vec_dot_cols_avx512(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
-                                     const void *va, size_t a_stride) {
-    switch (nc) {
-    case 1:
-        q4_k_cols(1, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 2:
-        q4_k_cols(2, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 3:
-        q4_k_cols(3, n, s, s_stride, vw, va, a_stride);
-        return;
-    default:
-        q4_k_cols(4, n, s, s_stride, vw, va, a_stride);
-    }
-}
+ENG_COLS_ENTRY_POINTS(q4_k_avx512, q4_k_cols)
 
 /* q6_k row · NC Q8_K rows. Per 128 weights (one half of the block: 64 low-nibble bytes, 32
  * high-bit bytes): the weights 0-63 and 64-127 each in one register, in the order of the
@@ -345,26 +315,7 @@ static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_
     for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]);
 }
 
-static void q6_k_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
-    q6_k_cols(1, n, s, 0, vw, va, 0);
-}
-
-static void q6_k_vec_dot_cols_avx512(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
-                                     const void *va, size_t a_stride) {
-    switch (nc) {
-    case 1:
-        q6_k_cols(1, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 2:
-        q6_k_cols(2, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 3:
-        q6_k_cols(3, n, s, s_stride, vw, va, a_stride);
-        return;
-    default:
-        q6_k_cols(4, n, s, s_stride, vw, va, a_stride);
-    }
-}
+ENG_COLS_ENTRY_POINTS(q6_k_avx512, q6_k_cols)
 
 /* f16 row · f32 activations: sixteen weights per vcvtph2ps from one 256-bit load, four
  * accumulators (the fma latency), the tail of n % 16 with a masked load. */
@@ -397,21 +348,21 @@ static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *
 void eng_simd_install_avx512(struct eng_type_traits *t) {
     if (t[ENG_TYPE_Q4_0].vec_dot_type == ENG_TYPE_Q8_0X) /* the AVX2 level's activation layout */
     {
-        t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx512;
-        t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_vec_dot_cols_avx512;
+        t[ENG_TYPE_Q4_0].vec_dot = q4_0_avx512_vec_dot;
+        t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_avx512_vec_dot_cols;
         /* Four columns per weight load serve prefill as well as repacking for the tile kernel
          * does (L1B pp64 100-103 against 85 tok/s, pp256 81-91 against 91) and batched decode
          * better (84 against 61 tok/s at 16 sequences), so q4_0 never takes the tile path here. */
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
     }
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx512;
-    t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx512;
-    t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_vec_dot_cols_avx512;
+    t[ENG_TYPE_Q8_0].vec_dot = q8_0_avx512_vec_dot;
+    t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_avx512_vec_dot_cols;
     t[ENG_TYPE_Q8_0].vec_dot_type = ENG_TYPE_Q8_0X;
-    t[ENG_TYPE_Q4_K].vec_dot = q4_k_vec_dot_avx512;
-    t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_vec_dot_cols_avx512;
-    t[ENG_TYPE_Q6_K].vec_dot = q6_k_vec_dot_avx512;
-    t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_vec_dot_cols_avx512;
+    t[ENG_TYPE_Q4_K].vec_dot = q4_k_avx512_vec_dot;
+    t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q6_K].vec_dot = q6_k_avx512_vec_dot;
+    t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_avx512_vec_dot_cols;
     /* With these column kernels q8_0 and q6_k no longer gain from repacking for the tile
      * kernel at any batch measured (L1B 2 threads, tile from 12 rows against columns only:
      * q8_0 pp64 105 vs 116 tok/s, pp256 108 vs 127, 16 sequences 70 vs 94; Q4_K_M, whose q6_k

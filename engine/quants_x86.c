@@ -285,26 +285,7 @@ static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_
     }
 }
 
-static void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    q8_0_cols(1, n, s, 0, vw, va, 0);
-}
-
-static void q8_0_vec_dot_cols_avx2(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
-                                   const void *va, size_t a_stride) {
-    switch (nc) {
-    case 1:
-        q8_0_cols(1, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 2:
-        q8_0_cols(2, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 3:
-        q8_0_cols(3, n, s, s_stride, vw, va, a_stride);
-        return;
-    default:
-        q8_0_cols(4, n, s, s_stride, vw, va, a_stride);
-    }
-}
+ENG_COLS_ENTRY_POINTS(q8_0_avx2, q8_0_cols)
 
 /* Q8_0X (types.c): Q8_0's codes and scales regrouped for the kernel below. Same codes as
  * q8_0_from_float_avx2 (quant32), so both activation types give the same products. */
@@ -526,26 +507,7 @@ static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_
     }
 }
 
-static void q4_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    q4_k_cols(1, n, s, 0, vw, va, 0);
-}
-
-static void q4_k_vec_dot_cols_avx2(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
-                                   const void *va, size_t a_stride) {
-    switch (nc) {
-    case 1:
-        q4_k_cols(1, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 2:
-        q4_k_cols(2, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 3:
-        q4_k_cols(3, n, s, s_stride, vw, va, a_stride);
-        return;
-    default:
-        q4_k_cols(4, n, s, s_stride, vw, va, a_stride);
-    }
-}
+ENG_COLS_ENTRY_POINTS(q4_k_avx2, q4_k_cols)
 
 static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q5_k *w = vw;
@@ -660,26 +622,7 @@ static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_
     for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = sum[c];
 }
 
-static void q6_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    q6_k_cols(1, n, s, 0, vw, va, 0);
-}
-
-static void q6_k_vec_dot_cols_avx2(int64_t n, int nc, float *s, size_t s_stride, const void *vw,
-                                   const void *va, size_t a_stride) {
-    switch (nc) {
-    case 1:
-        q6_k_cols(1, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 2:
-        q6_k_cols(2, n, s, s_stride, vw, va, a_stride);
-        return;
-    case 3:
-        q6_k_cols(3, n, s, s_stride, vw, va, a_stride);
-        return;
-    default:
-        q6_k_cols(4, n, s, s_stride, vw, va, a_stride);
-    }
-}
+ENG_COLS_ENTRY_POINTS(q6_k_avx2, q6_k_cols)
 
 static void q3_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q3_k *w = vw;
@@ -840,8 +783,8 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_0].from_float = q8_0_from_float_avx2;
     t[ENG_TYPE_Q8_1].from_float = q8_1_from_float_avx2;
     t[ENG_TYPE_Q8_K].from_float = q8_k_from_float_avx2;
-    t[ENG_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
-    t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_vec_dot_cols_avx2;
+    t[ENG_TYPE_Q8_0].vec_dot = q8_0_avx2_vec_dot;
+    t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_avx2_vec_dot_cols;
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_q8x_avx2;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
@@ -864,10 +807,10 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_IQ4_NL].vec_dot = iq4_nl_vec_dot_avx2;
     t[ENG_TYPE_Q2_K].vec_dot = q2_k_vec_dot_avx2;
     t[ENG_TYPE_Q3_K].vec_dot = q3_k_vec_dot_avx2;
-    t[ENG_TYPE_Q4_K].vec_dot = q4_k_vec_dot_avx2;
-    t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_vec_dot_cols_avx2;
+    t[ENG_TYPE_Q4_K].vec_dot = q4_k_avx2_vec_dot;
+    t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_avx2_vec_dot_cols;
     t[ENG_TYPE_Q5_K].vec_dot = q5_k_vec_dot_avx2;
-    t[ENG_TYPE_Q6_K].vec_dot = q6_k_vec_dot_avx2;
-    t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_vec_dot_cols_avx2;
+    t[ENG_TYPE_Q6_K].vec_dot = q6_k_avx2_vec_dot;
+    t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_avx2_vec_dot_cols;
     t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_vec_dot_avx2;
 }

@@ -25,6 +25,30 @@ static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, 
     for (int k = 0; k < n; k += 64) __asm__ __volatile__("prefetcht0 %0" : : "m"(q[k]));
 }
 
+/* The vec_dot and vec_dot_cols entry points of an always-inline column template
+ * tmpl(NC, n, s, s_stride, w, a, a_stride) (NC = 1..4 columns per pass over the weight row):
+ * prefix##_vec_dot and prefix##_vec_dot_cols. */
+#define ENG_COLS_ENTRY_POINTS(prefix, tmpl)                                                        \
+    static void prefix##_vec_dot(int64_t n, float *s, const void *vw, const void *va) {            \
+        tmpl(1, n, s, 0, vw, va, 0);                                                               \
+    }                                                                                              \
+    static void prefix##_vec_dot_cols(int64_t n, int nc, float *s, size_t s_stride,                \
+                                      const void *vw, const void *va, size_t a_stride) {           \
+        switch (nc) {                                                                              \
+        case 1:                                                                                    \
+            tmpl(1, n, s, s_stride, vw, va, a_stride);                                             \
+            return;                                                                                \
+        case 2:                                                                                    \
+            tmpl(2, n, s, s_stride, vw, va, a_stride);                                             \
+            return;                                                                                \
+        case 3:                                                                                    \
+            tmpl(3, n, s, s_stride, vw, va, a_stride);                                             \
+            return;                                                                                \
+        default:                                                                                   \
+            tmpl(4, n, s, s_stride, vw, va, a_stride);                                             \
+        }                                                                                          \
+    }
+
 /* The sum of the eight lanes of v. */
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
