@@ -286,8 +286,12 @@ bench-compress: $(CLI) $(BUILD)/genmodel
 # bounded wrk run: the "## Server" section of BENCHMARKS.md. BENCH_SERVER_ARGS=--quick for a
 # small model and short runs (checks the script, not the figures).
 BENCH_SERVER_ARGS ?=
+SSE_CLIENT := $(BUILD)/sse-client
+$(SSE_CLIENT): tools/bench/sse_client.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
 .PHONY: bench-server
-bench-server: $(CLI) $(DAEMON) $(BUILD)/genmodel
+bench-server: $(CLI) $(DAEMON) $(BUILD)/genmodel $(SSE_CLIENT)
 	$(PY) tools/bench/server.py $(BENCH_SERVER_ARGS)
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +415,7 @@ default-model: $(CLI)
 	tools/train/make_default_model.sh
 
 # ---------------------------------------------------------------------------------------------
-FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tests/*.c tests/fuzz/*.c \
+FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tools/bench/*.c tests/*.c tests/fuzz/*.c \
     tests/simd/*.[ch])
 .PHONY: format format-check clean help
 format:

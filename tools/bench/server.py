@@ -30,7 +30,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -146,50 +145,24 @@ class Daemon:
         self.logf.close()
 
 
-def stream(port, model_id, n_tokens, out, key, gate=None):
-    """One greedy streamed completion of exactly n_tokens; out[key] = dict of times and counts.
-    Times are when each SSE event arrived (time.perf_counter)."""
-    body = json.dumps({"model": model_id, "prompt": PROMPT, "max_tokens": n_tokens,
-                       "temperature": 0, "logit_bias": {str(EOS): -100, str(TEXT_TOKEN): 100},
-                       "stream": True,
-                       "stream_options": {"include_usage": True}}).encode()
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
-    try:
-        c.connect()
-        if gate:
-            gate.wait()
-        t_send = time.perf_counter()
-        c.request("POST", "/v1/completions", body=body,
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        if r.status != 200:
-            raise RuntimeError(f"HTTP {r.status}: {r.read()[:300]!r}")
-        buf, times, usage = b"", [], None
-        while True:
-            data = r.read1(65536)
-            if not data:
-                break
-            now = time.perf_counter()
-            buf += data
-            while b"\n\n" in buf:
-                event, buf = buf.split(b"\n\n", 1)
-                if not event.startswith(b"data: ") or event == b"data: [DONE]":
-                    continue
-                obj = json.loads(event[6:])
-                if obj.get("usage"):
-                    usage = obj["usage"]
-                elif obj["choices"]:
-                    times.append(now)  # a token's chunk (its text may be held back: partial UTF-8)
-        n = usage["completion_tokens"] if usage else 0
-        end = time.perf_counter()
-        if not times:
-            raise RuntimeError(f"no token chunks in the stream ({n} tokens by usage)")
-        out[key] = {"send": t_send, "first": times[0], "last": times[-1], "end": end,
-                    "tokens": n, "events": len(times)}
-    except Exception as e:  # noqa: BLE001 - reported by the caller
-        out[key] = {"error": repr(e)}
-    finally:
-        c.close()
+def streams(d, work, n_streams, n_tokens):
+    """n_streams greedy streamed completions of exactly n_tokens, sent together by
+    $BUILD/sse-client (tools/bench/sse_client.c: one thread, poll, no JSON parsing, so the
+    client takes little of the cores the daemon runs on). A list of dicts with the times
+    (CLOCK_MONOTONIC seconds) of sending, of the first and last token's event and of the end,
+    the token events and the usage's completion tokens."""
+    body = os.path.join(work, "stream-body.json")
+    with open(body, "w") as f:
+        json.dump({"model": d.model_id, "prompt": PROMPT, "max_tokens": n_tokens,
+                   "temperature": 0, "logit_bias": {str(EOS): -100, str(TEXT_TOKEN): 100},
+                   "stream": True, "stream_options": {"include_usage": True}}, f)
+    cmd = [os.path.join(os.path.dirname(work), "sse-client"), str(d.port), str(n_streams), body]
+    p = subprocess.run(cmd, text=True, stdout=subprocess.PIPE)
+    out = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    errs = [s["error"] for s in out if "error" in s]
+    if p.returncode != 0 or errs or len(out) != n_streams:
+        sys.exit(f"bench-server: {n_streams} streams: {errs[0] if errs else p.returncode}")
+    return out
 
 
 def stream_rate(s):
@@ -199,28 +172,18 @@ def stream_rate(s):
     return s["tokens"] / (s["last"] - s["send"])
 
 
-def concurrent(d, n_streams, n_tokens):
-    out = {}
-    gate = threading.Barrier(n_streams)
-    ts = [threading.Thread(target=stream, args=(d.port, d.model_id, n_tokens, out, i, gate))
-          for i in range(n_streams)]
+def concurrent(d, work, n_streams, n_tokens):
     m0 = d.metrics()
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    out = streams(d, work, n_streams, n_tokens)
     m1 = d.metrics()
-    errs = [s["error"] for s in out.values() if "error" in s]
-    if errs:
-        sys.exit(f"bench-server: {n_streams} streams: {errs[0]}")
-    start = min(s["send"] for s in out.values())
-    end = max(s["end"] for s in out.values())
-    total = sum(s["tokens"] for s in out.values())
+    start = min(s["send"] for s in out)
+    end = max(s["end"] for s in out)
+    total = sum(s["tokens"] for s in out)
     steps = m1["edgellm_batch_sequences_count"] - m0["edgellm_batch_sequences_count"]
     seqs = m1["edgellm_batch_sequences_sum"] - m0["edgellm_batch_sequences_sum"]
     return {"streams": n_streams, "tokens": total, "seconds": end - start,
             "aggregate": total / (end - start),
-            "per_stream": statistics.median(stream_rate(s) for s in out.values()),
+            "per_stream": statistics.median(stream_rate(s) for s in out),
             "mean_batch": seqs / steps if steps else 0.0}
 
 
@@ -306,7 +269,9 @@ def render(meta, bench, single, conc, wrk):
              "receiving the last token, as the client sees it (median of "
              f"{meta['reps']}, after a warm-up): {meta['tokens']} passes over the weights, like "
              f"the engine's tg{meta['tokens']} (`{bench['cmd']}`, median), plus sampling, "
-             "detokenizing, JSON and HTTP.\n")
+             "detokenizing, JSON and HTTP. Client: `sse-client` (tools/bench/sse_client.c), "
+             "one thread reading every stream with poll and no JSON parsing, on the same "
+             "machine.\n")
     ratio = single["rate"] / bench["tok_per_s"] if bench["tok_per_s"] else 0.0
     ok = "✓" if ratio >= 0.97 else "✗"
     L.append("| measurement | tok/s | min–max | time to first token |")
@@ -422,14 +387,10 @@ def main(argv):
     d = Daemon(build, model, args.threads, work)
     try:
         # 2. One stream, after a warm-up.
-        out1 = {}
-        stream(d.port, d.model_id, tokens, out1, "warm")
+        streams(d, work, 1, tokens)
         rates, ttfts = [], []
-        for i in range(reps):
-            stream(d.port, d.model_id, tokens, out1, i)
-            s = out1[i]
-            if "error" in s:
-                sys.exit("bench-server: " + s["error"])
+        for _ in range(reps):
+            s = streams(d, work, 1, tokens)[0]
             if s["tokens"] != tokens:
                 sys.exit(f"bench-server: {s['tokens']} tokens, asked for {tokens}")
             rates.append(stream_rate(s))
@@ -442,7 +403,7 @@ def main(argv):
         # 3. Concurrent streams (median of the repetitions by aggregate rate).
         conc = []
         for n in (int(x) for x in args.streams.split(",")):
-            runs = sorted((concurrent(d, n, tokens) for _ in range(max(1, min(reps, 3)))),
+            runs = sorted((concurrent(d, work, n, tokens) for _ in range(max(1, min(reps, 3)))),
                           key=lambda r: r["aggregate"])
             c = runs[len(runs) // 2]
             conc.append(c)
