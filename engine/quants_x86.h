@@ -25,6 +25,20 @@ static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, 
     for (int k = 0; k < n; k += 64) __asm__ __volatile__("prefetcht0 %0" : : "m"(q[k]));
 }
 
+/* eng_q3k_scales in vector registers: the 16 signed scales of a q3_k block (bytes 0..15). */
+static inline __m128i q3k_scales_v(const uint8_t *packed) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m128i v = _mm_loadl_epi64((const __m128i *)packed);
+    const __m128i lo =
+        _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    uint32_t h32;
+    memcpy(&h32, packed + 8, 4);
+    /* scale 4q + r: bits 2q, 2q+1 of byte r of the last four bytes */
+    const __m128i hi = _mm_and_si128(
+        _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+}
+
 /* The vec_dot and vec_dot_cols entry points of an always-inline column template
  * tmpl(NC, n, s, s_stride, w, a, a_stride) (NC = 1..4 columns per pass over the weight row):
  * prefix##_vec_dot and prefix##_vec_dot_cols. */
