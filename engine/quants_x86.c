@@ -630,26 +630,29 @@ static void q3_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     const __m256i m3 = _mm256_set1_epi8(0x03), b2 = _mm256_set1_epi8(0x04);
     float sum = 0.0f;
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        int8_t sc[16];
-        eng_q3k_scales(w[i].scales, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        const __m128i scv = q3k_scales_v(w[i].scales);
+        __m256i sc16 = _mm256_cvtepi8_epi16(scv);
         /* unsigned q' = 2 low bits + 4 * high bit = value + 4 */
         int corr = bsum_dot(sc16, a[i].bsums);
         __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
         const uint8_t *q = w[i].qs;
         const int8_t *y = a[i].qs;
         __m256i sumi = _mm256_setzero_si256();
-        int is = 0;
         for (int half = 0; half < 2; half++, q += 32) {
             __m256i qb = _mm256_loadu_si256((const __m256i *)q);
-            for (int k = 0; k < 4; k++, y += 32, is += 2) {
+            /* this half's eight scales as 16-bit words in both 128-bit lanes */
+            const __m256i s8 =
+                _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(half ? _mm_srli_si128(scv, 8) : scv));
+            for (int k = 0; k < 4; k++, y += 32) {
                 __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
                 /* high bit (bit 4*half + k of hmask) moved to bit 2 */
                 __m256i hi = _mm256_and_si256(_mm256_slli_epi16(hm, 2), b2);
                 hm = _mm256_srli_epi16(hm, 1);
                 __m256i p = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi),
                                                  _mm256_loadu_si256((const __m256i *)y));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc[is], sc[is + 1])));
+                const __m256i sv =
+                    _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[k]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sv));
             }
         }
         int isum = hsum_epi32(sumi) - 4 * corr;
