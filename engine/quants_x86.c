@@ -547,11 +547,6 @@ static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
     *s = hsum_ps(acc) - _mm_cvtss_f32(m);
 }
 
-/* int16 vector [s0 x8, s1 x8]: the scales of the two 16-element halves of a 32-byte product. */
-static inline __m256i scale_pair(int s0, int s1) {
-    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
-}
-
 /* Σ_g scales[g] * bsums[g] over the 16 groups (scales as 16 int16). */
 static inline int bsum_dot(__m256i scales16, const int16_t *bsums) {
     return hsum_epi32(_mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *)bsums)));
@@ -671,17 +666,21 @@ static void q2_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
         __m256i mins16 =
             _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
         int msum = bsum_dot(mins16, a[i].bsums);
-        const uint8_t *sc = w[i].scales, *q = w[i].qs;
+        const __m128i scl = _mm_and_si128(sc8, _mm_set1_epi8(0x0F)); /* the 16 scales */
+        const uint8_t *q = w[i].qs;
         const int8_t *y = a[i].qs;
         __m256i sumi = _mm256_setzero_si256();
-        int is = 0;
         for (int half = 0; half < 2; half++, q += 32) {
             __m256i qb = _mm256_loadu_si256((const __m256i *)q);
-            for (int k = 0; k < 4; k++, y += 32, is += 2) {
+            /* this half's eight scales as 16-bit words in both 128-bit lanes */
+            const __m256i s8 =
+                _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(half ? _mm_srli_si128(scl, 8) : scl));
+            for (int k = 0; k < 4; k++, y += 32) {
                 __m256i v = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
                 __m256i p = _mm256_maddubs_epi16(v, _mm256_loadu_si256((const __m256i *)y));
-                sumi = _mm256_add_epi32(
-                    sumi, _mm256_madd_epi16(p, scale_pair(sc[is] & 0xF, sc[is + 1] & 0xF)));
+                const __m256i sv =
+                    _mm256_shuffle_epi8(s8, _mm256_loadu_si256((const __m256i *)pair_bcast_idx[k]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sv));
             }
         }
         sum += a[i].d * (h2f(w[i].d) * (float)hsum_epi32(sumi) - h2f(w[i].dmin) * (float)msum);
