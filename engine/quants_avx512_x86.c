@@ -3,9 +3,9 @@
  * where they measure faster (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; used
  * only when the CPU and OS support them, see eng_simd_supported).
  *
- * vec_dot and 1-4 column kernels for q4_0 and q8_0 (against Q8_0X activations: vpdpbusd on
- * unsigned codes, the offset taken off with the activation sums), q3_k, q4_k, q5_k and q6_k
- * (vpmaddubsw + vpdpwssd apply the sub-block scales in 32-bit integers), and f16 vec_dot. Each
+ * vec_dot and 1-4 column kernels for q4_0, q8_0 and iq4_nl (against Q8_0X activations:
+ * vpdpbusd on unsigned codes, the offset taken off with the activation sums), q3_k, q4_k, q5_k and
+ * q6_k (vpmaddubsw + vpdpwssd apply the sub-block scales in 32-bit integers), and f16 vec_dot. Each
  * gives the reference's integer block sums exactly; results differ from it only in the order of
  * float additions.
  */
@@ -77,19 +77,27 @@ static inline void q8_0_group(const struct eng_block_q8_0 *w, __m512i q[4], __m2
     *dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(d[0], d[1]));
 }
 
-/* A q4_0 or q8_0 row · NC Q8_0X rows (Q8_0X layout: see types.c; per group of r <= 8 blocks
+/* A q4_0, iq4_nl or q8_0 row · NC Q8_0X rows (Q8_0X layout: see types.c; per group of r <= 8 blocks
  * d[r], c[r], lo[r][16], hi[r][16]). Per group of eight blocks the weight codes are gathered
  * once for all columns as four registers of unsigned bytes against the activations' lo and hi
- * codes of blocks 0-3 and 4-7: q4_0's nibbles as they are (value + 8), q8_0's codes with the
- * sign bit flipped (value + 128); vpdpbusd multiplies and accumulates, and the offset comes off
- * as OFF·c per block, once per row. Each column's arithmetic is the same sequence whatever NC
- * is, so one token's result does not depend on how many were decoded together. */
+ * codes of blocks 0-3 and 4-7: q4_0's nibbles as they are (value + 8), iq4_nl's levels + 128
+ * looked up by vpshufb, q8_0's codes with the sign bit flipped (value + 128); vpdpbusd multiplies
+ * and accumulates, and the offset comes off as OFF·c per block, once per row. Each column's
+ * arithmetic is the same sequence whatever NC is, so one token's result does not depend on how many
+ * were decoded together. */
 static inline __attribute__((always_inline)) void q8x_cols(const int NC, const enum eng_type T,
                                                            int64_t n, float *s, size_t s_stride,
                                                            const void *vw, const uint8_t *a,
                                                            size_t a_stride) {
     const int64_t nb = n / 32, nb8 = nb / 8 * 8;
+    _Static_assert(sizeof(struct eng_block_iq4_nl) == sizeof(struct eng_block_q4_0) &&
+                       offsetof(struct eng_block_iq4_nl, qs) == offsetof(struct eng_block_q4_0, qs),
+                   "iq4_nl blocks are laid out as q4_0's");
+    const bool nib = T == ENG_TYPE_Q4_0 || T == ENG_TYPE_IQ4_NL; /* q4_0's block layout */
     const float off = T == ENG_TYPE_Q4_0 ? 8.0f : 128.0f;
+    /* iq4_nl: the 16 levels + 128 (unsigned) in each 128-bit lane, looked up by vpshufb */
+    const __m512i lv = _mm512_broadcast_i32x4(
+        _mm_add_epi8(_mm_loadu_si128((const __m128i *)eng_iq4nl_values), _mm_set1_epi8(-128)));
     const __m512i m4 = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8((char)0x80);
     const __m512i lanes0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i lanes1 = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
@@ -101,13 +109,16 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
         __m512i q[4];                      /* lo 0-3, hi 0-3, lo 4-7, hi 4-7 */
         __m256 dw;
-        if (T == ENG_TYPE_Q4_0) {
+        if (nib) {
             __m512i q0, q1;
             prefetch_ahead((const struct eng_block_q4_0 *)vw + g,
                            8 * sizeof(struct eng_block_q4_0));
             q4_0_group((const struct eng_block_q4_0 *)vw + g, &q0, &q1, &dw);
             q[0] = _mm512_and_si512(q0, m4), q[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
             q[2] = _mm512_and_si512(q1, m4), q[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
+            if (T == ENG_TYPE_IQ4_NL)
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) q[k] = _mm512_shuffle_epi8(lv, q[k]);
         } else {
             prefetch_ahead((const struct eng_block_q8_0 *)vw + g,
                            8 * sizeof(struct eng_block_q8_0));
@@ -148,6 +159,13 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
                         acc += ((b->qs[j] & 0xF) - 8) * lo[16 * k + j] +
                                ((b->qs[j] >> 4) - 8) * hi[16 * k + j];
                     dk = b->d;
+                } else if (T == ENG_TYPE_IQ4_NL) {
+                    const struct eng_block_iq4_nl *b =
+                        (const struct eng_block_iq4_nl *)vw + nb8 + k;
+                    for (int j = 0; j < 16; j++)
+                        acc += eng_iq4nl_values[b->qs[j] & 0xF] * lo[16 * k + j] +
+                               eng_iq4nl_values[b->qs[j] >> 4] * hi[16 * k + j];
+                    dk = b->d;
                 } else {
                     const struct eng_block_q8_0 *b = (const struct eng_block_q8_0 *)vw + nb8 + k;
                     for (int j = 0; j < 16; j++)
@@ -171,7 +189,13 @@ static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_
                                                             const uint8_t *a, size_t a_stride) {
     q8x_cols(NC, ENG_TYPE_Q8_0, n, s, s_stride, vw, a, a_stride);
 }
+static inline __attribute__((always_inline)) void iq4_nl_cols(const int NC, int64_t n, float *s,
+                                                              size_t s_stride, const void *vw,
+                                                              const uint8_t *a, size_t a_stride) {
+    q8x_cols(NC, ENG_TYPE_IQ4_NL, n, s, s_stride, vw, a, a_stride);
+}
 ENG_COLS_ENTRY_POINTS(q4_0_avx512, q4_0_cols)
+ENG_COLS_ENTRY_POINTS(iq4_nl_avx512, iq4_nl_cols)
 ENG_COLS_ENTRY_POINTS(q8_0_avx512, q8_0_cols)
 
 /* q4_k or q5_k row · NC Q8_K rows. Per 64 weights (sub-blocks 2k and 2k+1 share 32 code bytes: low
@@ -468,6 +492,9 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
     }
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx512;
+    t[ENG_TYPE_IQ4_NL].vec_dot = iq4_nl_avx512_vec_dot;
+    t[ENG_TYPE_IQ4_NL].vec_dot_cols = iq4_nl_avx512_vec_dot_cols;
+    t[ENG_TYPE_IQ4_NL].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_avx512_vec_dot;
     t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_avx512_vec_dot_cols;
     t[ENG_TYPE_Q8_0].vec_dot_type = ENG_TYPE_Q8_0X;
@@ -485,8 +512,9 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
      * rows are the output and half of attn_v / ffn_down, pp64 143 vs 147, pp256 132 vs 145,
      * 16 sequences 122 vs 124-134). */
     t[ENG_TYPE_Q6_K].tile_min_b = t[ENG_TYPE_Q8_0].tile_min_b = 1 << 30;
-    /* The same for q3_k and q5_k, whose repacking is slow (L1B 2 threads, tile path against
-     * columns: q3_k pp64 72 vs 151 tok/s, pp256 104 vs 142; q5_k pp64 62 vs 147, pp256 79 vs
-     * 138; 16 sequences even). */
+    /* The same for q3_k, q5_k and iq4_nl (L1B 2 threads, tile path against columns: q3_k pp64
+     * 72 vs 151 tok/s, pp256 104 vs 142; q5_k pp64 62 vs 147, pp256 79 vs 138; 16 sequences
+     * even; iq4_nl pp64 84-86 vs 121-129). */
     t[ENG_TYPE_Q3_K].tile_min_b = t[ENG_TYPE_Q5_K].tile_min_b = 1 << 30;
+    t[ENG_TYPE_IQ4_NL].tile_min_b = 1 << 30;
 }
