@@ -198,6 +198,17 @@ ENG_COLS_ENTRY_POINTS(q4_0_avx512, q4_0_cols)
 ENG_COLS_ENTRY_POINTS(iq4_nl_avx512, iq4_nl_cols)
 ENG_COLS_ENTRY_POINTS(q8_0_avx512, q8_0_cols)
 
+/* q4_k, q5_k and iq4_xs (eight scales per block, one per 32 weights): word indices that spread
+ * scale 2k over words 0-15 and scale 2k+1 over words 16-31, for the block's register k. */
+static const uint16_t k_pair_sidx[4][32] = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+                                            {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+                                             3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+                                            {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+                                             5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5},
+                                            {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+                                             7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
+
 /* q4_k or q5_k row · NC Q8_K rows. Per 64 weights (sub-blocks 2k and 2k+1 share 32 code bytes: low
  * nibbles 2k, high nibbles 2k+1): the 32 bytes broadcast to both halves of a register, the
  * upper half shifted right by 4, masked — then the 64 nibbles sit against the 64 contiguous
@@ -224,15 +235,6 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
     const __m512i h_shr[2] = {_mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1),
                               _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1)};
     const __m512i b4 = _mm512_set1_epi8(0x10);
-    /* word indices that spread scale 2k over words 0-15 and scale 2k+1 over words 16-31 */
-    static const uint16_t sidx[4][32] = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
-                                         {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-                                          3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
-                                         {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-                                          5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5},
-                                         {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-                                          7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[4];
     __m128 accm[4];
@@ -262,7 +264,7 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
                     k < 2 ? _mm512_sllv_epi16(hb, h_shl[k]) : _mm512_srlv_epi16(hb, h_shr[k - 2]);
                 q = _mm512_ternarylogic_epi32(q, h, b4, 0xF8); /* q | (h & b4) */
             }
-            const __m512i sc = _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[k]), sc16);
+            const __m512i sc = _mm512_permutexvar_epi16(_mm512_loadu_si512(k_pair_sidx[k]), sc16);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
                 const int8_t *y =
@@ -453,6 +455,71 @@ static inline __attribute__((always_inline)) void q3_k_cols(const int NC, int64_
 }
 ENG_COLS_ENTRY_POINTS(q3_k_avx512, q3_k_cols)
 
+/* iq4_xs row · NC Q8_K rows. Per 64 weights (sub-blocks 2k and 2k+1: 32 nibble bytes, low
+ * nibbles first in each sub-block): the four 16-byte halves placed in the order of the
+ * activation codes, looked up in the level table (signed), then vpmaddubsw on the levels'
+ * magnitudes against the activations with the levels' signs, and vpdpwssd with the six-bit
+ * scales. Each column's arithmetic is the same sequence whatever NC is. */
+static inline __attribute__((always_inline)) void iq4_xs_cols(const int NC, int64_t n, float *s,
+                                                              size_t s_stride,
+                                                              const struct eng_block_iq4_xs *w,
+                                                              const uint8_t *a0, size_t a_stride) {
+    const __m512i lv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)eng_iq4nl_values));
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        prefetch_ahead(w + i, sizeof(*w));
+        /* the eight six-bit scales - 32 as words: low nibbles from scales_l (two per byte, low
+         * first), high two bits from scales_h (bits 2ib, 2ib + 1) */
+        uint32_t l4;
+        memcpy(&l4, w[i].scales_l, 4);
+        const __m128i lb = _mm_cvtsi32_si128((int)l4);
+        const __m128i lo = _mm_cvtepu8_epi16(
+            _mm_unpacklo_epi8(_mm_and_si128(lb, _mm_set1_epi8(0x0F)),
+                              _mm_and_si128(_mm_srli_epi16(lb, 4), _mm_set1_epi8(0x0F))));
+        const __m128i hi = _mm_and_si128(_mm_srlv_epi16(_mm_set1_epi16((short)w[i].scales_h),
+                                                        _mm_setr_epi16(0, 2, 4, 6, 8, 10, 12, 14)),
+                                         _mm_set1_epi16(3));
+        const __m512i sc16 = _mm512_castsi128_si512(
+            _mm_sub_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi16(32)));
+        __m512i sumi[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) sumi[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            /* 128-bit lanes: sub-block 2k low, high nibbles; sub-block 2k+1 low, high */
+            const __m512i b =
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k)));
+            __m512i q = _mm512_shuffle_i64x2(b, b, 0x50);
+            q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFF00FF00u, q, 4), m4);
+            q = _mm512_shuffle_epi8(lv, q);
+            const __m512i qa = _mm512_abs_epi8(q);
+            const __mmask64 neg = _mm512_movepi8_mask(q);
+            const __m512i sc = _mm512_permutexvar_epi16(_mm512_loadu_si512(k_pair_sidx[k]), sc16);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const __m512i y = _mm512_loadu_si512(
+                    ((const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride))[i].qs + 64 * k);
+                const __m512i ys = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+                sumi[c] = _mm512_dpwssd_epi32(sumi[c], _mm512_maddubs_epi16(qa, ys), sc);
+            }
+        }
+        const float dw = h2f(w[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct eng_block_q8_k *a =
+                (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
+            acc[c] =
+                _mm512_fmadd_ps(_mm512_set1_ps(a->d * dw), _mm512_cvtepi32_ps(sumi[c]), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]);
+}
+ENG_COLS_ENTRY_POINTS(iq4_xs_avx512, iq4_xs_cols)
+
 /* f16 row · f32 activations: sixteen weights per vcvtph2ps from one 256-bit load, four
  * accumulators (the fma latency), the tail of n % 16 with a masked load. */
 static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
@@ -512,9 +579,11 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
      * rows are the output and half of attn_v / ffn_down, pp64 143 vs 147, pp256 132 vs 145,
      * 16 sequences 122 vs 124-134). */
     t[ENG_TYPE_Q6_K].tile_min_b = t[ENG_TYPE_Q8_0].tile_min_b = 1 << 30;
-    /* The same for q3_k, q5_k and iq4_nl (L1B 2 threads, tile path against columns: q3_k pp64
-     * 72 vs 151 tok/s, pp256 104 vs 142; q5_k pp64 62 vs 147, pp256 79 vs 138; 16 sequences
-     * even; iq4_nl pp64 84-86 vs 121-129). */
+    /* The same for q3_k, q5_k, iq4_nl and iq4_xs (L1B 2 threads, tile path against columns:
+     * q3_k pp64 72 vs 151 tok/s, pp256 104 vs 142; q5_k pp64 62 vs 147, pp256 79 vs 138; 16
+     * sequences even; iq4_nl pp64 84-86 vs 121-129; iq4_xs pp64 81-86 vs 126-134). */
     t[ENG_TYPE_Q3_K].tile_min_b = t[ENG_TYPE_Q5_K].tile_min_b = 1 << 30;
-    t[ENG_TYPE_IQ4_NL].tile_min_b = 1 << 30;
+    t[ENG_TYPE_IQ4_NL].tile_min_b = t[ENG_TYPE_IQ4_XS].tile_min_b = 1 << 30;
+    t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_avx512_vec_dot;
+    t[ENG_TYPE_IQ4_XS].vec_dot_cols = iq4_xs_avx512_vec_dot_cols;
 }
