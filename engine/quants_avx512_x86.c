@@ -4,10 +4,10 @@
  * only when the CPU and OS support them, see eng_simd_supported).
  *
  * vec_dot and 1-4 column kernels for q4_0, q8_0 and iq4_nl (against Q8_0X activations:
- * vpdpbusd on unsigned codes, the offset taken off with the activation sums), q3_k, q4_k, q5_k and
- * q6_k (vpmaddubsw + vpdpwssd apply the sub-block scales in 32-bit integers), and f16 vec_dot. Each
- * gives the reference's integer block sums exactly; results differ from it only in the order of
- * float additions.
+ * vpdpbusd on unsigned codes, the offset taken off with the activation sums), q3_k, q4_k, q5_k,
+ * q6_k and iq4_xs (vpmaddubsw + vpdpwssd apply the sub-block scales in 32-bit integers), and
+ * f16 vec_dot. Each gives the reference's integer block sums exactly; results differ from it
+ * only in the order of float additions.
  */
 #include "quants_x86.h"
 
