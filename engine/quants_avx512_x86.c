@@ -317,40 +317,78 @@ static const uint16_t k_sidx[4][32] = {
     {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
      14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
 
-/* q6_k row · NC Q8_K rows. Per 128 weights (one half of the block: 64 low-nibble bytes, 32
- * high-bit bytes): the weights 0-63 and 64-127 each in one register, in the order of the
- * activation codes — low nibbles (or high nibbles) of the 64 ql bytes, ored with two bits of the
- * qh bytes broadcast to both halves and shifted per half by a variable word shift. vpmaddubsw +
- * vpdpwssd apply the 8-bit scales (one per 16 weights); the +32 offset of the stored values comes
- * off with the activations' block sums, in the same register, before the conversion to float. */
-static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride,
-                                                            const struct eng_block_q6_k *w,
-                                                            const uint8_t *a0, size_t a_stride) {
-    /* qh bits 0-1 (weights 0-31) and 2-3 (32-63) to bits 4-5; bits 4-5 (64-95), 6-7 (96-127) */
+/* A q3_k or q6_k row · NC Q8_K rows (16 signed scales per block, one per 16 weights). Per half
+ * block (128 weights) the weights 0-63 and 64-127 each in one register, in the order of the
+ * activation codes, and vpmaddubsw + vpdpwssd apply the scales; the stored values are unsigned
+ * (value + OFF) and the offset comes off with the activations' block sums, in the same
+ * register, before the conversion to float. Each column's arithmetic is the same sequence
+ * whatever NC is.
+ * - q6_k: the low or high nibbles of the half's 64 ql bytes, ored with two bits of its 32 qh
+ *   bytes broadcast to both 256-bit halves and shifted per half by a variable word shift.
+ * - q3_k: the half's 32 bytes of 2-bit codes broadcast and shifted per 256-bit half the same
+ *   way, the high bit (from the 32 hmask bytes shared by both halves) moved to bit 2. */
+static inline __attribute__((always_inline)) void k16_cols(const int NC, const enum eng_type T,
+                                                           int64_t n, float *s, size_t s_stride,
+                                                           const void *vw, const uint8_t *a0,
+                                                           size_t a_stride) {
+    const bool q6 = T == ENG_TYPE_Q6_K;
+    const size_t bsize = q6 ? sizeof(struct eng_block_q6_k) : sizeof(struct eng_block_q3_k);
+    const int off_shift = q6 ? 5 : 2; /* OFF = 32 or 4 */
+    /* q6_k: qh bits 0-1 (weights 0-31) and 2-3 (32-63) to bits 4-5; 4-5 (64-95), 6-7 (96-127) */
     const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    /* q3_k per (half, register r): right shifts of the code bytes for the 256-bit halves
+     * k = 2r and 2r + 1, and of the high-bit bytes (a left shift where the bit sits below
+     * bit 2) */
+    const __m512i lo_shr[2] = {_mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1),
+                               _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1)};
+    const __m512i hb_shl0 = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(1), 1);
+    const __m512i hb_shr[3] = {/* half 0 register 1, half 1 registers 0 and 1 */
+                               _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1),
+                               _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
+                               _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1)};
+    const __m512i m3 = _mm512_set1_epi8(0x03), b2 = _mm512_set1_epi8(0x04);
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        prefetch_ahead(w + i, sizeof(*w));
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+        const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bsize;
+        const struct eng_block_q6_k *w6 = (const struct eng_block_q6_k *)blk;
+        const struct eng_block_q3_k *w3 = (const struct eng_block_q3_k *)blk;
+        prefetch_ahead(blk, (int)bsize);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(q6 ? _mm_loadu_si128((const __m128i *)w6->scales)
+                                                     : q3k_scales_v(w3->scales));
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
         __m512i sumi[4];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) sumi[c] = _mm512_setzero_si512();
 #pragma GCC unroll 2
         for (int half = 0; half < 2; half++) {
-            const __m512i l = wload(w[i].ql + 64 * half);
-            const __m512i h =
-                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * half)));
-            const __m512i q[2] = {
-                _mm512_ternarylogic_epi32(l, m4, _mm512_and_si512(_mm512_sllv_epi16(h, shl), m30),
-                                          0xEA),
-                _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m4,
-                                          _mm512_and_si512(_mm512_srlv_epi16(h, shr), m30), 0xEA)};
+            __m512i q[2];
+            if (q6) {
+                const __m512i l = wload(w6->ql + 64 * half);
+                const __m512i h = _mm512_broadcast_i64x4(
+                    _mm256_loadu_si256((const __m256i *)(w6->qh + 32 * half)));
+                q[0] = _mm512_ternarylogic_epi32(
+                    l, m4, _mm512_and_si512(_mm512_sllv_epi16(h, shl), m30), 0xEA);
+                q[1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m4,
+                                                 _mm512_and_si512(_mm512_srlv_epi16(h, shr), m30),
+                                                 0xEA);
+            } else {
+                const __m512i hm =
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w3->hmask));
+                const __m512i qb = _mm512_broadcast_i64x4(
+                    _mm256_loadu_si256((const __m256i *)(w3->qs + 32 * half)));
+#pragma GCC unroll 2
+                for (int r = 0; r < 2; r++) {
+                    const __m512i h = half == 0 && r == 0
+                                          ? _mm512_sllv_epi16(hm, hb_shl0)
+                                          : _mm512_srlv_epi16(hm, hb_shr[2 * half + r - 1]);
+                    q[r] = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(qb, lo_shr[r]), m3,
+                                                     _mm512_and_si512(h, b2), 0xEA);
+                }
+            }
 #pragma GCC unroll 2
             for (int k = 0; k < 2; k++) {
                 const __m512i sc =
@@ -365,95 +403,34 @@ static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_
                 }
             }
         }
-        const float dw = h2f(w[i].d);
+        const float dw = h2f(q6 ? w6->d : w3->d);
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
             const struct eng_block_q8_k *a =
                 (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
-            /* values are stored +32: 32·Σ sc·bsum, eight lanes of pair sums, come off */
+            /* OFF·Σ sc·bsum (eight lanes of pair sums) comes off */
             const __m256i sb =
                 _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
-            const __m512i v =
-                _mm512_sub_epi32(sumi[c], _mm512_zextsi256_si512(_mm256_slli_epi32(sb, 5)));
+            const __m512i v = _mm512_sub_epi32(sumi[c], _mm512_zextsi256_si512(_mm256_sll_epi32(
+                                                            sb, _mm_cvtsi32_si128(off_shift))));
             acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(a->d * dw), _mm512_cvtepi32_ps(v), acc[c]);
         }
     }
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]);
 }
-
-ENG_COLS_ENTRY_POINTS(q6_k_avx512, q6_k_cols)
-
-/* q3_k row · NC Q8_K rows, laid out like q6_k: per half block (32 bytes of 2-bit codes, the 32
- * bytes of high bits shared by both halves) the weights 0-63 and 64-127 each in one register,
- * the code pairs shifted per 256-bit half by a variable word shift and the high bit moved to
- * bit 2 the same way; codes are stored unsigned (value + 4), the offset comes off with the
- * activations' block sums. */
 static inline __attribute__((always_inline)) void q3_k_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride,
-                                                            const struct eng_block_q3_k *w,
+                                                            size_t s_stride, const void *vw,
                                                             const uint8_t *a0, size_t a_stride) {
-    /* per (half, register): right shifts of the code bytes, and of the high-bit bytes (a left
-     * shift where the bit sits below bit 2), for the 256-bit halves k = 2r and 2r + 1 */
-    const __m512i lo_shr[2] = {_mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1),
-                               _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1)};
-    const __m512i hb_shl0 = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(1), 1);
-    const __m512i hb_shr[3] = {/* half 0 register 1, half 1 registers 0 and 1 */
-                               _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1),
-                               _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
-                               _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1)};
-    const __m512i m3 = _mm512_set1_epi8(0x03), b2 = _mm512_set1_epi8(0x04);
-    __m512 acc[4];
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        prefetch_ahead(w + i, sizeof(*w));
-        const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales_v(w[i].scales));
-        const __m512i sc512 = _mm512_castsi256_si512(sc16);
-        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[i].hmask));
-        __m512i sumi[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) sumi[c] = _mm512_setzero_si512();
-#pragma GCC unroll 2
-        for (int half = 0; half < 2; half++) {
-            const __m512i qb =
-                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * half)));
-#pragma GCC unroll 2
-            for (int r = 0; r < 2; r++) {
-                const __m512i h = half == 0 && r == 0
-                                      ? _mm512_sllv_epi16(hm, hb_shl0)
-                                      : _mm512_srlv_epi16(hm, hb_shr[2 * half + r - 1]);
-                const __m512i q = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(qb, lo_shr[r]), m3,
-                                                            _mm512_and_si512(h, b2), 0xEA);
-                const __m512i sc =
-                    _mm512_permutexvar_epi16(_mm512_loadu_si512(k_sidx[2 * half + r]), sc512);
-#pragma GCC unroll 4
-                for (int c = 0; c < NC; c++) {
-                    const int8_t *y =
-                        ((const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride))[i].qs +
-                        128 * half + 64 * r;
-                    sumi[c] = _mm512_dpwssd_epi32(
-                        sumi[c], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y)), sc);
-                }
-            }
-        }
-        const float dw = h2f(w[i].d);
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) {
-            const struct eng_block_q8_k *a =
-                (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
-            /* codes are stored +4: 4·Σ sc·bsum comes off */
-            const __m256i sb =
-                _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
-            const __m512i v =
-                _mm512_sub_epi32(sumi[c], _mm512_zextsi256_si512(_mm256_slli_epi32(sb, 2)));
-            acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(a->d * dw), _mm512_cvtepi32_ps(v), acc[c]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]);
+    k16_cols(NC, ENG_TYPE_Q3_K, n, s, s_stride, vw, a0, a_stride);
+}
+static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_t n, float *s,
+                                                            size_t s_stride, const void *vw,
+                                                            const uint8_t *a0, size_t a_stride) {
+    k16_cols(NC, ENG_TYPE_Q6_K, n, s, s_stride, vw, a0, a_stride);
 }
 ENG_COLS_ENTRY_POINTS(q3_k_avx512, q3_k_cols)
+ENG_COLS_ENTRY_POINTS(q6_k_avx512, q6_k_cols)
 
 /* iq4_xs row · NC Q8_K rows. Per 64 weights (sub-blocks 2k and 2k+1: 32 nibble bytes, low
  * nibbles first in each sub-block): the four 16-byte halves placed in the order of the
