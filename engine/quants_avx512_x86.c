@@ -3,7 +3,7 @@
  * where they measure faster (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; used
  * only when the CPU and OS support them, see eng_simd_supported).
  *
- * vec_dot and 1-4 column kernels for q4_0, q8_0 and iq4_nl (against Q8_0X activations:
+ * vec_dot and 1-4 column kernels for q4_0, q5_0, q8_0 and iq4_nl (against Q8_0X activations:
  * vpdpbusd on unsigned codes, the offset taken off with the activation sums), q3_k, q4_k, q5_k,
  * q6_k and iq4_xs (vpmaddubsw + vpdpwssd apply the sub-block scales in 32-bit integers), and
  * f16 vec_dot. Each gives the reference's integer block sums exactly; results differ from it
@@ -22,27 +22,65 @@ static inline __m512i wload(const uint8_t *p) {
                               _mm256_loadu_si256((const __m256i *)(p + 32)), 1);
 }
 
-/* A group of eight q4_0 blocks is 144 bytes, 72 16-bit words: block k's scale is word 9k and its
- * 16 nibble-pair bytes are words 9k+1..9k+8, so word permutes over three loads gather the codes
- * of blocks 0-3 and of blocks 4-7 (one block per 128-bit lane) and the eight scales, instead of
- * twelve narrow loads and inserts. */
-static inline void q4_0_group(const struct eng_block_q4_0 *w, __m512i *q0, __m512i *q1,
-                              __m256 *dw) {
-    /* words 9L+1+j of r0:r1 (blocks 0-3); of r1:r2, counted from r1's first word 32 (4-7) */
-    static const uint16_t ix[3][32] = {
-        {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
-         19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
-        {5,  6,  7,  8,  9,  10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21,
-         23, 24, 25, 26, 27, 28, 29, 30, 32, 33, 34, 35, 36, 37, 38, 39},
-        {0, 9, 18, 27, 36, 45, 54, 63}};
-    const __m512i idx0 = _mm512_loadu_si512(ix[0]), idx1 = _mm512_loadu_si512(ix[1]);
-    const __m512i idxd = _mm512_loadu_si512(ix[2]);
-    const uint8_t *p = (const uint8_t *)w;
+/* The 4-bit families (q4_0, iq4_nl: 9-word blocks; q5_0: 11) as groups of eight blocks: block
+ * k of S words has its scale at word kS and its 16 nibble bytes at words kS + O .. kS + O + 7.
+ * Blocks 0-3's codes lie in the group's first 64 words (r0:r1), blocks 4-7's in words 32-95
+ * (r1:r2), so two word permutes over three loads gather each half's codes, one block per
+ * 128-bit lane, and two more the eight scales — instead of narrow loads, inserts and an fp16
+ * gather. (q4_1 and q5_1 would fit too, but their reference takes the minimum's activation sum
+ * as Q8_1 stores it, rounded to fp16 from the unrounded scale, which Q8_0X does not carry: the
+ * results differed by up to 0.3%.) */
+#define W8(x) (x), (x) + 1, (x) + 2, (x) + 3, (x) + 4, (x) + 5, (x) + 6, (x) + 7
+/* clang-format off */
+#define NIB_IDX(S, O)                                                                              \
+    {{W8(O), W8(S + O), W8(2 * S + O), W8(3 * S + O)},                                             \
+     {W8(4 * S + O - 32), W8(5 * S + O - 32), W8(6 * S + O - 32), W8(7 * S + O - 32)},             \
+     {0, S, 2 * S, 3 * S},                                                                         \
+     {4 * S - 32, 5 * S - 32, 6 * S - 32, 7 * S - 32}}
+/* clang-format on */
+static const uint16_t nib_idx[2][4][32] = {NIB_IDX(9, 1), NIB_IDX(11, 3)};
+#undef NIB_IDX
+#undef W8
+
+static inline __attribute__((always_inline)) int nib_words(enum eng_type T) {
+    return T == ENG_TYPE_Q5_0 ? 11 : 9;
+}
+
+/* Codes of blocks 0-3 (q0) and 4-7 (q1) as nibble pairs, and the scales, of the group at p. */
+static inline __attribute__((always_inline)) void nib_group(const enum eng_type T, const uint8_t *p,
+                                                            __m512i *q0, __m512i *q1, __m256 *dw) {
+    const int S = nib_words(T), t = S == 9 ? 0 : 1;
     const __m512i r0 = wload(p), r1 = wload(p + 64);
-    const __m512i r2 = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + 128)));
-    *q0 = _mm512_permutex2var_epi16(r0, idx0, r1);
-    *q1 = _mm512_permutex2var_epi16(r1, idx1, r2);
-    *dw = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(r0, idxd, r1)));
+    __m512i r2; /* the group's bytes from 128 on: 16 S - 128 of them */
+    if (S == 9)
+        r2 = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + 128)));
+    else
+        r2 = _mm512_inserti32x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 128))),
+            _mm_loadu_si128((const __m128i *)(p + 160)), 2);
+    *q0 = _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(nib_idx[t][0]), r1);
+    *q1 = _mm512_permutex2var_epi16(r1, _mm512_loadu_si512(nib_idx[t][1]), r2);
+    /* words 0-3: scales of blocks 0-3 (4-7) */
+    const __m128i a = _mm512_castsi512_si128(
+        _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(nib_idx[t][2]), r1));
+    const __m128i b = _mm512_castsi512_si128(
+        _mm512_permutex2var_epi16(r1, _mm512_loadu_si512(nib_idx[t][3]), r2));
+    *dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(a, b));
+}
+
+/* q5_0: the fifth bits of a half's four blocks as byte masks for the low-nibble register
+ * (bits 0-15 of each block's qh) and the high-nibble register (bits 16-31). */
+static inline __attribute__((always_inline)) void
+nib_high_bits(const enum eng_type T, const uint8_t *p, __mmask64 *lo, __mmask64 *hi) {
+    const int S = nib_words(T), qh = offsetof(struct eng_block_q5_0, qh);
+    uint64_t l = 0, h = 0;
+    for (int k = 0; k < 4; k++) {
+        uint32_t v;
+        memcpy(&v, p + 2 * S * k + qh, 4);
+        l |= (uint64_t)(v & 0xFFFF) << (16 * k);
+        h |= (uint64_t)(v >> 16) << (16 * k);
+    }
+    *lo = l, *hi = h;
 }
 
 /* A group of eight q8_0 blocks is 272 bytes, 136 words: block k's scale is word 17k, its codes
@@ -77,14 +115,28 @@ static inline void q8_0_group(const struct eng_block_q8_0 *w, __m512i q[4], __m2
     *dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(d[0], d[1]));
 }
 
-/* A q4_0, iq4_nl or q8_0 row · NC Q8_0X rows (Q8_0X layout: see types.c; per group of r <= 8 blocks
- * d[r], c[r], lo[r][16], hi[r][16]). Per group of eight blocks the weight codes are gathered
- * once for all columns as four registers of unsigned bytes against the activations' lo and hi
- * codes of blocks 0-3 and 4-7: q4_0's nibbles as they are (value + 8), iq4_nl's levels + 128
- * looked up by vpshufb, q8_0's codes with the sign bit flipped (value + 128); vpdpbusd multiplies
- * and accumulates, and the offset comes off as OFF·c per block, once per row. Each column's
- * arithmetic is the same sequence whatever NC is, so one token's result does not depend on how many
- * were decoded together. */
+/* Value j (0..31) of a 4-bit-family block, as the reference reads it (the tail of a row). */
+static inline __attribute__((always_inline)) int nib_value(const enum eng_type T,
+                                                           const uint8_t *blk, int j) {
+    const int S = nib_words(T), qs = 2 * S - 16;
+    int v = j < 16 ? blk[qs + j] & 0xF : blk[qs + j - 16] >> 4;
+    if (T == ENG_TYPE_Q5_0) {
+        uint32_t h;
+        memcpy(&h, blk + offsetof(struct eng_block_q5_0, qh), 4);
+        v |= (int)((h >> j) & 1) << 4;
+    }
+    return T == ENG_TYPE_IQ4_NL ? eng_iq4nl_values[v] : T == ENG_TYPE_Q5_0 ? v - 16 : v - 8;
+}
+
+/* A q4_0, q5_0, iq4_nl or q8_0 row · NC Q8_0X rows (Q8_0X layout: see types.c; per group of
+ * r <= 8 blocks d[r], c[r] = d·Σcodes, lo[r][16], hi[r][16]). Per group of eight blocks the
+ * weight codes are gathered once for all columns as four registers of unsigned bytes against
+ * the activations' lo and hi codes of blocks 0-3 and 4-7: the 4-bit families' nibbles (q5_0
+ * with its fifth bits ored in from byte masks; iq4_nl's levels + 128 looked up by vpshufb),
+ * q8_0's codes with the sign bit flipped (value + 128). vpdpbusd multiplies and accumulates,
+ * and the offset (OFF = 8, 16 or 128) comes off as OFF·d·c per block, once per row. Each
+ * column's arithmetic is the same sequence whatever NC is, so one token's result does not
+ * depend on how many were decoded together. */
 static inline __attribute__((always_inline)) void q8x_cols(const int NC, const enum eng_type T,
                                                            int64_t n, float *s, size_t s_stride,
                                                            const void *vw, const uint8_t *a,
@@ -93,12 +145,15 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     _Static_assert(sizeof(struct eng_block_iq4_nl) == sizeof(struct eng_block_q4_0) &&
                        offsetof(struct eng_block_iq4_nl, qs) == offsetof(struct eng_block_q4_0, qs),
                    "iq4_nl blocks are laid out as q4_0's");
-    const bool nib = T == ENG_TYPE_Q4_0 || T == ENG_TYPE_IQ4_NL; /* q4_0's block layout */
-    const float off = T == ENG_TYPE_Q4_0 ? 8.0f : 128.0f;
+    const bool nib = T != ENG_TYPE_Q8_0; /* the 4-bit families */
+    const bool q5 = T == ENG_TYPE_Q5_0;
+    const size_t bbytes = nib ? 2 * (size_t)nib_words(T) : sizeof(struct eng_block_q8_0);
+    const float off = T == ENG_TYPE_Q4_0 ? 8.0f : T == ENG_TYPE_Q5_0 ? 16.0f : 128.0f;
     /* iq4_nl: the 16 levels + 128 (unsigned) in each 128-bit lane, looked up by vpshufb */
     const __m512i lv = _mm512_broadcast_i32x4(
         _mm_add_epi8(_mm_loadu_si128((const __m128i *)eng_iq4nl_values), _mm_set1_epi8(-128)));
     const __m512i m4 = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8((char)0x80);
+    const __m512i b4 = _mm512_set1_epi8(0x10);
     const __m512i lanes0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i lanes1 = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
     __m512 acc0[4], acc1[4];
@@ -107,22 +162,28 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     for (int c = 0; c < NC; c++)
         acc0[c] = acc1[c] = _mm512_setzero_ps(), accc[c] = _mm256_setzero_ps();
     for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
-        __m512i q[4];                      /* lo 0-3, hi 0-3, lo 4-7, hi 4-7 */
+        const uint8_t *p = (const uint8_t *)vw + (size_t)g * bbytes;
+        __m512i q[4]; /* lo 0-3, hi 0-3, lo 4-7, hi 4-7 */
         __m256 dw;
+        prefetch_ahead(p, (int)(8 * bbytes));
         if (nib) {
             __m512i q0, q1;
-            prefetch_ahead((const struct eng_block_q4_0 *)vw + g,
-                           8 * sizeof(struct eng_block_q4_0));
-            q4_0_group((const struct eng_block_q4_0 *)vw + g, &q0, &q1, &dw);
+            nib_group(T, p, &q0, &q1, &dw);
             q[0] = _mm512_and_si512(q0, m4), q[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
             q[2] = _mm512_and_si512(q1, m4), q[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
+            if (q5) {
+                __mmask64 hb[4];
+                nib_high_bits(T, p, &hb[0], &hb[1]);
+                nib_high_bits(T, p + 4 * bbytes, &hb[2], &hb[3]);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    q[k] = _mm512_or_si512(q[k], _mm512_maskz_mov_epi8(hb[k], b4));
+            }
             if (T == ENG_TYPE_IQ4_NL)
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) q[k] = _mm512_shuffle_epi8(lv, q[k]);
         } else {
-            prefetch_ahead((const struct eng_block_q8_0 *)vw + g,
-                           8 * sizeof(struct eng_block_q8_0));
-            q8_0_group((const struct eng_block_q8_0 *)vw + g, q, &dw);
+            q8_0_group((const struct eng_block_q8_0 *)p, q, &dw);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) q[k] = _mm512_xor_si512(q[k], sign);
         }
@@ -133,14 +194,14 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
             const int8_t *lo = (const int8_t *)(ac + 8), *hi = lo + 128;
             const __m512 d = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(ad)));
             accc[c] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(ac), accc[c]);
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_loadu_si512(lo));
-            p = _mm512_dpbusd_epi32(p, q[1], _mm512_loadu_si512(hi));
+            __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_loadu_si512(lo));
+            p0 = _mm512_dpbusd_epi32(p0, q[1], _mm512_loadu_si512(hi));
             acc0[c] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(lanes0, d), acc0[c]);
-            p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_loadu_si512(lo + 64));
-            p = _mm512_dpbusd_epi32(p, q[3], _mm512_loadu_si512(hi + 64));
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(lanes0, d), acc0[c]);
+            p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_loadu_si512(lo + 64));
+            p0 = _mm512_dpbusd_epi32(p0, q[3], _mm512_loadu_si512(hi + 64));
             acc1[c] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(lanes1, d), acc1[c]);
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(lanes1, d), acc1[c]);
         }
     }
 #pragma GCC unroll 4
@@ -151,27 +212,19 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
             const float *ad = (const float *)(a + (size_t)c * a_stride + 40 * nb8);
             const int8_t *lo = (const int8_t *)(ad + 2 * r), *hi = lo + 16 * r;
             for (int k = 0; k < r; k++) {
+                const uint8_t *blk = (const uint8_t *)vw + (size_t)(nb8 + k) * bbytes;
                 int acc = 0;
-                uint16_t dk;
-                if (T == ENG_TYPE_Q4_0) {
-                    const struct eng_block_q4_0 *b = (const struct eng_block_q4_0 *)vw + nb8 + k;
+                if (nib) {
                     for (int j = 0; j < 16; j++)
-                        acc += ((b->qs[j] & 0xF) - 8) * lo[16 * k + j] +
-                               ((b->qs[j] >> 4) - 8) * hi[16 * k + j];
-                    dk = b->d;
-                } else if (T == ENG_TYPE_IQ4_NL) {
-                    const struct eng_block_iq4_nl *b =
-                        (const struct eng_block_iq4_nl *)vw + nb8 + k;
-                    for (int j = 0; j < 16; j++)
-                        acc += eng_iq4nl_values[b->qs[j] & 0xF] * lo[16 * k + j] +
-                               eng_iq4nl_values[b->qs[j] >> 4] * hi[16 * k + j];
-                    dk = b->d;
+                        acc += nib_value(T, blk, j) * lo[16 * k + j] +
+                               nib_value(T, blk, j + 16) * hi[16 * k + j];
                 } else {
-                    const struct eng_block_q8_0 *b = (const struct eng_block_q8_0 *)vw + nb8 + k;
+                    const struct eng_block_q8_0 *b = (const struct eng_block_q8_0 *)blk;
                     for (int j = 0; j < 16; j++)
                         acc += b->qs[j] * lo[16 * k + j] + b->qs[j + 16] * hi[16 * k + j];
-                    dk = b->d;
                 }
+                uint16_t dk;
+                memcpy(&dk, blk, 2);
                 sum += h2f(dk) * ad[k] * (float)acc;
             }
         }
@@ -194,7 +247,13 @@ static inline __attribute__((always_inline)) void iq4_nl_cols(const int NC, int6
                                                               const uint8_t *a, size_t a_stride) {
     q8x_cols(NC, ENG_TYPE_IQ4_NL, n, s, s_stride, vw, a, a_stride);
 }
+static inline __attribute__((always_inline)) void q5_0_cols(const int NC, int64_t n, float *s,
+                                                            size_t s_stride, const void *vw,
+                                                            const uint8_t *a, size_t a_stride) {
+    q8x_cols(NC, ENG_TYPE_Q5_0, n, s, s_stride, vw, a, a_stride);
+}
 ENG_COLS_ENTRY_POINTS(q4_0_avx512, q4_0_cols)
+ENG_COLS_ENTRY_POINTS(q5_0_avx512, q5_0_cols)
 ENG_COLS_ENTRY_POINTS(iq4_nl_avx512, iq4_nl_cols)
 ENG_COLS_ENTRY_POINTS(q8_0_avx512, q8_0_cols)
 
@@ -536,6 +595,9 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
     }
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx512;
+    t[ENG_TYPE_Q5_0].vec_dot = q5_0_avx512_vec_dot;
+    t[ENG_TYPE_Q5_0].vec_dot_cols = q5_0_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q5_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_IQ4_NL].vec_dot = iq4_nl_avx512_vec_dot;
     t[ENG_TYPE_IQ4_NL].vec_dot_cols = iq4_nl_avx512_vec_dot_cols;
     t[ENG_TYPE_IQ4_NL].vec_dot_type = ENG_TYPE_Q8_0X;
@@ -561,6 +623,7 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
      * sequences even; iq4_nl pp64 84-86 vs 121-129; iq4_xs pp64 81-86 vs 126-134). */
     t[ENG_TYPE_Q3_K].tile_min_b = t[ENG_TYPE_Q5_K].tile_min_b = 1 << 30;
     t[ENG_TYPE_IQ4_NL].tile_min_b = t[ENG_TYPE_IQ4_XS].tile_min_b = 1 << 30;
+    t[ENG_TYPE_Q5_0].tile_min_b = 1 << 30; /* pp64 71-74 vs 111-119 */
     t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_avx512_vec_dot;
     t[ENG_TYPE_IQ4_XS].vec_dot_cols = iq4_xs_avx512_vec_dot_cols;
 }
