@@ -97,8 +97,8 @@ static inline void q8_0_group(const struct eng_block_q8_0 *w, __m512i q[4], __m2
         {0, 17, 34, 51}};
     const __m512i ilo = _mm512_loadu_si512(ix[0]), ihi = _mm512_loadu_si512(ix[1]);
     const __m512i idxd = _mm512_loadu_si512(ix[2]);
-    /* five loads that touch each byte once (the last one masked to the group's final 16
-     * bytes), and the windows at bytes 8, 136 and 144 assembled from them by qword shifts */
+    /* five loads that touch each byte once (the last one only the group's final 16 bytes), and
+     * the windows at bytes 8, 136 and 144 assembled from them by qword shifts */
     const uint8_t *p = (const uint8_t *)w;
     const __m512i r0 = wload(p), r1 = wload(p + 64);
     const __m512i r2 = wload(p + 128), r3 = wload(p + 192);
@@ -308,6 +308,10 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
         uint32_t both;
         memcpy(&both, &w->d, 4);
         const __m128 dwm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)both)); /* d, dmin */
+        /* q5_k: the block's 32 qh bytes, once for its four registers */
+        const __m512i hb = q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                                    (const __m256i *)(blk + offsetof(struct eng_block_q5_k, qh))))
+                              : _mm512_setzero_si512();
         __m512i sumi[4];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) sumi[c] = _mm512_setzero_si512();
@@ -317,8 +321,6 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
                 _mm256_loadu_si256((const __m256i *)(blk + qs_off + 32 * k)));
             q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), m4);
             if (q5) {
-                const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                    (const __m256i *)(blk + offsetof(struct eng_block_q5_k, qh))));
                 const __m512i h =
                     k < 2 ? _mm512_sllv_epi16(hb, h_shl[k]) : _mm512_srlv_epi16(hb, h_shr[k - 2]);
                 q = _mm512_ternarylogic_epi32(q, h, b4, 0xF8); /* q | (h & b4) */
@@ -337,17 +339,14 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
             const struct eng_block_q8_k *a =
                 (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
             const __m128 dd = _mm_mul_ps(dwm, _mm_set1_ps(a->d));
-            accm[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(k4_min_prod(u, a->bsums)),
-                                   _mm_permute_ps(dd, 0x55), accm[c]);
+            accm[c] = k4_mins_acc(accm[c], u, dd, a->bsums);
             acc[c] =
                 _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi[c]), acc[c]);
         }
     }
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) {
-        __m128 m = _mm_add_ps(accm[c], _mm_movehl_ps(accm[c], accm[c]));
-        m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]) - _mm_cvtss_f32(m);
+        s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]) - hsum4_ps(accm[c]);
     }
 }
 
@@ -419,6 +418,10 @@ static inline __attribute__((always_inline)) void k16_cols(const int NC, const e
         const __m256i sc16 = _mm256_cvtepi8_epi16(q6 ? _mm_loadu_si128((const __m128i *)w6->scales)
                                                      : q3k_scales_v(w3->scales));
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        /* q3_k: the 32 hmask bytes, shared by both halves */
+        const __m512i hm =
+            q6 ? _mm512_setzero_si512()
+               : _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w3->hmask));
         __m512i sumi[4];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) sumi[c] = _mm512_setzero_si512();
@@ -435,8 +438,6 @@ static inline __attribute__((always_inline)) void k16_cols(const int NC, const e
                                                  _mm512_and_si512(_mm512_srlv_epi16(h, shr), m30),
                                                  0xEA);
             } else {
-                const __m512i hm =
-                    _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w3->hmask));
                 const __m512i qb = _mm512_broadcast_i64x4(
                     _mm256_loadu_si256((const __m256i *)(w3->qs + 32 * half)));
 #pragma GCC unroll 2

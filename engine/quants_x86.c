@@ -493,17 +493,14 @@ static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_
             const struct eng_block_q8_k *a =
                 (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
             const __m128 dd = _mm_mul_ps(dwm, _mm_set1_ps(a->d));
-            accm[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(k4_min_prod(u, a->bsums)),
-                                   _mm_permute_ps(dd, 0x55), accm[c]);
+            accm[c] = k4_mins_acc(accm[c], u, dd, a->bsums);
             acc[c] =
                 _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
         }
     }
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) {
-        __m128 m = _mm_add_ps(accm[c], _mm_movehl_ps(accm[c], accm[c]));
-        m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        s[(size_t)c * s_stride] = hsum_ps(acc[c]) - _mm_cvtss_f32(m);
+        s[(size_t)c * s_stride] = hsum_ps(acc[c]) - hsum4_ps(accm[c]);
     }
 }
 
@@ -520,8 +517,7 @@ static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
         const __m128i u = k4_unpack_v(w[i].scales);
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
         const __m128 dd = k4_d_dmin(&w[i].d, a[i].d);
-        accm = _mm_fmadd_ps(_mm_cvtepi32_ps(k4_min_prod(u, a[i].bsums)), _mm_permute_ps(dd, 0x55),
-                            accm);
+        accm = k4_mins_acc(accm, u, dd, a[i].bsums);
         const uint8_t *q = w[i].qs;
         const int8_t *y = a[i].qs;
         __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
@@ -542,9 +538,7 @@ static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *v
         }
         acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
     }
-    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
+    *s = hsum_ps(acc) - hsum4_ps(accm);
 }
 
 /* Σ_g scales[g] * bsums[g] over the 16 groups (scales as 16 int16). */

@@ -63,12 +63,14 @@ static inline __m128i q3k_scales_v(const uint8_t *packed) {
         }                                                                                          \
     }
 
-/* The sum of the eight lanes of v. */
-static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+/* The sum of the four lanes of s, and of the eight lanes of v. */
+static inline float hsum4_ps(__m128 s) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+static inline float hsum_ps(__m256 v) {
+    return hsum4_ps(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
 }
 
 static inline float h2f(uint16_t h) {
@@ -103,13 +105,15 @@ static inline __m128 k4_d_dmin(const uint16_t *d, float ad) {
     return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)both)), _mm_set1_ps(ad));
 }
 
-/* The 4-lane vector of mins[j]·(bsums[2j] + bsums[2j+1]) sums, j = 0..7 (mins as 16 bytes from
- * k4_unpack_v, bytes 8..15). */
-static inline __m128i k4_min_prod(__m128i u, const int16_t *bsums) {
+/* accm + dmin·a_d (lane 1 of dd, from k4_d_dmin) × the 4-lane vector of mins[j]·(bsums[2j] +
+ * bsums[2j+1]) sums, j = 0..7 (mins as 16 bytes from k4_unpack_v, bytes 8..15): a q4_k / q5_k
+ * block's minimum term, summed with hsum4_ps at the end of the row. */
+static inline __m128 k4_mins_acc(__m128 accm, __m128i u, __m128 dd, const int16_t *bsums) {
     __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(u, 8));
     __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
                                    _mm_loadu_si128((const __m128i *)(bsums + 8)));
-    return _mm_madd_epi16(mins, pairs); /* |pair| <= 2*16*127 fits int16 */
+    __m128i prod = _mm_madd_epi16(mins, pairs); /* |pair| <= 2*16*127 fits int16 */
+    return _mm_fmadd_ps(_mm_cvtepi32_ps(prod), _mm_permute_ps(dd, 0x55), accm);
 }
 
 /* The 8 six-bit scales (bytes 0..7 of out) and 8 six-bit mins (bytes 8..15) of a q4_k / q5_k
