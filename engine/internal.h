@@ -74,6 +74,23 @@ enum eng_mm_path eng_matmul_path(enum eng_type type, int B);
 void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_tensor *w,
                 const float *x, int B, float *y, int64_t ldy, const int32_t *rows, int n_rows);
 
+/* The rows of a decode product split over the pool (matmul.c): each thread owns a contiguous
+ * share and claims it front to back in steps, so it reads one continuous stream; a thread whose
+ * share is done takes steps from the back of the share with the most rows left, so threads still
+ * finish together when one core is slowed. Every row is claimed exactly once. Threads beyond
+ * ENG_SPLIT_SHARES share shares (claims stay correct). */
+#define ENG_SPLIT_SHARES 64
+struct eng_row_split {
+    int n;        /* shares */
+    int64_t step; /* rows per claim */
+    struct {
+        _Alignas(64) atomic_ullong fb; /* front << 32 | back */
+    } s[ENG_SPLIT_SHARES];
+};
+void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth);
+/* The next rows [*r0, *r1) for thread ith (0 <= ith < nth); false when every share is done. */
+bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1);
+
 /* Fused decode products: y[p] (B, w[p]->ne[1]) = x · w[p]ᵀ for n <= ENG_FUSED_MAX weights of
  * equal input width in one pool job; with glu (n = 2, gate and up of equal shape) y[0] becomes
  * silu(y[0]) * y[1]. Returns false, doing nothing, when the shapes or the batch size call for

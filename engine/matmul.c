@@ -100,25 +100,12 @@ static void blas_init(void) {
 
 /* ---- jobs ---- */
 
-/* ---- row split of the decode paths ----
- * Each thread owns a contiguous share of the weight rows and claims it front to back in steps,
- * so it reads one continuous stream (the prefetchers keep running across steps); a thread whose
- * share is done takes steps from the back of the share with the most rows left, so threads
- * still finish together when one core is slowed. A share's front and back are one 64-bit word.
- * Four chunks per thread handed out from one counter (each chunk a new stream) measured slower
- * on small models: L110M q4_0 tg 2 threads 545-597 tok/s against 604-611 with one per thread. */
-#define SPLIT_SHARES 64 /* threads beyond this share shares (claims stay correct) */
-
-struct row_split {
-    int n;        /* shares */
-    int64_t step; /* rows per claim */
-    struct {
-        _Alignas(64) atomic_ullong fb; /* front << 32 | back */
-    } s[SPLIT_SHARES];
-};
-
-static void split_init(struct row_split *sp, int64_t rows, int nth) {
-    sp->n = nth < SPLIT_SHARES ? nth : SPLIT_SHARES;
+/* ---- row split of the decode paths (internal.h) ----
+ * One share per thread measured faster than four chunks per thread handed out from one counter
+ * (each chunk a new stream) on small models: L110M q4_0 tg 2 threads 545-597 tok/s against
+ * 604-611. A share's front and back are one 64-bit word, changed by compare-and-swap. */
+void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth) {
+    sp->n = nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES;
     int64_t share = (rows + sp->n - 1) / sp->n;
     sp->step = ENG_MAX(8, share / 16);
     for (int i = 0; i < sp->n; i++) {
@@ -128,8 +115,7 @@ static void split_init(struct row_split *sp, int64_t rows, int nth) {
     }
 }
 
-/* The next rows [*r0, *r1) for thread ith; false when every share is done. */
-static bool split_claim(struct row_split *sp, int ith, int64_t *r0, int64_t *r1) {
+bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1) {
     const uint64_t step = (uint64_t)sp->step;
     atomic_ullong *own = &sp->s[ith % sp->n].fb;
     uint64_t v = atomic_load_explicit(own, memory_order_relaxed);
@@ -179,9 +165,9 @@ struct matmul_job {
     int64_t ldy;         /* row stride of y */
     const int32_t *rows; /* only these weight rows (NULL: all) */
     int n_rows;
-    atomic_llong next;      /* tile / sgemm: first row of the next unclaimed chunk */
-    struct eng_tile tile;   /* fn NULL: not the tile path */
-    struct row_split split; /* vec_dot: the rows' shares */
+    atomic_llong next;          /* tile / sgemm: first row of the next unclaimed chunk */
+    struct eng_tile tile;       /* fn NULL: not the tile path */
+    struct eng_row_split split; /* vec_dot: the rows' shares */
 };
 
 static void convert_rows(struct matmul_job *j, int b0, int b1) {
@@ -268,7 +254,7 @@ static void matmul_rows(void *arg, int ith, int nth) {
     size_t wrow = eng_row_size(j->w->type, in);
     const uint8_t *xq = j->xq;
     int64_t r0, r1;
-    while (split_claim(&j->split, ith, &r0, &r1)) {
+    while (eng_row_split_claim(&j->split, ith, &r0, &r1)) {
         if (!j->rows) {
             dot_rows(j->tr, j->w, r0, r1, in, j->B, xq, j->xq_row, j->y, j->ldy);
             continue;
@@ -423,7 +409,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
         eng_pool_run(pool, matmul_tile, &j);
         return;
     }
-    split_init(&j.split, n_out_rows(&j), nth);
+    eng_row_split_init(&j.split, n_out_rows(&j), nth);
     eng_pool_run(pool, matmul_rows, &j);
 }
 
@@ -443,7 +429,7 @@ struct fused_job {
     const uint8_t *xq[ENG_FUSED_MAX];
     size_t xq_row[ENG_FUSED_MAX];
     int64_t first[ENG_FUSED_MAX + 1]; /* part i owns joint rows first[i] .. first[i+1]-1 */
-    struct row_split split;
+    struct eng_row_split split;
 };
 
 static inline float silu(float x) {
@@ -453,7 +439,7 @@ static inline float silu(float x) {
 static void fused_rows(void *arg, int ith, int nth) {
     struct fused_job *j = arg;
     int64_t r0, r1;
-    while (split_claim(&j->split, ith, &r0, &r1)) {
+    while (eng_row_split_claim(&j->split, ith, &r0, &r1)) {
         for (int p = 0; p < j->n; p++) {
             /* this part's rows within [r0, r1): all of them in glu mode */
             int64_t a = j->glu ? r0 : ENG_MAX(r0, j->first[p]) - j->first[p];
@@ -511,7 +497,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     }
     int nth = eng_pool_size(pool);
     int64_t total = glu ? w[0]->ne[1] : j.first[n];
-    split_init(&j.split, total, nth);
+    eng_row_split_init(&j.split, total, nth);
     eng_pool_run(pool, fused_rows, &j);
     return true;
 }

@@ -132,6 +132,69 @@ START_TEST(float_paths_match_exact_product) {
 }
 END_TEST
 
+/* Claims of nth simulated threads in a fixed interleaving (thread t claims `pace[t]` times per
+ * round): every row exactly once; each thread's claims inside its own share come front to back
+ * and adjacent (one continuous stream), and a thread only strays from its share once that share
+ * is used up (stealing from the back of another). */
+static void check_split(int64_t rows, int nth, const int *pace) {
+    struct eng_row_split sp;
+    eng_row_split_init(&sp, rows, nth);
+    int *seen = calloc((size_t)(rows > 0 ? rows : 1), sizeof(int));
+    int64_t *next_own = calloc((size_t)nth, sizeof(int64_t));
+    bool *done = calloc((size_t)nth, sizeof(bool)), *stolen = calloc((size_t)nth, sizeof(bool));
+    int64_t share = nth < ENG_SPLIT_SHARES ? (rows + nth - 1) / nth
+                                           : (rows + ENG_SPLIT_SHARES - 1) / ENG_SPLIT_SHARES;
+    int n_done = 0;
+    while (n_done < nth) {
+        for (int t = 0; t < nth; t++)
+            for (int k = 0; k < pace[t] && !done[t]; k++) {
+                int64_t r0, r1;
+                if (!eng_row_split_claim(&sp, t, &r0, &r1)) {
+                    done[t] = true, n_done++;
+                    break;
+                }
+                ck_assert(0 <= r0 && r0 < r1 && r1 <= rows);
+                for (int64_t r = r0; r < r1; r++) seen[r]++;
+                int own = t % (nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES);
+                bool in_own = r0 >= share * own && r1 <= share * (own + 1);
+                if (in_own && nth <= ENG_SPLIT_SHARES) {
+                    ck_assert_msg(!stolen[t], "thread %d back in its share after stealing", t);
+                    if (next_own[t]) ck_assert_int_eq(r0, next_own[t]); /* adjacent */
+                    next_own[t] = r1;
+                } else {
+                    stolen[t] = true;
+                }
+            }
+    }
+    for (int64_t r = 0; r < rows; r++)
+        ck_assert_msg(seen[r] == 1, "rows %lld nth %d: row %lld claimed %d times", (long long)rows,
+                      nth, (long long)r, seen[r]);
+    free(seen), free(next_own), free(done), free(stolen);
+}
+
+START_TEST(row_split_claims_every_row_once) {
+    const int even[70] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const int fast0[3] = {5, 1, 1}; /* thread 0 finishes first and steals */
+    const int slow0[2] = {1, 7};
+    check_split(1000, 1, even);
+    check_split(1000, 2, even);
+    check_split(1000, 3, fast0);
+    check_split(777, 2, slow0);
+    check_split(5, 3, fast0);   /* fewer rows than a step */
+    check_split(2, 3, fast0);   /* fewer rows than threads: one share is empty */
+    check_split(0, 2, even);    /* nothing to claim */
+    check_split(300, 70, even); /* more threads than shares */
+    /* a thread that never runs has its whole share taken by the others: here one thread alone */
+    struct eng_row_split sp;
+    eng_row_split_init(&sp, 600, 3);
+    int64_t got = 0, r0, r1;
+    while (eng_row_split_claim(&sp, 0, &r0, &r1)) got += r1 - r0;
+    ck_assert_int_eq(got, 600);
+}
+END_TEST
+
 START_TEST(single_thread_equals_two_threads) {
     /* Work is split by rows, and each output is computed by one thread in a fixed order, so the
      * thread count changes nothing, bit for bit, on every path. */
@@ -279,6 +342,7 @@ Suite *matmul_suite(void) {
                         (int)(sizeof(quantized) / sizeof(quantized[0])));
     tcase_add_test(tc, float_paths_match_exact_product);
     tcase_add_test(tc, single_thread_equals_two_threads);
+    tcase_add_test(tc, row_split_claims_every_row_once);
     tcase_add_test(tc, tile_kernel_matches_reference);
     tcase_add_test(tc, fused_equals_separate);
     tcase_add_test(tc, axpy_matches_reference);
