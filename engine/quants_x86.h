@@ -12,17 +12,26 @@
 #include <string.h>
 
 /* Software prefetch of the weight stream, ENG_PF_DIST bytes ahead of the bytes [p, p + n) a
- * kernel is about to read: the hardware prefetchers stop at 4 KiB page boundaries, and the
- * weights are a file mapping in 4 KiB pages, so a row stream stalls at every page start. Six
- * KiB ahead: L1B tg16 2 threads, pairs without / with run back to back, AVX-512 level: q4_0
- * faster in 5 of 6 pairs (up to +11%), Q4_K_M in 6 of 6 (+5 to +15%), q8_0 even, f16 slightly
- * faster; 3 and 12 KiB no better. Prefetching past a tensor's end is harmless (no fault). */
-#define ENG_PF_DIST 6144
+ * kernel is about to read: the hardware prefetchers stop at 4 KiB page boundaries, so a row
+ * stream stalls at every page start. Six KiB ahead with prefetcht0 beat no prefetch (L1B tg16 2
+ * threads, pairs run back to back: q4_0 faster in 5 of 6 pairs, Q4_K_M in 6 of 6). The
+ * non-temporal hint, 4 KiB ahead, beat that in turn: the weights are read once per token, so
+ * they need not displace the KV cache and activations from L2/L3. Three variants interleaved,
+ * four rounds, L1B tg32 2 threads (t0 6K / nta 8K / nta 4K, tok/s): q4_0 78-88 / 85-106 / 87-107,
+ * Q4_K_M 64-85 / 74-92 / 73-87, q8_0 44-50 / 45-51 / 44-59, f16 23.4-24.6 / 25.2-27.3 /
+ * 25.3-28.5; L110M even. Both are build-time overridable (-DENG_PF_DIST=, -DENG_PF_INSN=) for
+ * such measurements. Prefetching past a tensor's end is harmless (no fault). */
+#ifndef ENG_PF_DIST
+#define ENG_PF_DIST 4096
+#endif
+#ifndef ENG_PF_INSN
+#define ENG_PF_INSN "prefetchnta"
+#endif
 static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, int n) {
     const char *q = (const char *)p + ENG_PF_DIST;
     /* an asm statement, not _mm_prefetch: GCC 12's tree DCE deleted the builtin prefetches
      * inside the column-kernel templates */
-    for (int k = 0; k < n; k += 64) __asm__ __volatile__("prefetcht0 %0" : : "m"(q[k]));
+    for (int k = 0; k < n; k += 64) __asm__ __volatile__(ENG_PF_INSN " %0" : : "m"(q[k]));
 }
 
 /* eng_q3k_scales in vector registers: the 16 signed scales of a q3_k block (bytes 0..15). */
