@@ -268,15 +268,35 @@ static const uint16_t k_pair_sidx[4][32] = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                             {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
                                              7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
 
-/* q4_k or q5_k row · NC Q8_K rows. Per 64 weights (sub-blocks 2k and 2k+1 share 32 code bytes: low
- * nibbles 2k, high nibbles 2k+1): the 32 bytes broadcast to both halves of a register, the
- * upper half shifted right by 4, masked — then the 64 nibbles sit against the 64 contiguous
- * activation codes 64k..64k+63. vpmaddubsw pairs them into 16-bit sums and vpdpwssd multiplies
- * those by the sub-blocks' 6-bit scales and accumulates in 32 bits: two instructions per 64
- * weights per column (AVX2: six over two registers). The minimums use the activations' block
- * sums as in the AVX2 kernel. q5_k's fifth bits (qh bit 2k for the low nibbles, 2k+1 for the
- * high ones) come from one broadcast of qh, moved to bit 4 by a variable word shift per half.
- * Each column's arithmetic is the same sequence whatever NC is. */
+/* q4_k and q5_k: word indices that place the scales of register pair p (registers 2p and
+ * 2p + 1, sub-blocks 4p..4p+3) where vpackssdw leaves the pair's 32-bit sums: in 128-bit lane L,
+ * four sums of register 2p then four of register 2p + 1; lanes 0-1 hold a register's first
+ * sub-block, lanes 2-3 its second. */
+#define K45_LANE(p, L) W4(4 * (p) + (L) / 2), W4(4 * (p) + 2 + (L) / 2)
+#define W4(x)          (x), (x), (x), (x)
+static const uint16_t k45_pack_sidx[2][32] = {
+    {K45_LANE(0, 0), K45_LANE(0, 1), K45_LANE(0, 2), K45_LANE(0, 3)},
+    {K45_LANE(1, 0), K45_LANE(1, 1), K45_LANE(1, 2), K45_LANE(1, 3)}};
+#undef K45_LANE
+#undef W4
+
+/* The 64 nibbles of 32 code bytes broadcast to both 256-bit halves of q: low nibbles in the
+ * lower half, high nibbles in the upper (shr: word shifts 0 in the lower half, 4 in the upper;
+ * a variable shift needs no copy of q, as a merge-masked one does). */
+static inline __attribute__((always_inline)) __m512i nib_split(__m512i q, __m512i shr, __m512i m4) {
+    return _mm512_and_si512(_mm512_srlv_epi16(q, shr), m4);
+}
+/* q4_k or q5_k row · NC Q8_K rows. Register k holds 64 weights (sub-blocks 2k and 2k+1 share
+ * 32 code bytes: low nibbles 2k, high nibbles 2k+1): the 32 bytes broadcast to both halves of
+ * a register and split into nibbles, which then sit against the 64 contiguous activation codes
+ * 64k..64k+63. vpdpbusd gives sums of four products (at most 4·31·128, so they fit 16 bits);
+ * vpackssdw packs two registers' sums into one, and vpdpwssd multiplies them by the sub-blocks'
+ * 6-bit scales and accumulates in 32 bits: per 128 weights two vpdpbusd, one pack and one
+ * vpdpwssd per column, and one scale permute shared by the columns. The minimums: the mins
+ * duplicated to words against the activations' 16 block sums (one vpmaddwd), d·Σ − dmin·Σmin
+ * in float, times the activations' scale. q5_k's fifth bits (qh bit 2k for the low nibbles,
+ * 2k+1 for the high ones) come from one broadcast of qh, moved to bit 4 by a variable word
+ * shift per half. Each column's arithmetic is the same sequence whatever NC is. */
 static inline __attribute__((always_inline)) void k45_cols(const int NC, const enum eng_type T,
                                                            int64_t n, float *s, size_t s_stride,
                                                            const void *vw, const uint8_t *a0,
@@ -295,59 +315,63 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
                               _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1)};
     const __m512i b4 = _mm512_set1_epi8(0x10);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i nib_shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* bytes 8..15 of the unpacked scales (the mins), each twice */
+    const __m128i min_dup =
+        _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    const __m512i sidx0 = _mm512_loadu_si512(k45_pack_sidx[0]);
+    const __m512i sidx1 = _mm512_loadu_si512(k45_pack_sidx[1]);
     __m512 acc[4];
-    __m128 accm[4];
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps(), accm[c] = _mm_setzero_ps();
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bsize;
         const struct eng_block_q4_k *w = (const struct eng_block_q4_k *)blk; /* d, dmin, scales */
         prefetch_ahead(blk, (int)bsize);
         const __m128i u = k4_unpack_v(w->scales);
         const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(u));
-        uint32_t both;
-        memcpy(&both, &w->d, 4);
-        const __m128 dwm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)both)); /* d, dmin */
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(u, min_dup));
+        const __m512i sc[2] = {_mm512_permutexvar_epi16(sidx0, sc16),
+                               _mm512_permutexvar_epi16(sidx1, sc16)};
+        const __m512 dw = _mm512_set1_ps(h2f(w->d)), dmin = _mm512_set1_ps(h2f(w->dmin));
         /* q5_k: the block's 32 qh bytes, once for its four registers */
         const __m512i hb = q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256(
                                     (const __m256i *)(blk + offsetof(struct eng_block_q5_k, qh))))
                               : _mm512_setzero_si512();
-        __m512i sumi[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) sumi[c] = _mm512_setzero_si512();
+        __m512i q[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            __m512i q = _mm512_broadcast_i64x4(
-                _mm256_loadu_si256((const __m256i *)(blk + qs_off + 32 * k)));
-            q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), m4);
+            q[k] = nib_split(_mm512_broadcast_i64x4(
+                                 _mm256_loadu_si256((const __m256i *)(blk + qs_off + 32 * k))),
+                             nib_shr, m4);
             if (q5) {
                 const __m512i h =
                     k < 2 ? _mm512_sllv_epi16(hb, h_shl[k]) : _mm512_srlv_epi16(hb, h_shr[k - 2]);
-                q = _mm512_ternarylogic_epi32(q, h, b4, 0xF8); /* q | (h & b4) */
-            }
-            const __m512i sc = _mm512_permutexvar_epi16(_mm512_loadu_si512(k_pair_sidx[k]), sc16);
-#pragma GCC unroll 4
-            for (int c = 0; c < NC; c++) {
-                const int8_t *y =
-                    ((const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride))[i].qs + 64 * k;
-                sumi[c] = _mm512_dpwssd_epi32(sumi[c],
-                                              _mm512_maddubs_epi16(q, _mm512_loadu_si512(y)), sc);
+                q[k] = _mm512_ternarylogic_epi32(q[k], h, b4, 0xF8); /* q | (h & b4) */
             }
         }
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
             const struct eng_block_q8_k *a =
                 (const struct eng_block_q8_k *)(a0 + (size_t)c * a_stride) + i;
-            const __m128 dd = _mm_mul_ps(dwm, _mm_set1_ps(a->d));
-            accm[c] = k4_mins_acc(accm[c], u, dd, a->bsums);
-            acc[c] =
-                _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi[c]), acc[c]);
+            __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2 * p],
+                                                       _mm512_loadu_si512(a->qs + 128 * p));
+                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2 * p + 1],
+                                                       _mm512_loadu_si512(a->qs + 128 * p + 64));
+                sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(d0, d1), sc[p]);
+            }
+            const __m256i pm =
+                _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+            const __m512 t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(pm)), dmin,
+                                              _mm512_mul_ps(_mm512_cvtepi32_ps(sumi), dw));
+            acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(a->d), t, acc[c]);
         }
     }
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) {
-        s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]) - hsum4_ps(accm[c]);
-    }
+    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]);
 }
 
 static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_t n, float *s,
