@@ -303,6 +303,7 @@ struct attn_job {
     struct eng_ctx *c;
     int layer;
     eng_attn_fn attn;
+    atomic_int next; /* next work item to claim */
 };
 
 /* Query heads per work item: the heads of one item share a key/value head, so its cached rows
@@ -311,7 +312,9 @@ struct attn_job {
 #define ATTN_HEADS_PER_ITEM 4
 
 /* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over tokens
- * and key/value heads (items handed out in turn, so prefill's longer rows spread evenly). */
+ * and key/value heads. Each thread claims the next item from a shared counter: prefill's longer
+ * rows spread evenly, and a thread the OS takes off its core (a daemon's loop thread or a client
+ * sharing the cores) holds up at most the item it is on, not a fixed share. */
 static void attention(void *arg, int ith, int nth) {
     struct attn_job *j = arg;
     struct eng_ctx *c = j->c;
@@ -324,7 +327,8 @@ static void attention(void *arg, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)hd);
     float *att = c->att + (size_t)ith * c->p.n_ctx;
     int total = c->n_tok * per_tok;
-    for (int task = ith; task < total; task += nth) {
+    (void)nth;
+    for (int task; (task = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < total;) {
         int t = task / per_tok, g = task % per_tok / per_kv, sub = task % per_kv;
         int slot = b->slot ? b->slot[t] : 0;
         int pos = b->pos ? b->pos[t] : t;
@@ -446,7 +450,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
                 memcpy(kv_at(c, slot, l, 1, g, pos), v + (size_t)g * hd, hd * sizeof(float));
             }
         }
-        struct attn_job aj = {c, l, eng_attn_kernel()};
+        struct attn_job aj = {c, l, eng_attn_kernel(), 0};
         eng_pool_run(c->pool, attention, &aj);
         OBSERVE(l, ENG_OBS_ATTN_OUT_IN, c->att_out, B, Q);
         matmul(c, ly->wo, c->att_out, B, c->xb);

@@ -20,7 +20,9 @@
 /* How long a waiting thread polls before it sleeps. Spinning on a shared machine steals cycles
  * from other processes, so this stays short; measured dispatch-to-start latency when spinning is
  * well under a microsecond. */
+#ifndef POOL_SPIN_NS
 #define POOL_SPIN_NS 50000
+#endif
 
 struct eng_pool {
     int n_threads; /* including the caller */

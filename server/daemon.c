@@ -96,7 +96,7 @@ static void stop_now(struct srv_server *s) {
     close_handle((uv_handle_t *)&s->mhd_timer);
     close_handle((uv_handle_t *)&s->tick);
     close_handle((uv_handle_t *)&s->watchdog);
-    close_handle((uv_handle_t *)&s->wake);
+    srv_wake_close(&s->wake);
     close_handle((uv_handle_t *)&s->sig_term);
     close_handle((uv_handle_t *)&s->sig_int);
     close_handle((uv_handle_t *)&s->sig_hup);
@@ -173,8 +173,8 @@ static void on_loaded(struct srv_server *s) {
     srv_notify(st);
 }
 
-static void on_wake(uv_async_t *a) {
-    struct srv_server *s = a->data;
+static void on_wake(struct srv_wake *w) {
+    struct srv_server *s = w->data;
     if (s->stopping || !s->sched) return;
     enum srv_sched_state st = srv_sched_state(s->sched);
     if (!s->loaded && st == SRV_SCHED_READY) on_loaded(s);
@@ -333,11 +333,15 @@ int srv_main(int argc, char **argv, char **envp) {
         free(s->loop);
         goto out_auth;
     }
-    uv_async_init(s->loop, &s->wake, on_wake);
-    s->wake.data = s;
+    if (srv_wake_init(s->loop, &s->wake, on_wake, s)) {
+        fprintf(stderr, "edgellmd: cannot create the engine wake-up: %s\n", strerror(errno));
+        uv_loop_close(s->loop);
+        free(s->loop);
+        goto out_auth;
+    }
     if (srv_http_start(s, err, sizeof(err))) {
         fprintf(stderr, "edgellmd: %s\n", err);
-        uv_close((uv_handle_t *)&s->wake, NULL);
+        srv_wake_close(&s->wake);
         uv_run(s->loop, UV_RUN_DEFAULT);
         goto out_loop;
     }

@@ -6,7 +6,7 @@
  * Threads: the loop thread (libuv + libmicrohttpd) owns connections, config and auth; the engine
  * thread owns the model context and sequences. They share jobs (struct srv_job) whose cross-thread
  * fields are guarded by the scheduler mutex, and meet through the scheduler queue, the dirty list
- * and uv_async_send.
+ * and the wake-up (srv_wake).
  */
 #ifndef EDGELLM_SERVER_INTERNAL_H
 #define EDGELLM_SERVER_INTERNAL_H
@@ -16,6 +16,23 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
+
+/* ---- engine → loop wake-up (wake.c) ---- */
+
+struct srv_wake {
+    uv_poll_t poll; /* on fd */
+    int fd;         /* eventfd */
+    atomic_bool pending;
+    bool open;
+    void (*cb)(struct srv_wake *w);
+    void *data;
+};
+/* Loop thread: cb(w) runs on the loop after one or more srv_wake_send. 0 or -1. */
+int srv_wake_init(uv_loop_t *loop, struct srv_wake *w, void (*cb)(struct srv_wake *), void *data);
+/* Any thread: wake the loop (coalesces with a wake-up not yet handled). */
+void srv_wake_send(struct srv_wake *w);
+/* Loop thread: stop watching; the fd closes with the handle. */
+void srv_wake_close(struct srv_wake *w);
 
 /* ---- time ---- */
 
@@ -179,7 +196,7 @@ struct srv_sched_params {
 
 /* Starts the engine thread, which loads the model and then serves jobs. wake is signalled (from
  * the engine thread) whenever the state changes or jobs have new output. NULL on failure. */
-struct srv_sched *srv_sched_start(const struct srv_sched_params *p, uv_async_t *wake);
+struct srv_sched *srv_sched_start(const struct srv_sched_params *p, struct srv_wake *wake);
 /* Cancels everything, stops and joins the engine thread, frees the model. */
 void srv_sched_stop(struct srv_sched *s);
 
@@ -217,7 +234,7 @@ struct srv_server {
     uv_timer_t mhd_timer; /* MHD's next timeout */
     uv_timer_t tick;      /* keep-alive comments, drain progress */
     uv_timer_t watchdog;  /* WATCHDOG=1 */
-    uv_async_t wake;      /* engine → loop */
+    struct srv_wake wake; /* engine → loop */
     uv_signal_t sig_term, sig_int, sig_hup;
 
     struct srv_config cfg; /* live keys change on SIGHUP */

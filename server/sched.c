@@ -9,7 +9,7 @@
  * A job with several choices prefills its prompt once and copies the KV cache to its siblings.
  *
  * It does not touch HTTP: results go into the job's output under the scheduler mutex, the job is
- * put on the dirty list and the loop is woken with uv_async_send (which coalesces).
+ * put on the dirty list and the loop is woken with srv_wake_send (which coalesces).
  */
 #include "internal.h"
 
@@ -43,7 +43,7 @@ struct srv_sched {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uv_async_t *wake;
+    struct srv_wake *wake;
     char *model_path;
     struct srv_sched_params p;
 
@@ -114,7 +114,7 @@ void srv_job_unref(struct srv_job *j) {
 /* ---- helpers (mu held where noted) ---- */
 
 static void wake_loop(struct srv_sched *s) {
-    uv_async_send(s->wake);
+    srv_wake_send(s->wake);
 }
 
 /* mu held. */
@@ -577,7 +577,7 @@ static void *engine_main(void *arg) {
     return NULL;
 }
 
-struct srv_sched *srv_sched_start(const struct srv_sched_params *p, uv_async_t *wake) {
+struct srv_sched *srv_sched_start(const struct srv_sched_params *p, struct srv_wake *wake) {
     struct srv_sched *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
     s->p = *p;
