@@ -87,7 +87,7 @@ all: $(BINARIES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter %_x86.c,$<),$(X86_FLAGS)) $(if $(filter %_avx512_x86.c,$<),$(AVX512_FLAGS)) $(if $(filter %_arm.c,$<),$(ARM_FLAGS)) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter %_x86.c,$<),$(X86_FLAGS)) $(if $(filter %_avx512_x86.c,$<),$(AVX512_FLAGS)) $(if $(filter %_avx512gfni_x86.c,$<),$(AVX512_FLAGS) -mgfni) $(if $(filter %_arm.c,$<),$(ARM_FLAGS)) -MMD -MP -c $< -o $@
 
 $(LIBENGINE): $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)

@@ -115,7 +115,7 @@ static void attn_neon(int hd, int n, const float *q, const float *k, const float
 
 eng_attn_fn eng_attn_kernel_for(enum eng_simd s) {
 #if defined(__x86_64__)
-    if (s == ENG_SIMD_AVX2 || s == ENG_SIMD_AVX512) return eng_attn_avx2;
+    if (s == ENG_SIMD_AVX2 || eng_simd_is_avx512(s)) return eng_attn_avx2;
 #elif defined(__aarch64__)
     if (s == ENG_SIMD_NEON || s == ENG_SIMD_DOTPROD) return attn_neon;
 #endif

@@ -34,7 +34,7 @@ void eng_axpy_ref(int64_t n, float a, const float *x, float *y) {
 
 eng_axpy_fn eng_axpy_kernel(void) {
 #if defined(__x86_64__)
-    if (eng_simd_active() >= ENG_SIMD_AVX2 && eng_simd_active() <= ENG_SIMD_AVX512)
+    if (eng_simd_active() >= ENG_SIMD_AVX2 && eng_simd_active() <= ENG_SIMD_AVX512_GFNI)
         return eng_axpy_avx2;
 #endif
     return eng_axpy_ref;
@@ -42,7 +42,7 @@ eng_axpy_fn eng_axpy_kernel(void) {
 
 struct eng_tile eng_tile_kernel(void) {
 #if defined(__x86_64__)
-    if (eng_simd_active() == ENG_SIMD_AVX512) return (struct eng_tile){eng_tile_avx512, 4, 4};
+    if (eng_simd_is_avx512(eng_simd_active())) return (struct eng_tile){eng_tile_avx512, 4, 4};
     if (eng_simd_active() == ENG_SIMD_AVX2) return (struct eng_tile){eng_tile_avx2, 2, 4};
 #endif
     return (struct eng_tile){eng_tile_ref, ENG_TILE_MAX, ENG_TILE_MAX};

@@ -377,7 +377,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
 #if defined(__x86_64__)
     /* F16 on the AVX-512 level: the tile kernel beats OpenBLAS on converted rows (L1B F16 pp64
      * 43-45 vs 30-31 tok/s in the same runs) */
-    if (path == ENG_MM_SGEMM && w->type == ENG_TYPE_F16 && eng_simd_active() == ENG_SIMD_AVX512) {
+    if (path == ENG_MM_SGEMM && w->type == ENG_TYPE_F16 && eng_simd_is_avx512(eng_simd_active())) {
         atomic_init(&j.next, 0);
         eng_pool_run(pool, matmul_ftile, &j);
         return;

@@ -153,12 +153,18 @@ const struct eng_type_traits *eng_type_traits_ref(enum eng_type t);
  * the chosen one is installed in order. EDGELLM_SIMD=<name> caps the level (e.g. "scalar"). */
 enum eng_simd {
     ENG_SIMD_SCALAR = 0,
-    ENG_SIMD_AVX2 = 1,    /* x86-64: AVX2 + FMA + F16C */
-    ENG_SIMD_AVX512 = 2,  /* x86-64: AVX-512 F/BW/VL + VNNI, on top of AVX2 */
-    ENG_SIMD_NEON = 3,    /* aarch64: baseline Advanced SIMD */
-    ENG_SIMD_DOTPROD = 4, /* aarch64: SDOT/UDOT, on top of NEON */
-    ENG_SIMD_COUNT = 5,
+    ENG_SIMD_AVX2 = 1,        /* x86-64: AVX2 + FMA + F16C */
+    ENG_SIMD_AVX512 = 2,      /* x86-64: AVX-512 F/BW/VL + VNNI, on top of AVX2 */
+    ENG_SIMD_AVX512_GFNI = 3, /* x86-64: the AVX-512 kernels built with GFNI as well */
+    ENG_SIMD_NEON = 4,        /* aarch64: baseline Advanced SIMD */
+    ENG_SIMD_DOTPROD = 5,     /* aarch64: SDOT/UDOT, on top of NEON */
+    ENG_SIMD_COUNT = 6,
 };
+
+/* The two AVX-512 levels share everything but the nibble split of the 4-bit formats. */
+static inline bool eng_simd_is_avx512(enum eng_simd s) {
+    return s == ENG_SIMD_AVX512 || s == ENG_SIMD_AVX512_GFNI;
+}
 
 const char *eng_simd_name(enum eng_simd s);
 /* True if this build has the level and the running CPU (and OS) supports it. */
@@ -220,6 +226,7 @@ eng_attn_fn eng_attn_kernel_for(enum eng_simd s);
 /* Installers, one per level, defined in the architecture files (absent on other builds). */
 void eng_simd_install_avx2(struct eng_type_traits *t);
 void eng_simd_install_avx512(struct eng_type_traits *t);
+void eng_simd_install_avx512_gfni(struct eng_type_traits *t);
 void eng_simd_install_neon(struct eng_type_traits *t);
 void eng_simd_install_dotprod(struct eng_type_traits *t);
 

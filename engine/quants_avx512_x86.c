@@ -1,7 +1,9 @@
 /*
  * quants_avx512_x86.c — AVX-512 (F, BW, VL, VNNI) kernels, installed on top of the AVX2 level
  * where they measure faster (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; used
- * only when the CPU and OS support them, see eng_simd_supported).
+ * only when the CPU and OS support them, see eng_simd_supported). quants_avx512gfni_x86.c builds
+ * this file a second time with ENG_GFNI and -mgfni, for the avx512gfni level: there the 4-bit
+ * formats split their code bytes into nibbles with one GF(2) affine transform per register.
  *
  * vec_dot and 1-4 column kernels for q4_0, q5_0, q8_0 and iq4_nl (against Q8_0X activations:
  * vpdpbusd on unsigned codes, the offset taken off with the activation sums), q3_k, q4_k, q5_k,
@@ -13,6 +15,28 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/* The low and the high nibbles of the bytes of q (m4: 0x0F in every byte). With GFNI, each is
+ * one vgf2p8affineqb: the bit matrix moves bits 0-3 (or 4-7) to bits 0-3 and clears the rest. */
+#if defined(ENG_GFNI)
+#define GF_LO 0x0102040800000000ll /* output bit i = input bit i, i < 4 */
+#define GF_HI 0x1020408000000000ll /* output bit i = input bit i + 4, i < 4 */
+static inline __attribute__((always_inline)) __m512i nib_lo(__m512i q, __m512i m4) {
+    (void)m4;
+    return _mm512_gf2p8affine_epi64_epi8(q, _mm512_set1_epi64(GF_LO), 0);
+}
+static inline __attribute__((always_inline)) __m512i nib_hi(__m512i q, __m512i m4) {
+    (void)m4;
+    return _mm512_gf2p8affine_epi64_epi8(q, _mm512_set1_epi64(GF_HI), 0);
+}
+#else
+static inline __attribute__((always_inline)) __m512i nib_lo(__m512i q, __m512i m4) {
+    return _mm512_and_si512(q, m4);
+}
+static inline __attribute__((always_inline)) __m512i nib_hi(__m512i q, __m512i m4) {
+    return _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+}
+#endif
 
 /* 64 weight bytes as two 256-bit loads: weights stream from memory, and there one 512-bit load
  * per 64 bytes measured slower than two 256-bit ones (L1B q8_0 tg 1 thread 19.3 against 23.3
@@ -169,8 +193,8 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
         if (nib) {
             __m512i q0, q1;
             nib_group(T, p, &q0, &q1, &dw);
-            q[0] = _mm512_and_si512(q0, m4), q[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
-            q[2] = _mm512_and_si512(q1, m4), q[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
+            q[0] = nib_lo(q0, m4), q[1] = nib_hi(q0, m4);
+            q[2] = nib_lo(q1, m4), q[3] = nib_hi(q1, m4);
             if (q5) {
                 __mmask64 hb[4];
                 nib_high_bits(T, p, &hb[0], &hb[1]);
@@ -284,7 +308,14 @@ static const uint16_t k45_pack_sidx[2][32] = {
  * lower half, high nibbles in the upper (shr: word shifts 0 in the lower half, 4 in the upper;
  * a variable shift needs no copy of q, as a merge-masked one does). */
 static inline __attribute__((always_inline)) __m512i nib_split(__m512i q, __m512i shr, __m512i m4) {
+#if defined(ENG_GFNI)
+    (void)shr;
+    (void)m4;
+    return _mm512_gf2p8affine_epi64_epi8(
+        q, _mm512_inserti64x4(_mm512_set1_epi64(GF_LO), _mm256_set1_epi64x(GF_HI), 1), 0);
+#else
     return _mm512_and_si512(_mm512_srlv_epi16(q, shr), m4);
+#endif
 }
 /* q4_k or q5_k row · NC Q8_K rows. Register k holds 64 weights (sub-blocks 2k and 2k+1 share
  * 32 code bytes: low nibbles 2k, high nibbles 2k+1): the 32 bytes broadcast to both halves of
@@ -554,7 +585,13 @@ static inline __attribute__((always_inline)) void iq4_xs_cols(const int NC, int6
             const __m512i b =
                 _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k)));
             __m512i q = _mm512_shuffle_i64x2(b, b, 0x50);
+#if defined(ENG_GFNI)
+            (void)m4;
+            q = _mm512_gf2p8affine_epi64_epi8(
+                q, _mm512_setr_epi64(GF_LO, GF_LO, GF_HI, GF_HI, GF_LO, GF_LO, GF_HI, GF_HI), 0);
+#else
             q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFF00FF00u, q, 4), m4);
+#endif
             q = _mm512_shuffle_epi8(lv, q);
             const __m512i qa = _mm512_abs_epi8(q);
             const __mmask64 neg = _mm512_movepi8_mask(q);
@@ -609,7 +646,11 @@ static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *
         _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
+#if defined(ENG_GFNI)
+void eng_simd_install_avx512_gfni(struct eng_type_traits *t) {
+#else
 void eng_simd_install_avx512(struct eng_type_traits *t) {
+#endif
     if (t[ENG_TYPE_Q4_0].vec_dot_type == ENG_TYPE_Q8_0X) /* the AVX2 level's activation layout */
     {
         t[ENG_TYPE_Q4_0].vec_dot = q4_0_avx512_vec_dot;

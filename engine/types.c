@@ -322,8 +322,8 @@ void eng_types_init_ref(struct eng_type_traits *t) {
 /* ---- SIMD levels ---- */
 
 static const char *const simd_names[ENG_SIMD_COUNT] = {
-    [ENG_SIMD_SCALAR] = "scalar", [ENG_SIMD_AVX2] = "avx2",       [ENG_SIMD_AVX512] = "avx512",
-    [ENG_SIMD_NEON] = "neon",     [ENG_SIMD_DOTPROD] = "dotprod",
+    [ENG_SIMD_SCALAR] = "scalar",          [ENG_SIMD_AVX2] = "avx2", [ENG_SIMD_AVX512] = "avx512",
+    [ENG_SIMD_AVX512_GFNI] = "avx512gfni", [ENG_SIMD_NEON] = "neon", [ENG_SIMD_DOTPROD] = "dotprod",
 };
 
 const char *eng_simd_name(enum eng_simd s) {
@@ -347,7 +347,8 @@ static bool x86_has(enum eng_simd s) {
     if (s == ENG_SIMD_AVX2) return true;
     if ((lo & 0xe0) != 0xe0) return false; /* opmask, ZMM_Hi256, Hi16_ZMM state */
     bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
-    return f && bw && vl && vnni;
+    if (s == ENG_SIMD_AVX512) return f && bw && vl && vnni;
+    return f && bw && vl && vnni && (c & (1u << 8)); /* GFNI */
 }
 #endif
 
@@ -358,6 +359,7 @@ bool eng_simd_supported(enum eng_simd s) {
 #if defined(__x86_64__)
     case ENG_SIMD_AVX2:
     case ENG_SIMD_AVX512:
+    case ENG_SIMD_AVX512_GFNI:
         return x86_has(s);
 #endif
 #if defined(__aarch64__)
@@ -382,7 +384,8 @@ int eng_types_build(struct eng_type_traits *t, enum eng_simd s) {
     eng_types_init_ref(t);
 #if defined(__x86_64__)
     if (s >= ENG_SIMD_AVX2) eng_simd_install_avx2(t);
-    if (s >= ENG_SIMD_AVX512) eng_simd_install_avx512(t);
+    if (s == ENG_SIMD_AVX512) eng_simd_install_avx512(t);
+    if (s == ENG_SIMD_AVX512_GFNI) eng_simd_install_avx512_gfni(t);
 #endif
 #if defined(__aarch64__)
     if (s >= ENG_SIMD_NEON) eng_simd_install_neon(t);

@@ -74,7 +74,7 @@ def machine_info():
                 flags = set(v.split())
                 info["simd flags"] = " ".join(
                     f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                                "avx512_vnni", "avx_vnni", "asimd", "asimddp") if f in flags)
+                                "avx512_vnni", "avx_vnni", "gfni", "asimd", "asimddp") if f in flags)
     except (OSError, subprocess.CalledProcessError):
         pass
     try:
