@@ -335,6 +335,8 @@ int srv_main(int argc, char **argv, char **envp) {
     }
     if (srv_wake_init(s->loop, &s->wake, on_wake, s)) {
         fprintf(stderr, "edgellmd: cannot create the engine wake-up: %s\n", strerror(errno));
+        srv_wake_close(&s->wake);
+        uv_run(s->loop, UV_RUN_DEFAULT);
         uv_loop_close(s->loop);
         free(s->loop);
         goto out_auth;

@@ -27,7 +27,8 @@ struct srv_wake {
     void (*cb)(struct srv_wake *w);
     void *data;
 };
-/* Loop thread: cb(w) runs on the loop after one or more srv_wake_send. 0 or -1. */
+/* Loop thread: cb(w) runs on the loop after one or more srv_wake_send. 0 or -1 (then
+ * srv_wake_close, and a loop run, still release what was made). */
 int srv_wake_init(uv_loop_t *loop, struct srv_wake *w, void (*cb)(struct srv_wake *), void *data);
 /* Any thread: wake the loop (coalesces with a wake-up not yet handled). */
 void srv_wake_send(struct srv_wake *w);

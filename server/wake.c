@@ -37,13 +37,14 @@ int srv_wake_init(uv_loop_t *loop, struct srv_wake *w, void (*cb)(struct srv_wak
     w->cb = cb;
     w->data = data;
     w->poll.data = w;
-    if (uv_poll_init(loop, &w->poll, w->fd) || uv_poll_start(&w->poll, UV_READABLE, on_readable)) {
+    w->open = false;
+    if (uv_poll_init(loop, &w->poll, w->fd)) {
         close(w->fd);
         w->fd = -1;
         return -1;
     }
-    w->open = true;
-    return 0;
+    w->open = true; /* from here srv_wake_close releases the handle and the fd */
+    return uv_poll_start(&w->poll, UV_READABLE, on_readable) ? -1 : 0;
 }
 
 void srv_wake_send(struct srv_wake *w) {
