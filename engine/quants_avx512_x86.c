@@ -6,7 +6,8 @@
  * formats split their code bytes into nibbles with one GF(2) affine transform per register.
  *
  * vec_dot and 1-4 column kernels for q4_0, q5_0, q8_0 and iq4_nl (against Q8_0X activations:
- * vpdpbusd on unsigned codes, the offset taken off with the activation sums), q3_k, q4_k, q5_k,
+ * vpdpbusd on unsigned codes, the offset taken off with the activation sums), q4_k and q5_k
+ * (vpdpbusd, two registers' sums packed to 16 bits, vpdpwssd with the sub-block scales), q3_k,
  * q6_k and iq4_xs (vpmaddubsw + vpdpwssd apply the sub-block scales in 32-bit integers), and
  * f16 vec_dot. Each gives the reference's integer block sums exactly; results differ from it
  * only in the order of float additions.
@@ -16,27 +17,49 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The low and the high nibbles of the bytes of q (m4: 0x0F in every byte). With GFNI, each is
- * one vgf2p8affineqb: the bit matrix moves bits 0-3 (or 4-7) to bits 0-3 and clears the rest. */
-#if defined(ENG_GFNI)
+/* Per-half constants: words lo in the lower 256 bits, hi in the upper. */
+static inline __m512i half_words(short lo, short hi) {
+    return _mm512_inserti64x4(_mm512_set1_epi16(lo), _mm256_set1_epi16(hi), 1);
+}
+
+/* Nibbles of the bytes of q. nib_lo / nib_hi: the low / high nibble of every byte. nib_pick:
+ * per 128-bit lane the low or the high nibbles, as the constant from nib_sel(h0..h3) says (hL
+ * nonzero: high). Without GFNI a (variable) word shift and a mask; with GFNI one vgf2p8affineqb,
+ * whose bit matrix moves bits 0-3 (or 4-7) to bits 0-3 and clears the rest. */
 #define GF_LO 0x0102040800000000ll /* output bit i = input bit i, i < 4 */
 #define GF_HI 0x1020408000000000ll /* output bit i = input bit i + 4, i < 4 */
-static inline __attribute__((always_inline)) __m512i nib_lo(__m512i q, __m512i m4) {
-    (void)m4;
-    return _mm512_gf2p8affine_epi64_epi8(q, _mm512_set1_epi64(GF_LO), 0);
-}
-static inline __attribute__((always_inline)) __m512i nib_hi(__m512i q, __m512i m4) {
-    (void)m4;
-    return _mm512_gf2p8affine_epi64_epi8(q, _mm512_set1_epi64(GF_HI), 0);
-}
+#if defined(ENG_GFNI)
+#define NIB_SEL(h) ((h) ? GF_HI : GF_LO)
 #else
+#define NIB_SEL(h) ((h) ? 0x0004000400040004ll : 0) /* word shifts */
+#endif
+static inline __m512i nib_sel(int h0, int h1, int h2, int h3) {
+    return _mm512_setr_epi64(NIB_SEL(h0), NIB_SEL(h0), NIB_SEL(h1), NIB_SEL(h1), NIB_SEL(h2),
+                             NIB_SEL(h2), NIB_SEL(h3), NIB_SEL(h3));
+}
+#undef NIB_SEL
+static inline __attribute__((always_inline)) __m512i nib_pick(__m512i q, __m512i sel, __m512i m4) {
+#if defined(ENG_GFNI)
+    (void)m4;
+    return _mm512_gf2p8affine_epi64_epi8(q, sel, 0);
+#else
+    return _mm512_and_si512(_mm512_srlv_epi16(q, sel), m4);
+#endif
+}
 static inline __attribute__((always_inline)) __m512i nib_lo(__m512i q, __m512i m4) {
+#if defined(ENG_GFNI)
+    return nib_pick(q, _mm512_set1_epi64(GF_LO), m4);
+#else
     return _mm512_and_si512(q, m4);
+#endif
 }
 static inline __attribute__((always_inline)) __m512i nib_hi(__m512i q, __m512i m4) {
+#if defined(ENG_GFNI)
+    return nib_pick(q, _mm512_set1_epi64(GF_HI), m4);
+#else
     return _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-}
 #endif
+}
 
 /* 64 weight bytes as two 256-bit loads: weights stream from memory, and there one 512-bit load
  * per 64 bytes measured slower than two 256-bit ones (L1B q8_0 tg 1 thread 19.3 against 23.3
@@ -256,33 +279,13 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     }
 }
 
-static inline __attribute__((always_inline)) void q4_0_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride, const void *vw,
-                                                            const uint8_t *a, size_t a_stride) {
-    q8x_cols(NC, ENG_TYPE_Q4_0, n, s, s_stride, vw, a, a_stride);
-}
-static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride, const void *vw,
-                                                            const uint8_t *a, size_t a_stride) {
-    q8x_cols(NC, ENG_TYPE_Q8_0, n, s, s_stride, vw, a, a_stride);
-}
-static inline __attribute__((always_inline)) void iq4_nl_cols(const int NC, int64_t n, float *s,
-                                                              size_t s_stride, const void *vw,
-                                                              const uint8_t *a, size_t a_stride) {
-    q8x_cols(NC, ENG_TYPE_IQ4_NL, n, s, s_stride, vw, a, a_stride);
-}
-static inline __attribute__((always_inline)) void q5_0_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride, const void *vw,
-                                                            const uint8_t *a, size_t a_stride) {
-    q8x_cols(NC, ENG_TYPE_Q5_0, n, s, s_stride, vw, a, a_stride);
-}
-ENG_COLS_ENTRY_POINTS(q4_0_avx512, q4_0_cols)
-ENG_COLS_ENTRY_POINTS(q5_0_avx512, q5_0_cols)
-ENG_COLS_ENTRY_POINTS(iq4_nl_avx512, iq4_nl_cols)
-ENG_COLS_ENTRY_POINTS(q8_0_avx512, q8_0_cols)
+ENG_TYPED_COLS_ENTRY_POINTS(q4_0_avx512, q8x_cols, ENG_TYPE_Q4_0)
+ENG_TYPED_COLS_ENTRY_POINTS(q5_0_avx512, q8x_cols, ENG_TYPE_Q5_0)
+ENG_TYPED_COLS_ENTRY_POINTS(iq4_nl_avx512, q8x_cols, ENG_TYPE_IQ4_NL)
+ENG_TYPED_COLS_ENTRY_POINTS(q8_0_avx512, q8x_cols, ENG_TYPE_Q8_0)
 
-/* q4_k, q5_k and iq4_xs (eight scales per block, one per 32 weights): word indices that spread
- * scale 2k over words 0-15 and scale 2k+1 over words 16-31, for the block's register k. */
+/* iq4_xs (eight scales per block, one per 32 weights): word indices that spread scale 2k over
+ * words 0-15 and scale 2k+1 over words 16-31, for the block's register k. */
 static const uint16_t k_pair_sidx[4][32] = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                              1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
                                             {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
@@ -304,19 +307,6 @@ static const uint16_t k45_pack_sidx[2][32] = {
 #undef K45_LANE
 #undef W4
 
-/* The 64 nibbles of 32 code bytes broadcast to both 256-bit halves of q: low nibbles in the
- * lower half, high nibbles in the upper (shr: word shifts 0 in the lower half, 4 in the upper;
- * a variable shift needs no copy of q, as a merge-masked one does). */
-static inline __attribute__((always_inline)) __m512i nib_split(__m512i q, __m512i shr, __m512i m4) {
-#if defined(ENG_GFNI)
-    (void)shr;
-    (void)m4;
-    return _mm512_gf2p8affine_epi64_epi8(
-        q, _mm512_inserti64x4(_mm512_set1_epi64(GF_LO), _mm256_set1_epi64x(GF_HI), 1), 0);
-#else
-    return _mm512_and_si512(_mm512_srlv_epi16(q, shr), m4);
-#endif
-}
 /* q4_k or q5_k row · NC Q8_K rows. Register k holds 64 weights (sub-blocks 2k and 2k+1 share
  * 32 code bytes: low nibbles 2k, high nibbles 2k+1): the 32 bytes broadcast to both halves of
  * a register and split into nibbles, which then sit against the 64 contiguous activation codes
@@ -340,13 +330,11 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
     const size_t qs_off =
         q5 ? offsetof(struct eng_block_q5_k, qs) : offsetof(struct eng_block_q4_k, qs);
     /* q5_k: fifth bits of register k (low half: qh bit 2k, high half: bit 2k + 1) to bit 4 */
-    const __m512i h_shl[2] = {_mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(3), 1),
-                              _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(1), 1)};
-    const __m512i h_shr[2] = {_mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1),
-                              _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1)};
+    const __m512i h_shl[2] = {half_words(4, 3), half_words(2, 1)};
+    const __m512i h_shr[2] = {half_words(0, 1), half_words(2, 3)};
     const __m512i b4 = _mm512_set1_epi8(0x10);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i nib_shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const __m512i nib_halves = nib_sel(0, 0, 1, 1); /* low nibbles below, high above */
     /* bytes 8..15 of the unpacked scales (the mins), each twice */
     const __m128i min_dup =
         _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
@@ -372,9 +360,9 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
         __m512i q[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            q[k] = nib_split(_mm512_broadcast_i64x4(
-                                 _mm256_loadu_si256((const __m256i *)(blk + qs_off + 32 * k))),
-                             nib_shr, m4);
+            q[k] = nib_pick(_mm512_broadcast_i64x4(
+                                _mm256_loadu_si256((const __m256i *)(blk + qs_off + 32 * k))),
+                            nib_halves, m4);
             if (q5) {
                 const __m512i h =
                     k < 2 ? _mm512_sllv_epi16(hb, h_shl[k]) : _mm512_srlv_epi16(hb, h_shr[k - 2]);
@@ -405,18 +393,8 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
     for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]);
 }
 
-static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride, const void *vw,
-                                                            const uint8_t *a0, size_t a_stride) {
-    k45_cols(NC, ENG_TYPE_Q4_K, n, s, s_stride, vw, a0, a_stride);
-}
-static inline __attribute__((always_inline)) void q5_k_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride, const void *vw,
-                                                            const uint8_t *a0, size_t a_stride) {
-    k45_cols(NC, ENG_TYPE_Q5_K, n, s, s_stride, vw, a0, a_stride);
-}
-ENG_COLS_ENTRY_POINTS(q4_k_avx512, q4_k_cols)
-ENG_COLS_ENTRY_POINTS(q5_k_avx512, q5_k_cols)
+ENG_TYPED_COLS_ENTRY_POINTS(q4_k_avx512, k45_cols, ENG_TYPE_Q4_K)
+ENG_TYPED_COLS_ENTRY_POINTS(q5_k_avx512, k45_cols, ENG_TYPE_Q5_K)
 
 /* q3_k and q6_k (16 scales per block, one per 16 weights): word indices that spread scales
  * 4k..4k+3 of a block over eight words each, for the block's register k of 64 weights. */
@@ -448,19 +426,16 @@ static inline __attribute__((always_inline)) void k16_cols(const int NC, const e
     const size_t bsize = q6 ? sizeof(struct eng_block_q6_k) : sizeof(struct eng_block_q3_k);
     const int off_shift = q6 ? 5 : 2; /* OFF = 32 or 4 */
     /* q6_k: qh bits 0-1 (weights 0-31) and 2-3 (32-63) to bits 4-5; 4-5 (64-95), 6-7 (96-127) */
-    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i shl = half_words(4, 2);
+    const __m512i shr = half_words(0, 2);
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     /* q3_k per (half, register r): right shifts of the code bytes for the 256-bit halves
      * k = 2r and 2r + 1, and of the high-bit bytes (a left shift where the bit sits below
      * bit 2) */
-    const __m512i lo_shr[2] = {_mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1),
-                               _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1)};
-    const __m512i hb_shl0 = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(1), 1);
+    const __m512i lo_shr[2] = {half_words(0, 2), half_words(4, 6)};
+    const __m512i hb_shl0 = half_words(2, 1);
     const __m512i hb_shr[3] = {/* half 0 register 1, half 1 registers 0 and 1 */
-                               _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1),
-                               _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
-                               _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1)};
+                               half_words(0, 1), half_words(2, 3), half_words(4, 5)};
     const __m512i m3 = _mm512_set1_epi8(0x03), b2 = _mm512_set1_epi8(0x04);
     __m512 acc[4];
 #pragma GCC unroll 4
@@ -534,18 +509,8 @@ static inline __attribute__((always_inline)) void k16_cols(const int NC, const e
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = _mm512_reduce_add_ps(acc[c]);
 }
-static inline __attribute__((always_inline)) void q3_k_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride, const void *vw,
-                                                            const uint8_t *a0, size_t a_stride) {
-    k16_cols(NC, ENG_TYPE_Q3_K, n, s, s_stride, vw, a0, a_stride);
-}
-static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride, const void *vw,
-                                                            const uint8_t *a0, size_t a_stride) {
-    k16_cols(NC, ENG_TYPE_Q6_K, n, s, s_stride, vw, a0, a_stride);
-}
-ENG_COLS_ENTRY_POINTS(q3_k_avx512, q3_k_cols)
-ENG_COLS_ENTRY_POINTS(q6_k_avx512, q6_k_cols)
+ENG_TYPED_COLS_ENTRY_POINTS(q3_k_avx512, k16_cols, ENG_TYPE_Q3_K)
+ENG_TYPED_COLS_ENTRY_POINTS(q6_k_avx512, k16_cols, ENG_TYPE_Q6_K)
 
 /* iq4_xs row · NC Q8_K rows. Per 64 weights (sub-blocks 2k and 2k+1: 32 nibble bytes, low
  * nibbles first in each sub-block): the four 16-byte halves placed in the order of the
@@ -558,6 +523,7 @@ static inline __attribute__((always_inline)) void iq4_xs_cols(const int NC, int6
                                                               const uint8_t *a0, size_t a_stride) {
     const __m512i lv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)eng_iq4nl_values));
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i nib_lanes = nib_sel(0, 1, 0, 1);
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
@@ -584,14 +550,7 @@ static inline __attribute__((always_inline)) void iq4_xs_cols(const int NC, int6
             /* 128-bit lanes: sub-block 2k low, high nibbles; sub-block 2k+1 low, high */
             const __m512i b =
                 _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k)));
-            __m512i q = _mm512_shuffle_i64x2(b, b, 0x50);
-#if defined(ENG_GFNI)
-            (void)m4;
-            q = _mm512_gf2p8affine_epi64_epi8(
-                q, _mm512_setr_epi64(GF_LO, GF_LO, GF_HI, GF_HI, GF_LO, GF_LO, GF_HI, GF_HI), 0);
-#else
-            q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFF00FF00u, q, 4), m4);
-#endif
+            __m512i q = nib_pick(_mm512_shuffle_i64x2(b, b, 0x50), nib_lanes, m4);
             q = _mm512_shuffle_epi8(lv, q);
             const __m512i qa = _mm512_abs_epi8(q);
             const __mmask64 neg = _mm512_movepi8_mask(q);

@@ -72,6 +72,15 @@ static inline __m128i q3k_scales_v(const uint8_t *packed) {
         }                                                                                          \
     }
 
+/* The same for a template of several types, tmpl(NC, T, n, s, s_stride, w, a, a_stride). */
+#define ENG_TYPED_COLS_ENTRY_POINTS(prefix, tmpl, T)                                               \
+    static inline __attribute__((always_inline)) void prefix##_cols(                               \
+        const int NC, int64_t n, float *s, size_t s_stride, const void *vw, const void *va,        \
+        size_t a_stride) {                                                                         \
+        tmpl(NC, T, n, s, s_stride, vw, va, a_stride);                                             \
+    }                                                                                              \
+    ENG_COLS_ENTRY_POINTS(prefix, prefix##_cols)
+
 /* The sum of the four lanes of s, and of the eight lanes of v. */
 static inline float hsum4_ps(__m128 s) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -134,18 +143,6 @@ static inline void k4_unpack(const uint8_t *q, uint32_t out[4]) {
     out[1] = (w[2] & 0x0f0f0f0f) | (((w[0] >> 6) & 0x03030303) << 4);
     out[2] = w[1] & 0x3f3f3f3f;
     out[3] = ((w[2] >> 4) & 0x0f0f0f0f) | (((w[1] >> 6) & 0x03030303) << 4);
-}
-
-/* Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 six-bit mins in bytes 8..15 of u. */
-static inline int k4_min_sum(const uint32_t u[4], const int16_t *bsums) {
-    __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
-    __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
-    __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
-    __m128i pairs = _mm_hadd_epi16(b0, b1); /* |pair| <= 2*16*127 fits int16 */
-    __m128i p = _mm_madd_epi16(mins, pairs);
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
-    return _mm_cvtsi128_si32(p);
 }
 
 #endif

@@ -384,8 +384,8 @@ int eng_types_build(struct eng_type_traits *t, enum eng_simd s) {
     eng_types_init_ref(t);
 #if defined(__x86_64__)
     if (s >= ENG_SIMD_AVX2) eng_simd_install_avx2(t);
-    if (s == ENG_SIMD_AVX512) eng_simd_install_avx512(t);
-    if (s == ENG_SIMD_AVX512_GFNI) eng_simd_install_avx512_gfni(t);
+    if (s >= ENG_SIMD_AVX512) eng_simd_install_avx512(t);
+    if (s >= ENG_SIMD_AVX512_GFNI) eng_simd_install_avx512_gfni(t);
 #endif
 #if defined(__aarch64__)
     if (s >= ENG_SIMD_NEON) eng_simd_install_neon(t);
