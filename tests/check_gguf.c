@@ -7,10 +7,13 @@
 #include "engine.h"
 
 #include <check.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char tmpdir[64];
@@ -522,6 +525,75 @@ START_TEST(writer_streaming) {
 }
 END_TEST
 
+/* The VmFlags line of the mapping in /proc/self/smaps that contains p ("" when none). */
+static void vm_flags_of(const void *p, char *out, size_t n) {
+    out[0] = 0;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    bool in = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) /* a mapping's first line */
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && !strncmp(line, "VmFlags:", 8)) {
+            snprintf(out, n, "%s", line + 8);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* A written model leaves the page cache (its folios would be the size of the writes), and the
+ * reader maps a model with huge-page advice (smaps VmFlags "hg"), so that the weights come back
+ * in 2 MiB folios mapped by one entry each. The file is written in the working directory: on a
+ * tmpfs /tmp pages cannot leave the page cache. */
+START_TEST(page_cache) {
+    char dir[] = "check_gguf_cache.XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/m.gguf", dir);
+    enum { N = 1 << 20 };
+    float *x = malloc(N * sizeof(float));
+    ck_assert_ptr_nonnull(x);
+    for (int i = 0; i < N; i++) x[i] = (float)i;
+    struct eng_gguf_writer *w = eng_gguf_writer_new();
+    int64_t ne[2] = {1024, N / 1024};
+    ck_assert_int_eq(eng_gguf_add_tensor(w, "w", ENG_TYPE_F32, 2, ne, x), 0);
+    ck_assert_int_eq(eng_gguf_writer_write(w, path), 0);
+    eng_gguf_writer_free(w);
+
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    ck_assert_ptr_ne(m, MAP_FAILED);
+    size_t pages = ((size_t)st.st_size + 4095) / 4096, resident = 0;
+    unsigned char *vec = malloc(pages + 4096);
+    ck_assert_int_eq(mincore(m, (size_t)st.st_size, vec), 0);
+    for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+    ck_assert_msg(resident == 0, "%zu of %zu pages of the written file still cached", resident,
+                  pages);
+    munmap(m, (size_t)st.st_size);
+    close(fd);
+
+    struct eng_gguf *g = eng_gguf_open(path);
+    ck_assert_ptr_nonnull(g);
+    const struct eng_tensor *t = eng_gguf_find_tensor(g, "w");
+    ck_assert_ptr_nonnull(t);
+    ck_assert(((const float *)t->data)[N - 1] == (float)(N - 1));
+    char flags[512];
+    vm_flags_of(t->data, flags, sizeof(flags));
+    ck_assert_msg(strstr(flags, " hg") != NULL, "weights mapped without huge-page advice: %s",
+                  flags);
+    eng_gguf_close(g);
+    free(vec);
+    free(x);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 Suite *gguf_suite(void) {
     Suite *s = suite_create("gguf");
     TCase *tc = tcase_create("gguf");
@@ -534,6 +606,7 @@ Suite *gguf_suite(void) {
     tcase_add_test(tc, every_truncation);
     tcase_add_test(tc, writer_atomic);
     tcase_add_test(tc, writer_streaming);
+    tcase_add_test(tc, page_cache);
     suite_add_tcase(s, tc);
     return s;
 }

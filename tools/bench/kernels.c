@@ -91,6 +91,28 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     printf("{\"type\": \"%s\", \"in\": %lld, \"vec_dot_ns\": %.2f, \"vec_dot_gbs\": %.2f, "
            "\"to_float_ns\": %.2f",
            tr->name, (long long)in, dot_ns, dot_gbs, deq_ns);
+    if (tr->vec_dot_cols) {
+        /* batched decode: ENG_DOT_COLS activation rows against each weight row, ns per 256
+         * weights and column (vec_dot_ns is the same figure for one column) */
+        uint8_t *ac = malloc(arow * ENG_DOT_COLS);
+        for (int c = 0; c < ENG_DOT_COLS; c++) memcpy(ac + (size_t)c * arow, a, arow);
+        float v[ENG_DOT_COLS];
+        reps = 0;
+        t0 = cpu_s();
+        do {
+            for (int k = 0; k < per; k++)
+                for (int r = 0; r < rows; r++) {
+                    tr->vec_dot_cols(in, ENG_DOT_COLS, v, 1, w + (size_t)r * wrow, ac, arow);
+                    s += v[0];
+                }
+            reps += per;
+            t1 = cpu_s();
+        } while (t1 - t0 < 0.3);
+        sink = s;
+        printf(", \"cols%d_ns\": %.2f", ENG_DOT_COLS,
+               (t1 - t0) * 1e9 / ((double)reps * rows * in / 256 * ENG_DOT_COLS));
+        free(ac);
+    }
     if (tr->repack) {
         /* repack, then the tile kernel over 64 activation rows */
         int8_t *q = malloc((size_t)in * rows);

@@ -18,7 +18,8 @@ comparison, as its share of the best single read repetition of either pass.
 usage: /usr/bin/python3 tools/bench/run.py [--out BENCHMARKS.md] [--threads 1,2] [--reps 5]
        [--shapes L110M,L1B] [--types f16,q8_0,q4_0,q4_k_m]
 Binaries come from $BUILD (default build): edgellm, genmodel, stream-bw. Models are cached in
-$BUILD/bench-models and regenerated only when missing. Benchmarks are not tests: nothing here
+$BUILD/bench-models and regenerated only when missing; each is dropped from the page cache before
+its runs (tools/bench/pagecache.py), so the warm-up reads it in as after a reboot. Benchmarks are not tests: nothing here
 fails on a slow figure.
 """
 
@@ -33,6 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mdsection import replace_section  # noqa: E402
+import pagecache  # noqa: E402
 
 SECTION = "## Engine: decode and prefill speed"
 
@@ -146,6 +148,7 @@ def main(argv):
     results = []
     bench_cmd = None
     for shape, typ, path in models:
+        pagecache.drop(path)
         cmd = [os.path.join(build, "edgellm"), "bench", "-m", path, "-t",
                ",".join(map(str, threads)), "-p", "64", "-n", "32", "-r", str(args.reps), "--json"]
         bench_cmd = bench_cmd or cmd
