@@ -119,6 +119,11 @@ struct eng_type_traits {
      * Each result equals vec_dot's for that row bit for bit. NULL where there is no such kernel. */
     void (*vec_dot_cols)(int64_t n, int nc, float *s, size_t s_stride, const void *w, const void *a,
                          size_t a_stride);
+    /* s[r] = dot(weight row r at w + r * w_stride bytes, a) for nr rows: vec_dot over
+     * consecutive rows in one call (short rows spend a good part of a call outside the loop).
+     * Each result equals vec_dot's bit for bit. NULL where there is no such kernel. */
+    void (*vec_dot_rows)(int64_t n, int64_t nr, float *s, const void *w, size_t w_stride,
+                         const void *a);
 };
 #define ENG_DOT_COLS 4
 

@@ -237,6 +237,10 @@ static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *
                      int64_t ldy) {
     size_t wrow = eng_row_size(w->type, in);
     const uint8_t *base = (const uint8_t *)w->data;
+    if (B == 1 && tr->vec_dot_rows) {
+        tr->vec_dot_rows(in, r1 - r0, &y[r0], base + (size_t)r0 * wrow, wrow, xq);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) { /* hot loop: one weight row, all B activations */
         const uint8_t *wp = base + (size_t)r * wrow;
         int b = 0;

@@ -579,7 +579,8 @@ ENG_COLS_ENTRY_POINTS(iq4_xs_avx512, iq4_xs_cols)
 
 /* f16 row · f32 activations: sixteen weights per vcvtph2ps from one 256-bit load, four
  * accumulators (the fma latency), the tail of n % 16 with a masked load. */
-static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
+static inline __attribute__((always_inline)) void f16_dot(int64_t n, float *s, const void *vw,
+                                                          const void *va) {
     const uint16_t *w = vw;
     const float *a = va;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
@@ -604,6 +605,14 @@ static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *
     *s = _mm512_reduce_add_ps(
         _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
+static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
+    f16_dot(n, s, vw, va);
+}
+static void f16_vec_dot_rows_avx512(int64_t n, int64_t nr, float *s, const void *vw,
+                                    size_t w_stride, const void *va) {
+    for (int64_t r = 0; r < nr; r++) /* hot loop */
+        f16_dot(n, s + r, (const uint8_t *)vw + (size_t)r * w_stride, va);
+}
 
 #if defined(ENG_GFNI)
 void eng_simd_install_avx512_gfni(struct eng_type_traits *t) {
@@ -614,29 +623,38 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
     {
         t[ENG_TYPE_Q4_0].vec_dot = q4_0_avx512_vec_dot;
         t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_avx512_vec_dot_cols;
+        t[ENG_TYPE_Q4_0].vec_dot_rows = q4_0_avx512_vec_dot_rows;
         /* Four columns per weight load serve prefill as well as repacking for the tile kernel
          * does (L1B pp64 100-103 against 85 tok/s, pp256 81-91 against 91) and batched decode
          * better (84 against 61 tok/s at 16 sequences), so q4_0 never takes the tile path here. */
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
     }
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx512;
+    t[ENG_TYPE_F16].vec_dot_rows = f16_vec_dot_rows_avx512;
     t[ENG_TYPE_Q5_0].vec_dot = q5_0_avx512_vec_dot;
     t[ENG_TYPE_Q5_0].vec_dot_cols = q5_0_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q5_0].vec_dot_rows = q5_0_avx512_vec_dot_rows;
     t[ENG_TYPE_Q5_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_IQ4_NL].vec_dot = iq4_nl_avx512_vec_dot;
     t[ENG_TYPE_IQ4_NL].vec_dot_cols = iq4_nl_avx512_vec_dot_cols;
+    t[ENG_TYPE_IQ4_NL].vec_dot_rows = iq4_nl_avx512_vec_dot_rows;
     t[ENG_TYPE_IQ4_NL].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_avx512_vec_dot;
     t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q8_0].vec_dot_rows = q8_0_avx512_vec_dot_rows;
     t[ENG_TYPE_Q8_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q4_K].vec_dot = q4_k_avx512_vec_dot;
     t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q4_K].vec_dot_rows = q4_k_avx512_vec_dot_rows;
     t[ENG_TYPE_Q3_K].vec_dot = q3_k_avx512_vec_dot;
     t[ENG_TYPE_Q3_K].vec_dot_cols = q3_k_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q3_K].vec_dot_rows = q3_k_avx512_vec_dot_rows;
     t[ENG_TYPE_Q5_K].vec_dot = q5_k_avx512_vec_dot;
     t[ENG_TYPE_Q5_K].vec_dot_cols = q5_k_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q5_K].vec_dot_rows = q5_k_avx512_vec_dot_rows;
     t[ENG_TYPE_Q6_K].vec_dot = q6_k_avx512_vec_dot;
     t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_avx512_vec_dot_cols;
+    t[ENG_TYPE_Q6_K].vec_dot_rows = q6_k_avx512_vec_dot_rows;
     /* With these column kernels q8_0 and q6_k no longer gain from repacking for the tile
      * kernel at any batch measured (L1B 2 threads, tile from 12 rows against columns only:
      * q8_0 pp64 105 vs 116 tok/s, pp256 108 vs 127, 16 sequences 70 vs 94; Q4_K_M, whose q6_k
@@ -651,4 +669,5 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
     t[ENG_TYPE_Q5_0].tile_min_b = 1 << 30; /* pp64 71-74 vs 111-119 */
     t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_avx512_vec_dot;
     t[ENG_TYPE_IQ4_XS].vec_dot_cols = iq4_xs_avx512_vec_dot_cols;
+    t[ENG_TYPE_IQ4_XS].vec_dot_rows = iq4_xs_avx512_vec_dot_rows;
 }

@@ -781,6 +781,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_K].from_float = q8_k_from_float_avx2;
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_avx2_vec_dot;
     t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_avx2_vec_dot_cols;
+    t[ENG_TYPE_Q8_0].vec_dot_rows = q8_0_avx2_vec_dot_rows;
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_q8x_avx2;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
@@ -805,8 +806,10 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q3_K].vec_dot = q3_k_vec_dot_avx2;
     t[ENG_TYPE_Q4_K].vec_dot = q4_k_avx2_vec_dot;
     t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_avx2_vec_dot_cols;
+    t[ENG_TYPE_Q4_K].vec_dot_rows = q4_k_avx2_vec_dot_rows;
     t[ENG_TYPE_Q5_K].vec_dot = q5_k_vec_dot_avx2;
     t[ENG_TYPE_Q6_K].vec_dot = q6_k_avx2_vec_dot;
     t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_avx2_vec_dot_cols;
+    t[ENG_TYPE_Q6_K].vec_dot_rows = q6_k_avx2_vec_dot_rows;
     t[ENG_TYPE_IQ4_XS].vec_dot = iq4_xs_vec_dot_avx2;
 }

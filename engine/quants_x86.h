@@ -55,6 +55,12 @@ static inline __m128i q3k_scales_v(const uint8_t *packed) {
     static void prefix##_vec_dot(int64_t n, float *s, const void *vw, const void *va) {            \
         tmpl(1, n, s, 0, vw, va, 0);                                                               \
     }                                                                                              \
+    __attribute__((unused)) static void prefix##_vec_dot_rows(                                     \
+        int64_t n, int64_t nr, float *s, const void *vw, size_t w_stride, const void *va) {        \
+        for (int64_t r = 0; r < nr; r++) /* hot loop */                                            \
+            tmpl(1, n, s + r, 0, (const void *)((const uint8_t *)vw + (size_t)r * w_stride), va,   \
+                 0);                                                                               \
+    }                                                                                              \
     static void prefix##_vec_dot_cols(int64_t n, int nc, float *s, size_t s_stride,                \
                                       const void *vw, const void *va, size_t a_stride) {           \
         switch (nc) {                                                                              \

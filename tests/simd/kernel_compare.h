@@ -224,6 +224,35 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                     free(cols);
                     free(xs);
                 }
+                if (lt->vec_dot_rows) {
+                    /* consecutive weight rows in one call: each exactly its vec_dot */
+                    enum { NR = 3 };
+                    size_t wr = eng_row_size((enum eng_type)t, n);
+                    uint8_t *rows = malloc(wr * NR);
+                    float *xs = malloc(sizeof(float) * (size_t)n);
+                    memcpy(rows, w, wr);
+                    for (int k = 1; k < NR; k++) {
+                        for (int64_t i = 0; i < n; i++) xs[i] = x[(i + 7 * k) % n] * (0.5f + k);
+                        rt->from_float(xs, rows + (size_t)k * wr, n);
+                    }
+                    float got[NR + 1];
+                    got[NR] = 12345.0f; /* must stay: nr rows, not one more */
+                    lt->vec_dot_rows(n, NR, got, rows, wr, lact);
+                    for (int k = 0; k < NR; k++) {
+                        float want;
+                        lt->vec_dot(n, &want, rows + (size_t)k * wr, lact);
+                        r.checks++;
+                        if (memcmp(&want, &got[k], sizeof(float)) != 0)
+                            kc_fail(&r, log, "%s %s vec_dot_rows n=%lld row %g: %.9g, vec_dot %.9g",
+                                    level, name, (long long)n, (double)k, got[k], want);
+                    }
+                    r.checks++;
+                    if (got[NR] != 12345.0f)
+                        kc_fail(&r, log, "%s %s vec_dot_rows n=%lld: wrote past row %g (%g %g)",
+                                level, name, (long long)n, (double)NR, 0.0, 0.0);
+                    free(rows);
+                    free(xs);
+                }
                 double tol = KC_DOT_REL_TOL * mag + KC_DOT_ABS_TOL;
                 r.checks++;
                 if (!(fabs((double)s_ref - s_lvl) <= tol))

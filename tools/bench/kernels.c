@@ -91,6 +91,23 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     printf("{\"type\": \"%s\", \"in\": %lld, \"vec_dot_ns\": %.2f, \"vec_dot_gbs\": %.2f, "
            "\"to_float_ns\": %.2f",
            tr->name, (long long)in, dot_ns, dot_gbs, deq_ns);
+    if (tr->vec_dot_rows) {
+        /* the whole matrix in one vec_dot_rows call, as decode's row ranges go */
+        float *v = malloc(sizeof(float) * (size_t)rows);
+        reps = 0;
+        t0 = cpu_s();
+        do {
+            for (int k = 0; k < per; k++) {
+                tr->vec_dot_rows(in, rows, v, w, wrow, a);
+                s += v[0];
+            }
+            reps += per;
+            t1 = cpu_s();
+        } while (t1 - t0 < 0.3);
+        sink = s;
+        printf(", \"rows_ns\": %.2f", (t1 - t0) * 1e9 / ((double)reps * rows * in / 256));
+        free(v);
+    }
     if (tr->vec_dot_cols) {
         /* batched decode: ENG_DOT_COLS activation rows against each weight row, ns per 256
          * weights and column (vec_dot_ns is the same figure for one column) */

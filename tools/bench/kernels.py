@@ -51,13 +51,16 @@ def main(argv):
              f"before and {load1} after. Single thread, weights in cache (compute cost, not "
              "memory), thread CPU time. ns per 256 weights; tile and sgemm per 256 weights per "
              "token. GB/s: weight bytes one core can consume, to compare with the memory "
-             "bandwidth per core. B*: the batch size from which prefill's path beats the decode "
-             "path.\n")
+             "bandwidth per core. rows ns: the matrix in one vec_dot_rows call (decode's row "
+             "ranges) instead of one vec_dot call per row. cols4 ns/col: four activation rows "
+             "against each weight row (batched decode), per column. B*: the batch size from "
+             "which prefill's path beats the decode path.\n")
     for rows in runs:
         head = rows[0]
         L.append(f"### Rows of {head['in']} weights (kernel level `{head['simd']}`)\n")
-        L.append("| type | vec_dot ns | GB/s | to_float ns | repack ns | tile ns/token | B* tile |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("| type | vec_dot ns | GB/s | rows ns | cols4 ns/col | to_float ns | repack ns | "
+                 "tile ns/token | B* tile |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         sg = {r["sgemm_b"]: r for r in rows if "sgemm_b" in r}
         for r in rows:
             if "type" not in r:
@@ -71,6 +74,8 @@ def main(argv):
                 paying = [b for b in sorted(sg) if r["to_float_ns"] / b + sg[b]["ns"] < dot]
                 bstar = f"sgemm ≥ {paying[0]}" if paying else "sgemm never"
             L.append(f"| {r['type']} | {r['vec_dot_ns']:.1f} | {r['vec_dot_gbs']:.1f} | "
+                     f"{r.get('rows_ns', float('nan')):.1f} | "
+                     f"{r.get('cols4_ns', float('nan')):.2f} | "
                      f"{r['to_float_ns']:.0f} | "
                      f"{r.get('repack_ns', float('nan')):.0f} | "
                      f"{r.get('tile_ns', float('nan')):.2f} | {bstar} |".replace("nan", "-"))
