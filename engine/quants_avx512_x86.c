@@ -579,8 +579,7 @@ ENG_COLS_ENTRY_POINTS(iq4_xs_avx512, iq4_xs_cols)
 
 /* f16 row · f32 activations: sixteen weights per vcvtph2ps from one 256-bit load, four
  * accumulators (the fma latency), the tail of n % 16 with a masked load. */
-static inline __attribute__((always_inline)) void f16_dot(int64_t n, float *s, const void *vw,
-                                                          const void *va) {
+static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
     const uint16_t *w = vw;
     const float *a = va;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
@@ -605,14 +604,7 @@ static inline __attribute__((always_inline)) void f16_dot(int64_t n, float *s, c
     *s = _mm512_reduce_add_ps(
         _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
-static void f16_vec_dot_avx512(int64_t n, float *s, const void *vw, const void *va) {
-    f16_dot(n, s, vw, va);
-}
-static void f16_vec_dot_rows_avx512(int64_t n, int64_t nr, float *s, const void *vw,
-                                    size_t w_stride, const void *va) {
-    for (int64_t r = 0; r < nr; r++) /* hot loop */
-        f16_dot(n, s + r, (const uint8_t *)vw + (size_t)r * w_stride, va);
-}
+ENG_ROWS_ENTRY_POINT(f16_vec_dot_avx512)
 
 #if defined(ENG_GFNI)
 void eng_simd_install_avx512_gfni(struct eng_type_traits *t) {
@@ -630,7 +622,7 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
     }
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx512;
-    t[ENG_TYPE_F16].vec_dot_rows = f16_vec_dot_rows_avx512;
+    t[ENG_TYPE_F16].vec_dot_rows = f16_vec_dot_avx512_rows;
     t[ENG_TYPE_Q5_0].vec_dot = q5_0_avx512_vec_dot;
     t[ENG_TYPE_Q5_0].vec_dot_cols = q5_0_avx512_vec_dot_cols;
     t[ENG_TYPE_Q5_0].vec_dot_rows = q5_0_avx512_vec_dot_rows;
