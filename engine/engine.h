@@ -114,11 +114,12 @@ struct eng_type_traits {
     void (*repack)(const void *w, int8_t *q, float *s, float *m, int64_t n);
     bool repack_has_min;
     int tile_min_b; /* prefill takes the tile path from this many activation rows (measured) */
-    /* s[c * s_stride] = dot(w, activation row c) for nc (1..ENG_DOT_COLS) activation rows at
-     * a + c * a_stride bytes: batched decode unpacks each weight block once for all of them.
-     * Each result equals vec_dot's for that row bit for bit. NULL where there is no such kernel. */
-    void (*vec_dot_cols)(int64_t n, int nc, float *s, size_t s_stride, const void *w, const void *a,
-                         size_t a_stride);
+    /* s[c * s_stride + r] = dot(weight row r at w + r * w_stride bytes, activation row c at
+     * a + c * a_stride bytes) for nr consecutive weight rows and nc (1..ENG_DOT_COLS) activation
+     * rows: batched decode unpacks each weight block once for all of them. Each result equals
+     * vec_dot's for that pair bit for bit. NULL where there is no such kernel. */
+    void (*vec_dot_cols)(int64_t n, int nc, int64_t nr, float *s, size_t s_stride, const void *w,
+                         size_t w_stride, const void *a, size_t a_stride);
     /* s[r] = dot(weight row r at w + r * w_stride bytes, a) for nr rows: vec_dot over
      * consecutive rows in one call (short rows spend a good part of a call outside the loop).
      * Each result equals vec_dot's bit for bit. NULL where there is no such kernel. */

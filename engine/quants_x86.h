@@ -57,6 +57,12 @@ static inline __m128i q3k_scales_v(const uint8_t *packed) {
             fn(n, s + r, (const uint8_t *)vw + (size_t)r * w_stride, va);                          \
     }
 
+/* NC columns of tmpl over the nr rows of a vec_dot_cols call. */
+#define ENG_COLS_ROWS(tmpl, NC)                                                                    \
+    for (int64_t r = 0; r < nr; r++) /* hot loop */                                                \
+    tmpl(NC, n, s + r, s_stride, (const void *)((const uint8_t *)vw + (size_t)r * w_stride), va,   \
+         a_stride)
+
 /* The vec_dot, vec_dot_rows and vec_dot_cols entry points of an always-inline column template
  * tmpl(NC, n, s, s_stride, w, a, a_stride) (NC = 1..4 columns per pass over the weight row):
  * prefix##_vec_dot, prefix##_vec_dot_rows and prefix##_vec_dot_cols. */
@@ -65,20 +71,21 @@ static inline __m128i q3k_scales_v(const uint8_t *packed) {
         tmpl(1, n, s, 0, vw, va, 0);                                                               \
     }                                                                                              \
     ENG_ROWS_ENTRY_POINT(prefix##_vec_dot)                                                         \
-    static void prefix##_vec_dot_cols(int64_t n, int nc, float *s, size_t s_stride,                \
-                                      const void *vw, const void *va, size_t a_stride) {           \
+    static void prefix##_vec_dot_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,    \
+                                      const void *vw, size_t w_stride, const void *va,             \
+                                      size_t a_stride) {                                           \
         switch (nc) {                                                                              \
         case 1:                                                                                    \
-            tmpl(1, n, s, s_stride, vw, va, a_stride);                                             \
+            ENG_COLS_ROWS(tmpl, 1);                                                                \
             return;                                                                                \
         case 2:                                                                                    \
-            tmpl(2, n, s, s_stride, vw, va, a_stride);                                             \
+            ENG_COLS_ROWS(tmpl, 2);                                                                \
             return;                                                                                \
         case 3:                                                                                    \
-            tmpl(3, n, s, s_stride, vw, va, a_stride);                                             \
+            ENG_COLS_ROWS(tmpl, 3);                                                                \
             return;                                                                                \
         default:                                                                                   \
-            tmpl(4, n, s, s_stride, vw, va, a_stride);                                             \
+            ENG_COLS_ROWS(tmpl, 4);                                                                \
         }                                                                                          \
     }
 

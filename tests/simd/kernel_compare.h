@@ -208,19 +208,36 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                         for (int64_t i = 0; i < n; i++) xs[i] = x[(i + 13 * c) % n] * (1.0f + c);
                         lvl[lv].from_float(xs, cols + (size_t)c * ar, n);
                     }
+                    /* two weight rows: w and another */
+                    size_t wr = eng_row_size((enum eng_type)t, n);
+                    uint8_t *w2 = malloc(2 * wr);
+                    memcpy(w2, w, wr);
+                    for (int64_t i = 0; i < n; i++) xs[i] = x[(i + 5) % n] * 0.75f;
+                    rt->from_float(xs, w2 + wr, n);
                     for (int nc = 1; nc <= ENG_DOT_COLS; nc++) {
-                        float got[2 * ENG_DOT_COLS];
-                        lt->vec_dot_cols(n, nc, got, 2, w, cols, ar);
-                        for (int c = 0; c < nc; c++) {
-                            float want;
-                            lt->vec_dot(n, &want, w, cols + (size_t)c * ar);
+                        float got[3 * ENG_DOT_COLS];
+                        for (int i = 0; i < 3 * ENG_DOT_COLS; i++) got[i] = 12345.0f;
+                        lt->vec_dot_cols(n, nc, 2, got, 3, w2, wr, cols, ar);
+                        for (int c = 0; c < nc; c++)
+                            for (int k = 0; k < 2; k++) {
+                                float want;
+                                lt->vec_dot(n, &want, w2 + (size_t)k * wr, cols + (size_t)c * ar);
+                                r.checks++;
+                                if (memcmp(&want, &got[3 * c + k], sizeof(float)) != 0)
+                                    kc_fail(&r, log,
+                                            "%s %s vec_dot_cols n=%lld row %g: %.9g, vec_dot %.9g",
+                                            level, name, (long long)n, (double)k, got[3 * c + k],
+                                            want);
+                            }
+                        for (int i = 0; i < 3 * ENG_DOT_COLS; i++) {
+                            if (i % 3 < 2 && i / 3 < nc) continue;
                             r.checks++;
-                            if (memcmp(&want, &got[2 * c], sizeof(float)) != 0)
-                                kc_fail(&r, log,
-                                        "%s %s vec_dot_cols n=%lld: %.9g, one row %.9g (%g)", level,
-                                        name, (long long)n, got[2 * c], want, 0.0);
+                            if (got[i] != 12345.0f)
+                                kc_fail(&r, log, "%s %s vec_dot_cols n=%lld: wrote slot %g (%g %g)",
+                                        level, name, (long long)n, (double)i, 0.0, 0.0);
                         }
                     }
+                    free(w2);
                     free(cols);
                     free(xs);
                 }

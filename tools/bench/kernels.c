@@ -113,15 +113,14 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
          * weights and column (vec_dot_ns is the same figure for one column) */
         uint8_t *ac = malloc(arow * ENG_DOT_COLS);
         for (int c = 0; c < ENG_DOT_COLS; c++) memcpy(ac + (size_t)c * arow, a, arow);
-        float v[ENG_DOT_COLS];
+        float *v = malloc(sizeof(float) * ENG_DOT_COLS * (size_t)rows);
         reps = 0;
         t0 = cpu_s();
         do {
-            for (int k = 0; k < per; k++)
-                for (int r = 0; r < rows; r++) {
-                    tr->vec_dot_cols(in, ENG_DOT_COLS, v, 1, w + (size_t)r * wrow, ac, arow);
-                    s += v[0];
-                }
+            for (int k = 0; k < per; k++) {
+                tr->vec_dot_cols(in, ENG_DOT_COLS, rows, v, (size_t)rows, w, wrow, ac, arow);
+                s += v[0];
+            }
             reps += per;
             t1 = cpu_s();
         } while (t1 - t0 < 0.3);
@@ -129,6 +128,7 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
         printf(", \"cols%d_ns\": %.2f", ENG_DOT_COLS,
                (t1 - t0) * 1e9 / ((double)reps * rows * in / 256 * ENG_DOT_COLS));
         free(ac);
+        free(v);
     }
     if (tr->repack) {
         /* repack, then the tile kernel over 64 activation rows */
