@@ -20,7 +20,7 @@
 
 static void usage(void) {
     printf("usage: edgellm bench -m MODEL [-m MODEL ...] [-t 1,2] [-p 64] [-n 32] [-r 5]\n"
-           "                     [-s SEQS] [--json] [--mlock]\n\n"
+           "                     [-s SEQS] [--json] [--mlock] [--kv-f16]\n\n"
            "  -m MODEL   GGUF model (repeatable)\n"
            "  -t LIST    thread counts (default: the performance cores)\n"
            "  -p N       prompt tokens for the pp test (0 skips it; default 64)\n"
@@ -30,7 +30,8 @@ static void usage(void) {
            "             decoding, as edgellmd does for concurrent requests); tok/s counts all\n"
            "             of them (default 1)\n"
            "  --json     print one JSON array of measurements instead of a table\n"
-           "  --mlock    lock the model's pages in RAM\n");
+           "  --mlock    lock the model's pages in RAM\n"
+           "  --kv-f16   cache keys and values as fp16 (as edgellmd's kv_f16)\n");
 }
 
 static double now_s(void) {
@@ -92,7 +93,7 @@ static double run_once(struct eng_ctx *c, int32_t *tok, int32_t *pos, bool pp, i
 }
 
 /* Bytes read from memory to generate one token at mean position `mean_pos`. */
-static double bytes_per_token(const struct eng_model *m, double mean_pos) {
+static double bytes_per_token(const struct eng_model *m, double mean_pos, bool kv16) {
     const struct eng_gguf *g = eng_model_gguf(m);
     const struct eng_hparams *hp = eng_model_hparams(m);
     double bytes = 0;
@@ -105,7 +106,8 @@ static double bytes_per_token(const struct eng_model *m, double mean_pos) {
             bytes += (double)t->nbytes;
         }
     }
-    double kv = (double)hp->n_layer * 2 * hp->n_head_kv * hp->head_dim * sizeof(float);
+    double kv = (double)hp->n_layer * 2 * hp->n_head_kv * hp->head_dim *
+                (kv16 ? sizeof(uint16_t) : sizeof(float));
     return bytes + kv * (mean_pos + 1);
 }
 
@@ -129,7 +131,7 @@ static const char *main_type(const struct eng_model *m) {
 }
 
 static int bench_model(const char *path, const int *threads, int n_threads, int n_prompt, int n_gen,
-                       int reps, int seqs, bool json, bool mlock, bool *first_json) {
+                       int reps, int seqs, bool json, bool mlock, bool kv16, bool *first_json) {
     rss_peak_reset();
     struct eng_model_params mp = {.use_mlock = mlock};
     struct eng_model *m = eng_model_load(path, &mp);
@@ -138,7 +140,7 @@ static int bench_model(const char *path, const int *threads, int n_threads, int 
     size_t size = eng_gguf_file_size(eng_model_gguf(m));
     int64_t n_params = eng_model_n_params(m);
     double bpw = (double)eng_model_weight_bytes(m) * 8.0 / (double)n_params;
-    double bpt = bytes_per_token(m, n_gen > 0 ? (n_gen - 1) / 2.0 : 0);
+    double bpt = bytes_per_token(m, n_gen > 0 ? (n_gen - 1) / 2.0 : 0, kv16);
     int n_max = n_prompt > n_gen ? n_prompt : n_gen;
     int32_t *tok = malloc((size_t)(n_max + 1) * sizeof(int32_t));
     int32_t *pos = malloc((size_t)(n_max + 1) * sizeof(int32_t));
@@ -160,6 +162,7 @@ static int bench_model(const char *path, const int *threads, int n_threads, int 
         cp.n_ctx = n_max + 1;
         cp.n_batch = n_prompt > seqs ? n_prompt : seqs;
         cp.n_slots = seqs;
+        cp.kv_f16 = kv16;
         cp.n_outputs = seqs;
         cp.n_threads = threads[ti] > 0 ? threads[ti] : eng_default_threads();
         struct eng_ctx *c = eng_ctx_new(m, &cp);
@@ -195,10 +198,11 @@ static int bench_model(const char *path, const int *threads, int n_threads, int 
                 "\"threads\": %d, \"tok_per_s\": %.3f, \"tok_per_s_min\": %.3f, "
                 "\"tok_per_s_max\": %.3f, \"size_bytes\": %zu, \"n_params\": %lld, "
                 "\"bpw\": %.4f, \"rss_peak_bytes\": %zu, \"bytes_per_token\": %.0f, "
-                "\"reps\": %d, \"seqs\": %d, \"simd\": \"%s\"}",
+                "\"reps\": %d, \"seqs\": %d, \"kv_f16\": %s, \"simd\": \"%s\"}",
                 *first_json ? "[" : ",", path, main_type(m), x->test, x->n_tokens, x->threads,
                 x->med, x->min, x->max, size, (long long)n_params, bpw, rss,
-                x->test[0] == 't' ? bpt : 0.0, reps, x->seqs, eng_simd_level());
+                x->test[0] == 't' ? bpt : 0.0, reps, x->seqs, kv16 ? "true" : "false",
+                eng_simd_level());
             *first_json = false;
         } else {
             char test[32];
@@ -225,7 +229,7 @@ int cmd_bench(int argc, char **argv) {
     const char *models[64];
     int n_models = 0, threads[BENCH_MAX_THREADS] = {0}, n_threads = 1;
     long n_prompt = 64, n_gen = 32, reps = 5, seqs = 1;
-    bool json = false, mlock = false;
+    bool json = false, mlock = false, kv16 = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
@@ -266,6 +270,8 @@ int cmd_bench(int argc, char **argv) {
             json = true;
         } else if (!strcmp(a, "--mlock")) {
             mlock = true;
+        } else if (!strcmp(a, "--kv-f16")) {
+            kv16 = true;
         } else {
             return cli_usage_error("bench", "unknown or incomplete option '%s'", a);
         }
@@ -284,7 +290,7 @@ int cmd_bench(int argc, char **argv) {
     int rc = 0;
     for (int i = 0; i < n_models && rc == 0; i++)
         rc = bench_model(models[i], threads, n_threads, (int)n_prompt, (int)n_gen, (int)reps,
-                         (int)seqs, json, mlock, &first);
+                         (int)seqs, json, mlock, kv16, &first);
     if (json) printf(first ? "[]\n" : "\n]\n");
     return rc;
 }

@@ -3,8 +3,9 @@
  * lanes hold a head's 64 or 128 values in few registers, and scores of eight positions are
  * reduced together). Scores: eight key rows against the query at once, summed across lanes by
  * one hadd tree; exponentials: a polynomial over eight scores at a time; values: the output
- * kept in registers, 64 values per pass over the positions. Equal to eng_attn_ref up to float
- * rounding (the check names the tolerance).
+ * kept in registers, 64 values per pass over the positions. Cached keys and values are floats
+ * or fp16 values widened on load (F16C). Equal to eng_attn_ref up to float rounding (the check
+ * names the tolerance).
  */
 #include "quants_x86.h"
 
@@ -42,46 +43,52 @@ static inline __m256 exp_neg(__m256 x) {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-/* out[0..8W) = inv · Σ_p att[p] · v_p[0..8W), the W registers of the output kept live. */
-static inline __attribute__((always_inline)) void
-weighted(const int W, int n, const float *att, const float *v, size_t ld, float inv, float *out) {
+/* Eight elements of a cache row block from element i: floats, or fp16 values widened. */
+static inline __m256 ld8(const void *p, size_t i, const bool h) {
+    return h ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)))
+             : _mm256_loadu_ps((const float *)p + i);
+}
+
+/* out[0..8W) = inv · Σ_p att[p] · v_p[i0..i0+8W), the W registers of the output kept live. */
+static inline __attribute__((always_inline)) void weighted(const int W, const bool h, int n,
+                                                           const float *att, const void *v,
+                                                           size_t i0, size_t ld, float inv,
+                                                           float *out) {
     __m256 o[8];
 #pragma GCC unroll 8
     for (int j = 0; j < W; j++) o[j] = _mm256_setzero_ps();
     for (int p = 0; p < n; p++) { /* hot loop */
         const __m256 a = _mm256_broadcast_ss(att + p);
-        const float *vp = v + (size_t)p * ld;
+        const size_t vp = (size_t)p * ld + i0;
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) o[j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 8 * j), o[j]);
+        for (int j = 0; j < W; j++) o[j] = _mm256_fmadd_ps(a, ld8(v, vp + 8 * j, h), o[j]);
     }
     const __m256 vi = _mm256_set1_ps(inv);
 #pragma GCC unroll 8
     for (int j = 0; j < W; j++) _mm256_storeu_ps(out + 8 * j, _mm256_mul_ps(o[j], vi));
 }
 
-void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v, size_t ld,
-                   float scale, float *att, float *out) {
-    if (hd % 8) {
-        eng_attn_ref(hd, n, q, k, v, ld, scale, att, out);
-        return;
-    }
+static inline __attribute__((always_inline)) void attn_t(const bool h, int hd, int n,
+                                                         const float *q, const void *k,
+                                                         const void *v, size_t ld, float scale,
+                                                         float *att, float *out) {
     const __m256 vs = _mm256_set1_ps(scale);
     __m256 vmax = _mm256_set1_ps(-INFINITY);
     int p = 0;
     for (; p + 8 <= n; p += 8) { /* hot loop: eight positions' scores */
-        const float *kp = k + (size_t)p * ld;
+        const size_t kp = (size_t)p * ld;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
                a7 = a0;
         for (int i = 0; i < hd; i += 8) {
             const __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + i), qv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + ld + i), qv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 2 * ld + i), qv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 3 * ld + i), qv, a3);
-            a4 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 4 * ld + i), qv, a4);
-            a5 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 5 * ld + i), qv, a5);
-            a6 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 6 * ld + i), qv, a6);
-            a7 = _mm256_fmadd_ps(_mm256_loadu_ps(kp + 7 * ld + i), qv, a7);
+            a0 = _mm256_fmadd_ps(ld8(k, kp + i, h), qv, a0);
+            a1 = _mm256_fmadd_ps(ld8(k, kp + ld + i, h), qv, a1);
+            a2 = _mm256_fmadd_ps(ld8(k, kp + 2 * ld + i, h), qv, a2);
+            a3 = _mm256_fmadd_ps(ld8(k, kp + 3 * ld + i, h), qv, a3);
+            a4 = _mm256_fmadd_ps(ld8(k, kp + 4 * ld + i, h), qv, a4);
+            a5 = _mm256_fmadd_ps(ld8(k, kp + 5 * ld + i, h), qv, a5);
+            a6 = _mm256_fmadd_ps(ld8(k, kp + 6 * ld + i, h), qv, a6);
+            a7 = _mm256_fmadd_ps(ld8(k, kp + 7 * ld + i, h), qv, a7);
         }
         const __m256 s = _mm256_mul_ps(totals8(a0, a1, a2, a3, a4, a5, a6, a7), vs);
         _mm256_storeu_ps(att + p, s);
@@ -90,10 +97,10 @@ void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v
     float max = -INFINITY;
     for (int i = 0; i < 8; i++) max = fmaxf(max, ((float *)&vmax)[i]);
     for (; p < n; p++) {
-        const float *kp = k + (size_t)p * ld;
+        const size_t kp = (size_t)p * ld;
         __m256 a = _mm256_setzero_ps();
         for (int i = 0; i < hd; i += 8)
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(kp + i), _mm256_loadu_ps(q + i), a);
+            a = _mm256_fmadd_ps(ld8(k, kp + i, h), _mm256_loadu_ps(q + i), a);
         att[p] = hsum_ps(a) * scale;
         max = fmaxf(max, att[p]);
     }
@@ -110,7 +117,17 @@ void eng_attn_avx2(int hd, int n, const float *q, const float *k, const float *v
 
     const float inv = 1.0f / sum;
     int i0 = 0;
-    for (; i0 + 64 <= hd; i0 += 64) weighted(8, n, att, v + i0, ld, inv, out + i0);
-    for (; i0 + 32 <= hd; i0 += 32) weighted(4, n, att, v + i0, ld, inv, out + i0);
-    for (; i0 < hd; i0 += 8) weighted(1, n, att, v + i0, ld, inv, out + i0);
+    for (; i0 + 64 <= hd; i0 += 64) weighted(8, h, n, att, v, (size_t)i0, ld, inv, out + i0);
+    for (; i0 + 32 <= hd; i0 += 32) weighted(4, h, n, att, v, (size_t)i0, ld, inv, out + i0);
+    for (; i0 < hd; i0 += 8) weighted(1, h, n, att, v, (size_t)i0, ld, inv, out + i0);
+}
+
+void eng_attn_avx2(int hd, int n, const float *q, const void *k, const void *v, size_t ld, bool f16,
+                   float scale, float *att, float *out) {
+    if (hd % 8)
+        eng_attn_ref(hd, n, q, k, v, ld, f16, scale, att, out);
+    else if (f16)
+        attn_t(true, hd, n, q, k, v, ld, scale, att, out);
+    else
+        attn_t(false, hd, n, q, k, v, ld, scale, att, out);
 }

@@ -358,6 +358,9 @@ struct eng_ctx_params {
     int n_batch;   /* max tokens per eng_forward call (default 512) */
     int n_outputs; /* max tokens per call that produce logits (default n_batch) */
     int n_threads; /* worker threads (default: performance cores) */
+    /* Keys and values cached as fp16 instead of f32 (default false): half the KV memory and
+     * half the bytes attention reads per token, for fp16 rounding of the cached values. */
+    bool kv_f16;
 };
 
 struct eng_ctx;

@@ -26,7 +26,8 @@ struct eng_ctx {
     struct eng_pool *pool;
     size_t mem_bytes;
 
-    float *kv; /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous */
+    void *kv;      /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous */
+    size_t kv_elt; /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
 
     /* scratch, (B, ...) rows */
     float *x;             /* (B, E) residual stream */
@@ -114,6 +115,7 @@ void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p)
     p->n_batch = 512;
     p->n_outputs = 0; /* = n_slots */
     p->n_threads = eng_default_threads();
+    p->kv_f16 = false;
 }
 
 /* ---- context ---- */
@@ -161,9 +163,10 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     int64_t max_in = ENG_MAX(m->output->ne[0], (int64_t)Q);
     for (int l = 0; l < hp->n_layer; l++) max_in = ENG_MAX(max_in, m->layers[l].w_down->ne[0]);
     c->mm = eng_mm_ws_new(ENG_MAX(max_in, (int64_t)E), p.n_batch, p.n_threads);
-    c->mem_bytes = (kv_floats + n_floats) * sizeof(float) + O * sizeof(int) +
+    c->kv_elt = p.kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    c->mem_bytes = kv_floats * c->kv_elt + n_floats * sizeof(float) + O * sizeof(int) +
                    (c->mm ? eng_mm_ws_bytes(c->mm) : 0);
-    c->kv = calloc(kv_floats, sizeof(float));
+    c->kv = calloc(kv_floats, c->kv_elt);
     float *s = malloc(n_floats * sizeof(float));
     c->out_idx = malloc(O * sizeof(int));
     if (!c->kv || !s || !c->mm || !c->out_idx) {
@@ -245,11 +248,20 @@ void eng_ctx_set_observer(struct eng_ctx *c,
 
 /* Row pos of key/value head g in a slot's cache: each head's rows are contiguous, so attention
  * streams them in order. */
-static float *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos) {
+static void *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos) {
     const struct eng_hparams *hp = &c->m->hp;
     size_t C = (size_t)c->p.n_ctx, hd = (size_t)hp->head_dim;
     size_t head = (((size_t)slot * hp->n_layer + layer) * 2 + which) * hp->n_head_kv + g;
-    return c->kv + (head * C + (size_t)pos) * hd;
+    return (uint8_t *)c->kv + (head * C + (size_t)pos) * hd * c->kv_elt;
+}
+
+/* Stores one key or value row of hd floats at its cache row (fp16: rounded to nearest even by
+ * the F16 type's from_float, F16C or NEON where the level has it). */
+static void kv_put(const struct eng_ctx *c, void *dst, const float *x, int hd) {
+    if (c->p.kv_f16)
+        eng_type_traits(ENG_TYPE_F16)->from_float(x, dst, hd);
+    else
+        memcpy(dst, x, (size_t)hd * sizeof(float));
 }
 
 int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
@@ -263,7 +275,7 @@ int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
         for (int w = 0; w < 2; w++)
             for (int g = 0; g < hp->n_head_kv; g++)
                 memcpy(kv_at(c, dst, l, w, g, 0), kv_at(c, src, l, w, g, 0),
-                       (size_t)n_pos * hp->head_dim * sizeof(float));
+                       (size_t)n_pos * hp->head_dim * c->kv_elt);
     return 0;
 }
 
@@ -332,13 +344,13 @@ static void attention(void *arg, int ith, int nth) {
         int t = task / per_tok, g = task % per_tok / per_kv, sub = task % per_kv;
         int slot = b->slot ? b->slot[t] : 0;
         int pos = b->pos ? b->pos[t] : t;
-        const float *kc = kv_at(c, slot, j->layer, 0, g, 0);
-        const float *vc = kv_at(c, slot, j->layer, 1, g, 0);
+        const void *kc = kv_at(c, slot, j->layer, 0, g, 0);
+        const void *vc = kv_at(c, slot, j->layer, 1, g, 0);
         int h0 = g * group + sub * ATTN_HEADS_PER_ITEM;
         int h1 = ENG_MIN(g * group + group, h0 + ATTN_HEADS_PER_ITEM);
         for (int h = h0; h < h1; h++)
-            j->attn(hd, pos + 1, c->q + (size_t)t * Q + (size_t)h * hd, kc, vc, hd, scale, att,
-                    c->att_out + (size_t)t * Q + (size_t)h * hd);
+            j->attn(hd, pos + 1, c->q + (size_t)t * Q + (size_t)h * hd, kc, vc, hd, c->p.kv_f16,
+                    scale, att, c->att_out + (size_t)t * Q + (size_t)h * hd);
     }
 }
 
@@ -446,8 +458,8 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
             rope(c, q, hp->n_head, pos);
             rope(c, k, hp->n_head_kv, pos);
             for (int g = 0; g < hp->n_head_kv; g++) {
-                memcpy(kv_at(c, slot, l, 0, g, pos), k + (size_t)g * hd, hd * sizeof(float));
-                memcpy(kv_at(c, slot, l, 1, g, pos), v + (size_t)g * hd, hd * sizeof(float));
+                kv_put(c, kv_at(c, slot, l, 0, g, pos), k + (size_t)g * hd, hd);
+                kv_put(c, kv_at(c, slot, l, 1, g, pos), v + (size_t)g * hd, hd);
             }
         }
         struct attn_job aj = {c, l, eng_attn_kernel(), 0};

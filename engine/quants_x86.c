@@ -103,6 +103,16 @@ static void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
     for (; i < n; i++) y[i] = h2f(x[i]);
 }
 
+/* Round to nearest even, as eng_fp32_to_fp16 (F16C). */
+static void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = eng_fp32_to_fp16(x[i]);
+}
+
 static inline __m256 load_bf16x8(const uint16_t *p) {
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -790,6 +800,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx2;
     t[ENG_TYPE_F16].vec_dot_rows = f16_vec_dot_avx2_rows;
     t[ENG_TYPE_F16].to_float = f16_to_float_avx2;
+    t[ENG_TYPE_F16].from_float = f16_from_float_avx2;
     t[ENG_TYPE_BF16].vec_dot = bf16_vec_dot_avx2;
     t[ENG_TYPE_BF16].vec_dot_rows = bf16_vec_dot_avx2_rows;
     t[ENG_TYPE_BF16].to_float = bf16_to_float_avx2;

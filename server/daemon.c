@@ -365,6 +365,7 @@ int srv_main(int argc, char **argv, char **envp) {
         .batch = (int)s->cfg.batch,
         .prefill_chunk = (int)s->cfg.prefill_chunk,
         .mlock = s->cfg.mlock,
+        .kv_f16 = s->cfg.kv_f16,
     };
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;

@@ -192,7 +192,7 @@ struct srv_sched;
 struct srv_sched_params {
     const char *model_path; /* copied */
     int threads, slots, ctx, batch, prefill_chunk;
-    bool mlock;
+    bool mlock, kv_f16;
 };
 
 /* Starts the engine thread, which loads the model and then serves jobs. wake is signalled (from

@@ -40,6 +40,7 @@ struct srv_config {
     long batch;       /* max tokens per engine step */
     long prefill_chunk;
     bool mlock;
+    bool kv_f16;
     /* network (restart needed) */
     char *host;
     long port;

@@ -40,9 +40,12 @@ static const char *gen(const char *name, const char *args) {
     return path;
 }
 
+static bool kv16; /* contexts made by ctx() cache keys and values as fp16 */
+
 static struct eng_ctx *ctx(struct eng_model *m, int slots, int n_ctx, int batch, int outputs) {
     struct eng_ctx_params p;
     eng_ctx_params_default(m, &p);
+    p.kv_f16 = kv16;
     p.n_slots = slots;
     p.n_ctx = n_ctx;
     p.n_batch = batch;
@@ -134,6 +137,64 @@ END_TEST
 
 START_TEST(slots_qwen3_q8) {
     check_slots("--arch qwen3 --type q8_0 --seed 4 --head-dim 32");
+}
+END_TEST
+
+/* The fp16 cache: mixed batches and slot copies agree with each sequence run alone as with the
+ * f32 cache, and the logits stay within rel_bound of the f32 cache's (rel = max|diff| /
+ * max|f32| over a sequence's positions) with the same argmax at every position. A cache that
+ * stored or read the halves wrongly gives rel of order 1. */
+static void check_kv16(const char *genargs, float rel_bound) {
+    kv16 = true;
+    check_slots(genargs);
+    struct eng_model *m = eng_model_load(gen("m16.gguf", genargs), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    int V = eng_model_hparams(m)->n_vocab;
+    for (int s = 0; s < N_SEQ; s++) {
+        const float *lg[2];
+        struct eng_ctx *c[2];
+        for (int h = 0; h < 2; h++) {
+            kv16 = h == 1;
+            c[h] = ctx(m, 1, 16, 9, 9);
+            int8_t out[9];
+            memset(out, 1, sizeof(out));
+            struct eng_batch b = {seq_len[s], seqs[s], NULL, NULL, out};
+            ck_assert_int_eq(eng_forward(c[h], &b), 0);
+        }
+        float d = 0.0f, mag = 0.0f;
+        for (int i = 0; i < seq_len[s]; i++) {
+            lg[0] = eng_logits(c[0], i), lg[1] = eng_logits(c[1], i);
+            d = fmaxf(d, max_diff(lg[0], lg[1], V));
+            int a0 = 0, a1 = 0;
+            for (int t = 0; t < V; t++) {
+                mag = fmaxf(mag, fabsf(lg[0][t]));
+                if (lg[0][t] > lg[0][a0]) a0 = t;
+                if (lg[1][t] > lg[1][a1]) a1 = t;
+            }
+            ck_assert_msg(a0 == a1, "%s: seq %d pos %d argmax %d with the fp16 cache, %d with f32",
+                          genargs, s, i, a1, a0);
+        }
+        ck_assert_msg(d <= rel_bound * mag, "%s: seq %d: fp16 cache rel %g > %g", genargs, s,
+                      d / mag, rel_bound);
+        eng_ctx_free(c[0]);
+        eng_ctx_free(c[1]);
+    }
+    kv16 = false;
+    eng_model_free(m);
+}
+
+/* f32 weights: only the cache's rounding (11 significant bits) differs; measured rel <= 3.6e-4,
+ * bound about 4x. */
+START_TEST(kv_f16_llama) {
+    check_kv16("--arch llama --type f32 --seed 3", 1.5e-3f);
+}
+END_TEST
+
+/* q8_0 weights: every activation vector is rounded to 8 bits before each product, so the
+ * cache's small differences move some codes by one step; measured rel <= 1.7e-2, the same size as
+ * that rounding's own effect (tests/reference/run.py bounds q8_0 models at 6e-2 for it). */
+START_TEST(kv_f16_qwen3_q8) {
+    check_kv16("--arch qwen3 --type q8_0 --seed 4 --head-dim 32", 6e-2f);
 }
 END_TEST
 
@@ -380,6 +441,8 @@ Suite *model_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, slots_llama);
     tcase_add_test(tc, slots_qwen3_q8);
+    tcase_add_test(tc, kv_f16_llama);
+    tcase_add_test(tc, kv_f16_qwen3_q8);
     tcase_add_test(tc, exits);
     tcase_add_test(tc, batch_validation);
     tcase_add_test(tc, load_errors);

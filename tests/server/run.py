@@ -545,10 +545,9 @@ def hist(m, name):
     return m[name + "_count"], m[name + "_sum"], buckets
 
 
-@test
-def parallel_streams_match_solo():
+def streams_match_solo(*flags):
     # Two engine threads: the batch is split across the pool (and TSan watches it).
-    d = Daemon("--slots", "8", "--queue", "16", "--threads", "2")
+    d = Daemon("--slots", "8", "--queue", "16", "--threads", "2", *flags)
     # Streams long enough (tens of milliseconds on a fast machine) that all eight are admitted
     # before the first one ends, however the client threads are scheduled.
     base = 120
@@ -612,6 +611,17 @@ def parallel_streams_match_solo():
         print(f"    8 streams in {steps:.0f} steps (alone: {steps_solo:.0f} steps)")
     finally:
         expect(d.stop() == 0, "exit status")
+
+
+@test
+def parallel_streams_match_solo():
+    streams_match_solo()
+
+
+@test
+def parallel_streams_match_solo_kv_f16():
+    """The same with keys and values cached as fp16 (kv_f16): batching still changes nothing."""
+    streams_match_solo("--kv-f16")
 
 
 # ---------------------------------------------------------------------------------------------

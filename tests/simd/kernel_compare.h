@@ -290,8 +290,8 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
 
 /* The attention kernel of level s against eng_attn_ref: head sizes with and without a
  * SIMD-width multiple, position counts with tails, scores from small to large enough that most
- * weights underflow (head sizes cover each register-block width of the x86 and NEON kernels).
- * Every SIMD level must have one. */
+ * weights underflow (head sizes cover each register-block width of the x86 and NEON kernels),
+ * keys and values cached as floats and as fp16. Every SIMD level must have one. */
 static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE *log) {
     struct kc_result r = {0, 0};
     eng_attn_fn attn = eng_attn_kernel_for(s);
@@ -305,36 +305,43 @@ static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE
     static const float mags[] = {0.1f, 4.0f, 40.0f};
     const size_t ld = 256 + 4;
     float *k = malloc(130 * ld * sizeof(float)), *v = malloc(130 * ld * sizeof(float));
-    if (!k || !v) {
-        free(k), free(v);
+    uint16_t *kh = malloc(130 * ld * sizeof(uint16_t)), *vh = malloc(130 * ld * sizeof(uint16_t));
+    if (!k || !v || !kh || !vh) {
+        free(k), free(v), free(kh), free(vh);
         r.failures++;
         return r;
     }
     for (size_t i = 0; i < 130 * ld; i++) k[i] = kc_uniform() * 2.0f - 1.0f;
     for (size_t i = 0; i < 130 * ld; i++) v[i] = kc_uniform() * 2.0f - 1.0f;
-    for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
-        for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
-            for (size_t mi = 0; mi < sizeof(mags) / sizeof(mags[0]); mi++) {
-                int hd = hds[hi], n = ns[ni];
-                float q[256], att1[130], att2[130], o1[256], o2[256];
-                for (int i = 0; i < hd; i++) q[i] = (kc_uniform() * 2.0f - 1.0f) * mags[mi];
-                float scale = 1.0f / sqrtf((float)hd);
-                eng_attn_ref(hd, n, q, k, v, ld, scale, att1, o1);
-                attn(hd, n, q, k, v, ld, scale, att2, o2);
-                /* the largest score's size: |q|·|k| / sqrt(hd) at most */
-                double smax = 0.0;
-                for (int i = 0; i < hd; i++) smax += fabsf(q[i]);
-                double tol = KC_ATTN_ABS_TOL + KC_ATTN_SCORE_TOL * smax * scale;
-                for (int i = 0; i < hd; i++) {
-                    r.checks++;
-                    if (!(fabs((double)o1[i] - o2[i]) <= tol)) {
-                        kc_fail(&r, log, "%s attention %s hd*1000+n=%lld: %.9g vs %.9g (tol %g)",
-                                level, "ref", (long long)hd * 1000 + n, o2[i], o1[i], tol);
-                        break;
+    for (size_t i = 0; i < 130 * ld; i++)
+        kh[i] = eng_fp32_to_fp16(k[i]), vh[i] = eng_fp32_to_fp16(v[i]);
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
+            for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
+                for (size_t mi = 0; mi < sizeof(mags) / sizeof(mags[0]); mi++) {
+                    int hd = hds[hi], n = ns[ni];
+                    float q[256], att1[130], att2[130], o1[256], o2[256];
+                    for (int i = 0; i < hd; i++) q[i] = (kc_uniform() * 2.0f - 1.0f) * mags[mi];
+                    float scale = 1.0f / sqrtf((float)hd);
+                    const void *kk = f16 ? (const void *)kh : k, *vv = f16 ? (const void *)vh : v;
+                    eng_attn_ref(hd, n, q, kk, vv, ld, f16, scale, att1, o1);
+                    attn(hd, n, q, kk, vv, ld, f16, scale, att2, o2);
+                    /* the largest score's size: |q|·|k| / sqrt(hd) at most */
+                    double smax = 0.0;
+                    for (int i = 0; i < hd; i++) smax += fabsf(q[i]);
+                    double tol = KC_ATTN_ABS_TOL + KC_ATTN_SCORE_TOL * smax * scale;
+                    for (int i = 0; i < hd; i++) {
+                        r.checks++;
+                        if (!(fabs((double)o1[i] - o2[i]) <= tol)) {
+                            kc_fail(&r, log,
+                                    "%s attention %s hd*1000+n=%lld: %.9g vs %.9g (tol %g)", level,
+                                    f16 ? "fp16 cache" : "f32 cache", (long long)hd * 1000 + n,
+                                    o2[i], o1[i], tol);
+                            break;
+                        }
                     }
                 }
-            }
-    free(k), free(v);
+    free(k), free(v), free(kh), free(vh);
     return r;
 }
 
