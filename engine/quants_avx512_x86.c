@@ -352,7 +352,11 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
         const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(u, min_dup));
         const __m512i sc[2] = {_mm512_permutexvar_epi16(sidx0, sc16),
                                _mm512_permutexvar_epi16(sidx1, sc16)};
-        const __m512 dw = _mm512_set1_ps(h2f(w->d)), dmin = _mm512_set1_ps(h2f(w->dmin));
+        uint32_t d2; /* d and dmin, converted together */
+        memcpy(&d2, &w->d, 4);
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d2));
+        const __m512 dw = _mm512_broadcastss_ps(dd),
+                     dmin = _mm512_broadcastss_ps(_mm_movehdup_ps(dd));
         /* q5_k: the block's 32 qh bytes, once for its four registers */
         const __m512i hb = q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256(
                                     (const __m256i *)(blk + offsetof(struct eng_block_q5_k, qh))))
