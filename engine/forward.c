@@ -28,6 +28,7 @@ struct eng_ctx {
 
     void *kv;      /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous */
     size_t kv_elt; /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
+    void (*kv_from_float)(const float *x, void *y, int64_t n); /* fp16: F16's from_float */
 
     /* scratch, (B, ...) rows */
     float *x;             /* (B, E) residual stream */
@@ -164,6 +165,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     for (int l = 0; l < hp->n_layer; l++) max_in = ENG_MAX(max_in, m->layers[l].w_down->ne[0]);
     c->mm = eng_mm_ws_new(ENG_MAX(max_in, (int64_t)E), p.n_batch, p.n_threads);
     c->kv_elt = p.kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    c->kv_from_float = p.kv_f16 ? eng_type_traits(ENG_TYPE_F16)->from_float : NULL;
     c->mem_bytes = kv_floats * c->kv_elt + n_floats * sizeof(float) + O * sizeof(int) +
                    (c->mm ? eng_mm_ws_bytes(c->mm) : 0);
     c->kv = calloc(kv_floats, c->kv_elt);
@@ -258,8 +260,8 @@ static void *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int 
 /* Stores one key or value row of hd floats at its cache row (fp16: rounded to nearest even by
  * the F16 type's from_float, F16C or NEON where the level has it). */
 static void kv_put(const struct eng_ctx *c, void *dst, const float *x, int hd) {
-    if (c->p.kv_f16)
-        eng_type_traits(ENG_TYPE_F16)->from_float(x, dst, hd);
+    if (c->kv_from_float)
+        c->kv_from_float(x, dst, hd);
     else
         memcpy(dst, x, (size_t)hd * sizeof(float));
 }

@@ -352,9 +352,7 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
         const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(u, min_dup));
         const __m512i sc[2] = {_mm512_permutexvar_epi16(sidx0, sc16),
                                _mm512_permutexvar_epi16(sidx1, sc16)};
-        uint32_t d2; /* d and dmin, converted together */
-        memcpy(&d2, &w->d, 4);
-        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d2));
+        const __m128 dd = k4_dd(&w->d);
         const __m512 dw = _mm512_broadcastss_ps(dd),
                      dmin = _mm512_broadcastss_ps(_mm_movehdup_ps(dd));
         /* q5_k: the block's 32 qh bytes, once for its four registers */

@@ -133,11 +133,20 @@ static inline __m128i k4_unpack_v(const uint8_t *q) {
     return _mm_or_si128(lo, hi);
 }
 
-/* d·a_d and dmin·a_d of a q4_k / q5_k block (its two leading fp16 fields) in lanes 0 and 1. */
-static inline __m128 k4_d_dmin(const uint16_t *d, float ad) {
+/* d and dmin of a q4_k / q5_k block (its two leading fp16 fields) in lanes 0 and 1, converted
+ * together. */
+_Static_assert(offsetof(struct eng_block_q4_k, dmin) == offsetof(struct eng_block_q4_k, d) + 2 &&
+                   offsetof(struct eng_block_q5_k, dmin) == offsetof(struct eng_block_q5_k, d) + 2,
+               "d and dmin are adjacent");
+static inline __m128 k4_dd(const uint16_t *d) {
     uint32_t both;
     memcpy(&both, d, 4);
-    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)both)), _mm_set1_ps(ad));
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)both));
+}
+
+/* d·a_d and dmin·a_d of a q4_k / q5_k block in lanes 0 and 1. */
+static inline __m128 k4_d_dmin(const uint16_t *d, float ad) {
+    return _mm_mul_ps(k4_dd(d), _mm_set1_ps(ad));
 }
 
 /* accm + dmin·a_d (lane 1 of dd, from k4_d_dmin) × the 4-lane vector of mins[j]·(bsums[2j] +

@@ -163,10 +163,12 @@ static void on_loaded(struct srv_server *s) {
     s->loaded = true;
     const struct eng_hparams *hp = eng_model_hparams(m);
     srv_log(SRV_LOG_INFO,
-            "model %s loaded (%s, %lld parameters, %d slots x %d tokens, chat template %s); "
-            "serving at %s",
+            "model %s loaded (%s, %lld parameters, %d slots x %d tokens, %s KV cache, context "
+            "%.0f MiB, chat template %s); serving at %s",
             s->model_id, eng_arch_name(hp->arch), (long long)eng_model_n_params(m),
             srv_sched_n_slots(s->sched), srv_sched_n_ctx(s->sched),
+            eng_ctx_get_params(srv_sched_ctx(s->sched))->kv_f16 ? "fp16" : "f32",
+            eng_ctx_memory_bytes(srv_sched_ctx(s->sched)) / 1048576.0,
             eng_chat_family_name(s->chat_family), s->url);
     char st[600];
     snprintf(st, sizeof(st), "READY=1\nSTATUS=serving %.255s at %.299s", s->model_id, s->url);

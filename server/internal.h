@@ -207,6 +207,7 @@ const char *srv_sched_error(struct srv_sched *s); /* after FAILED */
 const struct eng_model *srv_sched_model(struct srv_sched *s);
 const struct eng_tokenizer *srv_sched_tokenizer(struct srv_sched *s);
 int srv_sched_n_ctx(struct srv_sched *s);
+const struct eng_ctx *srv_sched_ctx(struct srv_sched *s); /* its parameters and memory */
 int srv_sched_n_slots(struct srv_sched *s);
 
 /* Queues job (takes a reference). ENG_EBUSY if max_queue jobs already wait, ENG_EINVAL if the

@@ -646,6 +646,10 @@ int srv_sched_n_ctx(struct srv_sched *s) {
     return s->n_ctx;
 }
 
+const struct eng_ctx *srv_sched_ctx(struct srv_sched *s) {
+    return s->ctx;
+}
+
 int srv_sched_n_slots(struct srv_sched *s) {
     return s->n_slots;
 }

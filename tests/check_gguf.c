@@ -23,9 +23,13 @@ static void setup(void) {
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
+/* page_cache's directory in the working directory ("" when none): removed here too, so a
+ * failing assertion does not leave it behind. */
+static char cache_dir[32];
+
 static void teardown(void) {
     char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", tmpdir, cache_dir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", tmpdir);
 }
 
@@ -549,9 +553,10 @@ static void vm_flags_of(const void *p, char *out, size_t n) {
  * in 2 MiB folios mapped by one entry each. The file is written in the working directory: on a
  * tmpfs /tmp pages cannot leave the page cache. */
 START_TEST(page_cache) {
-    char dir[] = "check_gguf_cache.XXXXXX", path[64];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/m.gguf", dir);
+    char path[64];
+    snprintf(cache_dir, sizeof(cache_dir), "check_gguf_cache.XXXXXX"); /* mkdtemp's template */
+    ck_assert_ptr_nonnull(mkdtemp(cache_dir));
+    snprintf(path, sizeof(path), "%s/m.gguf", cache_dir);
     enum { N = 1 << 20 };
     float *x = malloc(N * sizeof(float));
     ck_assert_ptr_nonnull(x);
@@ -590,7 +595,7 @@ START_TEST(page_cache) {
     free(vec);
     free(x);
     ck_assert_int_eq(unlink(path), 0);
-    ck_assert_int_eq(rmdir(dir), 0);
+    ck_assert_int_eq(rmdir(cache_dir), 0);
 }
 END_TEST
 

@@ -546,8 +546,14 @@ def hist(m, name):
 
 
 def streams_match_solo(*flags):
+    """Eight streams batched give the texts each gives alone; returns the context's MiB from
+    the load log line and the KV cache type it names."""
     # Two engine threads: the batch is split across the pool (and TSan watches it).
     d = Daemon("--slots", "8", "--queue", "16", "--threads", "2", *flags)
+    d.wait_log(r"KV cache, context")
+    m = next(re.search(r"(f32|fp16) KV cache, context ([0-9]+) MiB", x) for x in d.log
+             if "KV cache, context" in x)
+    kv = (m.group(1), int(m.group(2)))
     # Streams long enough (tens of milliseconds on a fast machine) that all eight are admitted
     # before the first one ends, however the client threads are scheduled.
     base = 120
@@ -611,17 +617,26 @@ def streams_match_solo(*flags):
         print(f"    8 streams in {steps:.0f} steps (alone: {steps_solo:.0f} steps)")
     finally:
         expect(d.stop() == 0, "exit status")
+    return kv
+
+
+KV_F32 = []  # parallel_streams_match_solo's (type, MiB), for the fp16 run after it
 
 
 @test
 def parallel_streams_match_solo():
-    streams_match_solo()
+    KV_F32[:] = [streams_match_solo()]
+    expect(KV_F32[0][0] == "f32", f"default KV cache {KV_F32[0]}")
 
 
 @test
 def parallel_streams_match_solo_kv_f16():
-    """The same with keys and values cached as fp16 (kv_f16): batching still changes nothing."""
-    streams_match_solo("--kv-f16")
+    """The same with keys and values cached as fp16 (kv_f16): batching still changes nothing,
+    and the context really holds the fp16 cache (named in the load line, and smaller)."""
+    kind, mib = streams_match_solo("--kv-f16")
+    expect(kind == "fp16", f"--kv-f16 gave a {kind} KV cache")
+    if KV_F32:
+        expect(mib < KV_F32[0][1], f"fp16 context {mib} MiB, f32 {KV_F32[0][1]} MiB")
 
 
 # ---------------------------------------------------------------------------------------------

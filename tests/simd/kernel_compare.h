@@ -119,6 +119,21 @@ static void kc_fail(struct kc_result *r, FILE *log, const char *fmt, const char 
     }
 }
 
+/* nr weight rows of type t (rt's quantizer), row 0 a copy of w and the others from scaled,
+ * rotated copies of x (xs: n floats of scratch): rows that differ, for the multi-row kernels.
+ * The caller frees the result. */
+static uint8_t *kc_weight_rows(const struct eng_type_traits *rt, enum eng_type t, const uint8_t *w,
+                               const float *x, float *xs, int64_t n, int nr) {
+    size_t wr = eng_row_size(t, n);
+    uint8_t *rows = malloc(wr * (size_t)nr);
+    memcpy(rows, w, wr);
+    for (int k = 1; k < nr; k++) {
+        for (int64_t i = 0; i < n; i++) xs[i] = x[(i + 7 * k) % n] * (0.5f + k);
+        rt->from_float(xs, rows + (size_t)k * wr, n);
+    }
+    return rows;
+}
+
 /* Compares level s (already built into `lvl`) with `ref` for every type; returns counts. */
 static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                                           const struct eng_type_traits *lvl, const char *level,
@@ -210,10 +225,7 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                     }
                     /* two weight rows: w and another */
                     size_t wr = eng_row_size((enum eng_type)t, n);
-                    uint8_t *w2 = malloc(2 * wr);
-                    memcpy(w2, w, wr);
-                    for (int64_t i = 0; i < n; i++) xs[i] = x[(i + 5) % n] * 0.75f;
-                    rt->from_float(xs, w2 + wr, n);
+                    uint8_t *w2 = kc_weight_rows(rt, (enum eng_type)t, w, x, xs, n, 2);
                     for (int nc = 1; nc <= ENG_DOT_COLS; nc++) {
                         float got[3 * ENG_DOT_COLS];
                         for (int i = 0; i < 3 * ENG_DOT_COLS; i++) got[i] = 12345.0f;
@@ -245,13 +257,8 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                     /* consecutive weight rows in one call: each exactly its vec_dot */
                     enum { NR = 3 };
                     size_t wr = eng_row_size((enum eng_type)t, n);
-                    uint8_t *rows = malloc(wr * NR);
                     float *xs = malloc(sizeof(float) * (size_t)n);
-                    memcpy(rows, w, wr);
-                    for (int k = 1; k < NR; k++) {
-                        for (int64_t i = 0; i < n; i++) xs[i] = x[(i + 7 * k) % n] * (0.5f + k);
-                        rt->from_float(xs, rows + (size_t)k * wr, n);
-                    }
+                    uint8_t *rows = kc_weight_rows(rt, (enum eng_type)t, w, x, xs, n, NR);
                     float got[NR + 1];
                     got[NR] = 12345.0f; /* must stay: nr rows, not one more */
                     lt->vec_dot_rows(n, NR, got, rows, wr, lact);
