@@ -916,10 +916,13 @@ def wrk_bounded():
             f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                     'wrk.body = \'{"model":"small","messages":[{"role":"user","content":"hi"}],'
                     '"max_tokens":4}\'\n')
-        r = subprocess.run(["wrk", "-t", "2", "-c", "16", "-d", "3s", "--timeout",
+        # wrk counts only the requests that end within the run: under the sanitizers a request
+        # can take longer than 3 s on a slow host (0 requests in one TSan run), so the run
+        # stretches with SLOW.
+        r = subprocess.run(["wrk", "-t", "2", "-c", "16", "-d", f"{int(3 * SLOW)}s", "--timeout",
                             f"{int(20 * SLOW)}s", "--latency", "-s", lua,
                             d.url + "/v1/chat/completions"], capture_output=True, text=True,
-                           timeout=60)
+                           timeout=60 * SLOW)
         expect(r.returncode == 0, r.stderr)
         m = re.search(r"(\d+) requests in", r.stdout)
         expect(m and int(m.group(1)) > 0, r.stdout)
