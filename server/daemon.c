@@ -258,6 +258,7 @@ static void reload(struct srv_server *s) {
     srv_auth_free(&s->auth);
     s->auth = na;
     srv_log_configure(s->cfg.log_format, s->cfg.log_level);
+    if (s->sched) srv_sched_set_stream_interval(s->sched, s->cfg.stream_interval);
     srv_log(SRV_LOG_INFO, "configuration reloaded (%d API key(s))", s->auth.n);
 }
 
@@ -368,6 +369,7 @@ int srv_main(int argc, char **argv, char **envp) {
         .prefill_chunk = (int)s->cfg.prefill_chunk,
         .mlock = s->cfg.mlock,
         .kv_f16 = s->cfg.kv_f16,
+        .stream_interval = s->cfg.stream_interval,
     };
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;

@@ -193,6 +193,7 @@ struct srv_sched_params {
     const char *model_path; /* copied */
     int threads, slots, ctx, batch, prefill_chunk;
     bool mlock, kv_f16;
+    double stream_interval; /* seconds; see srv_sched_set_stream_interval */
 };
 
 /* Starts the engine thread, which loads the model and then serves jobs. wake is signalled (from
@@ -221,6 +222,9 @@ int srv_sched_take_dirty(struct srv_sched *s, struct srv_job ***out);
 /* The scheduler mutex, for reading job outputs. */
 void srv_sched_lock(struct srv_sched *s);
 void srv_sched_unlock(struct srv_sched *s);
+/* Least seconds between two wake-ups for new tokens of running streams (the config key
+ * stream_interval); a job's first token and its end wake the loop at once. Thread-safe. */
+void srv_sched_set_stream_interval(struct srv_sched *s, double seconds);
 /* Jobs waiting and slots in use. Thread-safe. */
 void srv_sched_counts(struct srv_sched *s, int *queued, int *active);
 

@@ -53,6 +53,7 @@ struct srv_config {
     long max_body;
     double request_timeout;
     double keepalive;
+    double stream_interval;
     double shutdown_grace;
     /* security (live) */
     struct cfg_list api_keys;

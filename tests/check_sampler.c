@@ -183,6 +183,62 @@ START_TEST(greedy_and_seeds) {
 }
 END_TEST
 
+/* Greedy over a large vocabulary picks the first index of the largest value that is not NaN,
+ * wherever it lies (chunk edges of the argmax included), with ties, NaNs and -inf around it;
+ * checked against a plain loop on random logits and on edge cases. A vocabulary of only NaN
+ * and -inf is an error. */
+static int plain_argmax(const float *x, int n) {
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (!isnan(x[i]) && (best < 0 || x[i] > x[best])) best = i;
+    return best;
+}
+
+START_TEST(greedy_large_vocab) {
+    enum { N = 1000 };
+    static float x[N];
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.temperature = 0;
+    p.repeat_last_n = 0;
+    struct eng_sampler *g = eng_sampler_new(&p, N);
+    ck_assert_ptr_nonnull(g);
+    uint64_t r = 88172645463325252ull;
+    const int spots[] = {0, 1, 15, 16, 255, 256, 257, 511, 512, 767, 768, 998, 999};
+    for (int round = 0; round < 400; round++) {
+        for (int i = 0; i < N; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            x[i] = (float)(r % 64) - 32.0f; /* many ties */
+            if (r % 97 == 0) x[i] = NAN;
+            if (r % 89 == 0) x[i] = -INFINITY;
+        }
+        int at = spots[round % 13];
+        if (round % 3 == 0) x[at] = 40.0f;    /* a single maximum at a chunk edge */
+        if (round % 5 == 0) x[N - 1] = 40.0f; /* a tie with a later one */
+        if (round % 7 == 0) x[at] = NAN;      /* NaN where the maximum was */
+        struct eng_sample out;
+        ck_assert_int_eq(eng_sampler_sample(g, x, &out), 0);
+        ck_assert_int_eq(out.token, plain_argmax(x, N));
+    }
+    /* the only non-NaN value, at the end of a chunk and at the very end */
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++) x[i] = NAN;
+        int at = k ? N - 1 : 255;
+        x[at] = -1e30f;
+        struct eng_sample out;
+        ck_assert_int_eq(eng_sampler_sample(g, x, &out), 0);
+        ck_assert_int_eq(out.token, at);
+    }
+    /* nothing but NaN and -inf */
+    for (int i = 0; i < N; i++) x[i] = i % 2 ? NAN : -INFINITY;
+    struct eng_sample out;
+    ck_assert_int_ne(eng_sampler_sample(g, x, &out), 0);
+    for (int i = 0; i < N; i++) x[i] = NAN;
+    ck_assert_int_ne(eng_sampler_sample(g, x, &out), 0);
+    eng_sampler_free(g);
+}
+END_TEST
+
 START_TEST(logprob_only_when_asked) {
     /* The chosen token's log-probability costs an exp per vocabulary entry: it is computed when
      * asked for (alone or with top log-probabilities) and NAN otherwise; the token is the same. */
@@ -366,6 +422,7 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, min_p_truncates);
     tcase_add_test(tc, combined_after_temperature);
     tcase_add_test(tc, greedy_and_seeds);
+    tcase_add_test(tc, greedy_large_vocab);
     tcase_add_test(tc, penalties_and_bias);
     tcase_add_test(tc, logprob_only_when_asked);
     tcase_add_test(tc, invalid_params);

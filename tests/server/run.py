@@ -1024,6 +1024,58 @@ def streaming_logprobs():
 
 
 @test
+def stream_interval():
+    """Tokens decoded within stream_interval of the last send go out together, but the first
+    token goes out at once; what arrives is the same text and tokens; SIGHUP changes the
+    interval."""
+    tmp = tempfile.mkdtemp(dir=WORK)
+    conf = os.path.join(tmp, "edgellmd.conf")
+    with open(conf, "w") as f:
+        f.write("stream_interval = 0\n")
+    d = Daemon("--config", conf, model=long_model())
+    n = 200
+    req = {"model": "long", "messages": OK_MSG, "max_tokens": n, "temperature": 0,
+           "logprobs": True, "logit_bias": NO_EOS}
+
+    def chunks():
+        """Tokens per content chunk of one stream, and the seconds it took."""
+        t0 = time.time()
+        st, _, raw = d.post(CHAT, dict(req, stream=True))
+        took = time.time() - t0
+        expect(st == 200 and raw.endswith(b"data: [DONE]\n\n"), raw[-200:])
+        per, text = [], ""
+        for ch in data_chunks(raw):
+            c = ch["choices"][0]
+            if c["logprobs"]:
+                per.append(len(c["logprobs"]["content"]))
+                text += c["delta"].get("content") or ""
+        expect(sum(per) == n and text == whole, (per, text, whole))
+        return per, took
+
+    try:
+        st, _, raw = d.post(CHAT, req)
+        whole = json.loads(raw)["choices"][0]["message"]["content"]
+        # Interval 0: a send per step, unless the loop falls behind the engine (then what
+        # accumulated goes together), so many sends in all.
+        per, _ = chunks()
+        expect(len(per) > 10, f"stream_interval 0: {len(per)} sends of {n} tokens: {per}")
+        with open(conf, "w") as f:
+            f.write("stream_interval = 1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reload: stream_interval changed")
+        # One second: a wake-up for the first token (sent at once), one per second that passed
+        # and one at the end. A wake-up sends what has accumulated and, while the engine keeps
+        # adding text, what came meanwhile (a second send, rarely a third).
+        per, took = chunks()
+        expect(len(per) <= 3 * (2 + int(took)), (per, took))
+        expect(per[0] < n // 2, f"first token held back: {per}")
+        if took < 1:
+            expect(max(per) >= n // 2, f"tokens not held for the interval: {per}")
+    finally:
+        expect(d.stop() == 0, "exit status")
+
+
+@test
 def finish_reason_stop():
     d = Daemon()
     try:
