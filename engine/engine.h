@@ -323,6 +323,7 @@ struct eng_hparams {
 
 struct eng_model_params {
     bool use_mlock; /* lock the mapping in RAM */
+    bool populate;  /* read the weights in and map them at load, not during the first pass */
 };
 
 struct eng_model;
