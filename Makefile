@@ -415,7 +415,7 @@ default-model: $(CLI)
 	tools/train/make_default_model.sh
 
 # ---------------------------------------------------------------------------------------------
-FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tools/bench/*.c tests/*.c tests/fuzz/*.c \
+FORMAT_SRCS = $(wildcard engine/*.[ch] compress/*.[ch] server/*.[ch] cli/*.[ch] tools/*.c tools/bench/*.c tests/*.[ch] tests/fuzz/*.c \
     tests/simd/*.[ch])
 .PHONY: format format-check clean help
 format:

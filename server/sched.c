@@ -497,7 +497,9 @@ static int step(struct srv_sched *s) {
 
 /* Wakes the loop for the output marked since the last wake-up: at once for a first token, a
  * finished or failed job, or when no sequence is left running; otherwise once stream_interval
- * has passed since the last one (the text waits in the jobs' buffers until then). */
+ * has passed since the last one (the text waits in the jobs' buffers until then). Engine
+ * thread: n_active, guarded by mu for the loop's readers, is written only here, so reading it
+ * unlocked is safe. */
 static void deliver(struct srv_sched *s, double now) {
     if (!s->undelivered) return;
     double gap = atomic_load_explicit(&s->stream_interval, memory_order_relaxed);

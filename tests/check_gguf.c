@@ -4,6 +4,7 @@
  * hostile headers (huge counts, lengths, offsets, overflowing shapes, duplicate names) are refused
  * with a message instead of crashing or allocating unbounded memory.
  */
+#include "check_pagecache.h"
 #include "engine.h"
 
 #include <check.h>
@@ -23,13 +24,18 @@ static void setup(void) {
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
-/* page_cache's directory in the working directory ("" when none): removed here too, so a
- * failing assertion does not leave it behind. */
-static char cache_dir[32];
+/* page_cache's folder (check_pagecache.h). */
+static char cache_dir[] = "check_gguf_cache.XXXXXX"; /* mkdtemp's template */
+static void cache_dir_make(void) {
+    wd_dir_make(cache_dir);
+}
+static void cache_dir_remove(void) {
+    wd_dir_remove(cache_dir);
+}
 
 static void teardown(void) {
     char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", tmpdir, cache_dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", tmpdir);
 }
 
@@ -554,8 +560,6 @@ static void vm_flags_of(const void *p, char *out, size_t n) {
  * tmpfs /tmp pages cannot leave the page cache. */
 START_TEST(page_cache) {
     char path[64];
-    snprintf(cache_dir, sizeof(cache_dir), "check_gguf_cache.XXXXXX"); /* mkdtemp's template */
-    ck_assert_ptr_nonnull(mkdtemp(cache_dir));
     snprintf(path, sizeof(path), "%s/m.gguf", cache_dir);
     enum { N = 1 << 20 };
     float *x = malloc(N * sizeof(float));
@@ -567,20 +571,9 @@ START_TEST(page_cache) {
     ck_assert_int_eq(eng_gguf_writer_write(w, path), 0);
     eng_gguf_writer_free(w);
 
-    int fd = open(path, O_RDONLY);
-    ck_assert_int_ge(fd, 0);
-    struct stat st;
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    ck_assert_ptr_ne(m, MAP_FAILED);
-    size_t pages = ((size_t)st.st_size + 4095) / 4096, resident = 0;
-    unsigned char *vec = malloc(pages + 4096);
-    ck_assert_int_eq(mincore(m, (size_t)st.st_size, vec), 0);
-    for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+    size_t pages, resident = cached_pages(path, &pages, false);
     ck_assert_msg(resident == 0, "%zu of %zu pages of the written file still cached", resident,
                   pages);
-    munmap(m, (size_t)st.st_size);
-    close(fd);
 
     struct eng_gguf *g = eng_gguf_open(path);
     ck_assert_ptr_nonnull(g);
@@ -592,10 +585,8 @@ START_TEST(page_cache) {
     ck_assert_msg(strstr(flags, " hg") != NULL, "weights mapped without huge-page advice: %s",
                   flags);
     eng_gguf_close(g);
-    free(vec);
     free(x);
     ck_assert_int_eq(unlink(path), 0);
-    ck_assert_int_eq(rmdir(cache_dir), 0);
 }
 END_TEST
 
@@ -603,6 +594,7 @@ Suite *gguf_suite(void) {
     Suite *s = suite_create("gguf");
     TCase *tc = tcase_create("gguf");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, cache_dir_make, cache_dir_remove);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, roundtrip_v3);
     tcase_add_test(tc, roundtrip_v2_align64);

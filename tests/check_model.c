@@ -6,6 +6,7 @@
  *
  * Models come from the generator ($BUILD/genmodel, built by `make`).
  */
+#include "check_pagecache.h"
 #include "engine.h"
 
 #include <check.h>
@@ -13,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TOL 1e-4f
@@ -25,13 +28,9 @@ static void setup(void) {
     ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
-/* populate_at_load's folder in the working directory ("" when none), removed here too so that a
- * failing assertion does not leave it behind. */
-static char pop_dir[32];
-
 static void teardown(void) {
     char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, pop_dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
 }
 
@@ -320,38 +319,20 @@ static void expect_load_error(const char *path, const char *want) {
                   want);
 }
 
-/* Pages of [lo, hi) (page-aligned outward) in the page cache, and how many there are. */
-static size_t resident_pages(uintptr_t lo, uintptr_t hi, size_t *total) {
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    lo &= ~(page - 1);
-    size_t n = (hi - lo + page - 1) / page, r = 0;
-    unsigned char *vec = malloc(n);
-    ck_assert_ptr_nonnull(vec);
-    ck_assert_int_eq(mincore((void *)lo, hi - lo, vec), 0);
-    for (size_t i = 0; i < n; i++) r += vec[i] & 1;
-    free(vec);
-    *total = n;
-    return r;
+/* populate_at_load's folder (check_pagecache.h). */
+static char pop_dir[] = "check_model_pop.XXXXXX"; /* mkdtemp's template */
+static void pop_dir_make(void) {
+    wd_dir_make(pop_dir);
+}
+static void pop_dir_remove(void) {
+    wd_dir_remove(pop_dir);
 }
 
-/* The span of a model's tensor data in memory. */
-static void tensor_span(const struct eng_model *m, uintptr_t *lo, uintptr_t *hi) {
-    const struct eng_gguf *g = eng_model_gguf(m);
-    *lo = UINTPTR_MAX, *hi = 0;
-    for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++) {
-        const struct eng_tensor *t = eng_gguf_tensor_at(g, i);
-        if (*lo > (uintptr_t)t->data) *lo = (uintptr_t)t->data;
-        if (*hi < (uintptr_t)t->data + t->nbytes) *hi = (uintptr_t)t->data + t->nbytes;
-    }
-}
-
-/* populate reads the whole tensor data in at load; without it the loader leaves most of it on
- * disk (genmodel's writer drops what it wrote from the page cache, as the model would be after
- * a reboot). In a folder of the working directory: on a tmpfs /tmp pages never leave the cache. */
+/* populate reads the whole file in at load; without it the loader leaves most of it on disk
+ * (genmodel's writer drops what it wrote from the page cache, as the model would be after a
+ * reboot). */
 START_TEST(populate_at_load) {
     char path[64], cmd[256];
-    snprintf(pop_dir, sizeof(pop_dir), "check_model_pop.XXXXXX"); /* mkdtemp's template */
-    ck_assert_ptr_nonnull(mkdtemp(pop_dir));
     snprintf(path, sizeof(path), "%s/p.gguf", pop_dir);
     const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
     snprintf(cmd, sizeof(cmd),
@@ -360,21 +341,16 @@ START_TEST(populate_at_load) {
              build, path);
     ck_assert_msg(system(cmd) == 0, "genmodel failed: %s", cmd);
     size_t total, before, after;
-    uintptr_t lo, hi;
     struct eng_model_params mp = {.populate = false};
     struct eng_model *m = eng_model_load(path, &mp);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
-    tensor_span(m, &lo, &hi);
-    before = resident_pages(lo, hi, &total);
+    before = cached_pages(path, &total, false);
     eng_model_free(m);
-    /* out of the page cache again */
-    snprintf(cmd, sizeof(cmd), "dd if=%s iflag=nocache count=0 status=none", path);
-    ck_assert_int_eq(system(cmd), 0);
+    cached_pages(path, &total, true); /* out of the page cache again */
     mp.populate = true;
     m = eng_model_load(path, &mp);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
-    tensor_span(m, &lo, &hi);
-    after = resident_pages(lo, hi, &total);
+    after = cached_pages(path, &total, false);
     eng_model_free(m);
     ck_assert_msg(before < total / 2, "without populate %zu of %zu pages were read at load", before,
                   total);
@@ -506,6 +482,7 @@ Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, pop_dir_make, pop_dir_remove);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, slots_llama);
     tcase_add_test(tc, slots_qwen3_q8);
