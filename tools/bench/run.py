@@ -17,8 +17,15 @@ limit next to it (the passes right before and after its model's runs: bytes read
 token x tok/s / read GB/s, same thread count), of the run's limit (first and last pass), and of
 the best single read repetition of the first and last pass.
 
+Paired runs (the verdict on the targets): at the highest thread count, --pairs single tg32 runs
+per model (`edgellm bench -r 1`, after its own warm-up), each followed by a short read pass
+(`stream-bw -o read -r 5`); the first is preceded by one. Each run's fraction is its bytes/token
+x tok/s over the higher median of the two read passes around it, a second or two away instead
+of the tens of seconds between a model's neighbouring full passes (in one run those read 45.3
+and 54.5 GB/s); the table gives the median of the fractions and their range.
+
 usage: /usr/bin/python3 tools/bench/run.py [--out BENCHMARKS.md] [--threads 1,2] [--reps 5]
-       [--shapes L110M,L1B] [--types f16,q8_0,q4_0,q4_k_m]
+       [--pairs 5] [--shapes L110M,L1B] [--types f16,q8_0,q4_0,q4_k_m]
 Binaries come from $BUILD (default build): edgellm, genmodel, stream-bw. Models are cached in
 $BUILD/bench-models and regenerated only when missing; each is dropped from the page cache before
 its runs (tools/bench/pagecache.py), so the warm-up reads it in as after a reboot. Benchmarks are not tests: nothing here
@@ -116,6 +123,34 @@ def bandwidth(build, threads):
     return {r["threads"]: r for r in json.loads(out)}
 
 
+def read_pass(build, t):
+    """A short read-only pass: the median of 5 repetitions, GB/s."""
+    out = run([os.path.join(build, "stream-bw"), "-t", str(t), "-r", "5", "-o", "read"])
+    return json.loads(out)[0]["read_gbs_median"]
+
+
+def paired(build, path, t, n):
+    """n single tg32 runs at t threads, each between two short read passes: per run its tok/s,
+    GB/s, the two passes and its fraction of the higher of them."""
+    out = []
+    prev = read_pass(build, t)
+    for _ in range(n):
+        r = json.loads(run([os.path.join(build, "edgellm"), "bench", "-m", path, "-t", str(t),
+                            "-p", "0", "-n", "32", "-r", "1", "--json"]))[0]
+        nxt = read_pass(build, t)
+        gbs = r["bytes_per_token"] * r["tok_per_s"] / 1e9
+        out.append({"tok_per_s": r["tok_per_s"], "gbs": gbs, "read_before": prev,
+                    "read_after": nxt, "frac": gbs / max(prev, nxt)})
+        prev = nxt
+    return out
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
 def fmt(x, nd=1):
     return "-" if x is None else f"{x:.{nd}f}"
 
@@ -125,6 +160,7 @@ def main(argv):
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--shapes", default="L110M,L1B")
     ap.add_argument("--types", default="f16,q8_0,q4_0,q4_k_m")
     args = ap.parse_args(argv)
@@ -148,6 +184,8 @@ def main(argv):
     t_start = datetime.datetime.now(datetime.timezone.utc)
     passes = [bandwidth(build, threads)]  # before the first model, then after each
     results = []
+    t2 = 2 if 2 in threads else threads[-1]
+    pairs = {}  # model index -> paired runs at t2 threads
     bench_cmd = None
     for i, (shape, typ, path) in enumerate(models):
         if i:
@@ -159,6 +197,8 @@ def main(argv):
         for r in json.loads(run(cmd)):
             r["shape"], r["typ"], r["model_index"] = shape, typ, i
             results.append(r)
+        if args.pairs > 0:
+            pairs[i] = paired(build, path, t2, args.pairs)
     passes.append(bandwidth(build, threads))
     bw_before, bw_after = passes[0], passes[-1]
     load_after = loadavg()
@@ -259,18 +299,43 @@ def main(argv):
                          f"{fmt(frac, 0)}{'%' if frac is not None else ''} | "
                          f"{fmt(fbest, 0)}{'%' if fbest is not None else ''} |")
         L.append("")
+    if pairs:
+        L.append(f"### Paired runs ({t2} threads)\n")
+        L.append(f"Per model {args.pairs} single tg32 runs (`edgellm bench -m MODEL -t {t2} "
+                 "-p 0 -n 32 -r 1 --json`, after its own warm-up), each followed by a short read "
+                 f"pass (`stream-bw -t {t2} -o read -r 5`, median of 5), the first preceded by "
+                 "one: each run's GB/s against the higher of the two passes around it, a second "
+                 "or two away.\n")
+        L.append("| model | tg32 tok/s (median, min–max) | tg GB/s (median) | reads around "
+                 "the runs, GB/s | % of paired (median, min–max) |")
+        L.append("|---|---|---|---|---|")
+        for i, (shape, typ, _) in enumerate(models):
+            pr = pairs.get(i)
+            if not pr:
+                continue
+            tps = [p["tok_per_s"] for p in pr]
+            reads = [pr[0]["read_before"]] + [p["read_after"] for p in pr]
+            fr = [100.0 * p["frac"] for p in pr]
+            L.append(f"| {shape} {TYPE_LABEL.get(typ, typ)} | {median(tps):.1f} "
+                     f"({min(tps):.1f}–{max(tps):.1f}) | "
+                     f"{median([p['gbs'] for p in pr]):.1f} | "
+                     + ", ".join(f"{x:.1f}" for x in reads) + f" | {median(fr):.0f}% "
+                     f"({min(fr):.0f}–{max(fr):.0f}%) |")
+        L.append("")
     L.append("### Against the targets (2 threads)\n")
     L.append("llama.cpp figures are from another machine of the same kind on another day (Zen 3, "
              "no AVX-512, STREAM read ~31–40 GB/s); its fraction of the limit is given for "
              "31 and 40 GB/s with this run's bytes/token, and the L110M targets (1.2× its "
              "fraction) use the higher estimate. "
              "Only the fractions are comparable across machines; tok/s are not. The verdict "
-             "reads % of adjacent (the bandwidth measured right before and after the model's "
-             "runs); % of limit, against the first and last pass of the run, is beside it.\n")
-    L.append("| model | tg32 tok/s | % of adjacent | % of limit | % of best | target | "
-             "llama.cpp tg32 | llama.cpp % | pp64 tok/s | llama.cpp pp64 |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
-    t2 = 2 if 2 in threads else threads[-1]
+             "reads % of paired (the median of the paired runs' fractions, each against the "
+             "reads a second or two around it) where the run has paired runs, else % of "
+             "adjacent (the bandwidth measured right before and after the model's runs); "
+             "% of adjacent and % of limit, against the first and last pass of the run, are "
+             "beside it.\n")
+    L.append("| model | tg32 tok/s | % of paired | % of adjacent | % of limit | % of best | "
+             "target | llama.cpp tg32 | llama.cpp % | pp64 tok/s | llama.cpp pp64 |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for shape in shapes:
         for typ in types:
             rows = {r["test"]: r for r in results
@@ -279,6 +344,9 @@ def main(argv):
             if not tg:
                 continue
             fadj = 100.0 * tg["bytes_per_token"] * tg["tok_per_s"] / 1e9 / adjacent(tg)
+            pr = pairs.get(tg["model_index"])
+            fpair = median([100.0 * p["frac"] for p in pr]) if pr else None
+            fverdict = fpair if fpair is not None else fadj
             frac = 100.0 * tg["bytes_per_token"] * tg["tok_per_s"] / 1e9 / limit[t2]
             fbest = 100.0 * tg["bytes_per_token"] * tg["tok_per_s"] / 1e9 / best[t2]
             ref_tg, ref_pp = LLAMA_CPP.get((shape, typ), (None, None))
@@ -290,16 +358,19 @@ def main(argv):
                 target = f"≥ {1.2 * hi:.0f}%" if hi else "-"
             verdict = ""
             if target != "-":
-                verdict = " ✓" if fadj >= float(target.split()[1].rstrip("%")) else " ✗"
+                verdict = " ✓" if fverdict >= float(target.split()[1].rstrip("%")) else " ✗"
+            pcell = f"{fpair:.0f}%{verdict}" if fpair is not None else "-"
+            acell = f"{fadj:.0f}%" + ("" if fpair is not None else verdict)
             L.append(f"| {shape} {TYPE_LABEL.get(typ, typ)} | {tg['tok_per_s']:.1f} | "
-                     f"{fadj:.0f}%{verdict} | {frac:.0f}% | {fbest:.0f}% | {target} | {fmt(ref_tg)} | "
+                     f"{pcell} | {acell} | {frac:.0f}% | {fbest:.0f}% | {target} | {fmt(ref_tg)} | "
                      f"{fmt(lo, 0)}–{fmt(hi, 0)}% | {fmt(pp and pp['tok_per_s'])} | "
                      f"{fmt(ref_pp, 0)} |")
     L.append("")
     L.append("Raw measurements (JSON lines from `edgellm bench --json`, bandwidth from "
              "`stream-bw`) are printed by `make bench` on standard error and standard output.\n")
     replace_section(args.out, SECTION, "\n".join(L))
-    print(json.dumps({"bandwidth_passes": passes, "results": results}, indent=1))
+    print(json.dumps({"bandwidth_passes": passes, "results": results,
+                      "paired": {str(k): v for k, v in pairs.items()}}, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)
 
 

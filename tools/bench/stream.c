@@ -5,7 +5,9 @@
  * threads that start together. Prints one JSON object per thread count: the best and the median
  * GB/s (10^9 bytes per second) of R repetitions.
  *
- * usage: stream-bw [-t 1,2] [-r 10] [-m MiB per array (default 256)]
+ * usage: stream-bw [-t 1,2] [-r 10] [-m MiB per array (default 256)] [-o read]
+ * -o read measures the read test alone (its triad figures are then 0): a short pass to pair
+ * with a single decode run.
  * It does not use the engine; plain C with vector extensions, so it builds anywhere.
  */
 #include <pthread.h>
@@ -76,7 +78,7 @@ static int cmp(const void *x, const void *y) {
 }
 
 int main(int argc, char **argv) {
-    int threads[16] = {1, 2}, n_t = 2, reps = 10;
+    int threads[16] = {1, 2}, n_t = 2, reps = 10, n_ops = 2;
     size_t mib = 256;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-t")) {
@@ -89,22 +91,27 @@ int main(int argc, char **argv) {
             reps = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "-m")) {
             mib = (size_t)atol(argv[i + 1]);
+        } else if (!strcmp(argv[i], "-o")) {
+            n_ops = !strcmp(argv[i + 1], "read") ? 1 : 0;
         }
     }
-    if (reps < 1 || mib < 16) {
-        fprintf(stderr, "usage: stream-bw [-t 1,2] [-r 10] [-m MiB]\n");
+    if (reps < 1 || mib < 16 || !n_ops) {
+        fprintf(stderr, "usage: stream-bw [-t 1,2] [-r 10] [-m MiB] [-o read]\n");
         return 2;
     }
     struct shared s = {0};
     s.n = mib * 1048576 / sizeof(double);
     s.a = aligned_alloc(64, s.n * sizeof(double));
-    s.b = aligned_alloc(64, s.n * sizeof(double));
-    s.c = aligned_alloc(64, s.n * sizeof(double));
-    if (!s.a || !s.b || !s.c) {
+    if (n_ops > 1) { /* the triad's other two arrays */
+        s.b = aligned_alloc(64, s.n * sizeof(double));
+        s.c = aligned_alloc(64, s.n * sizeof(double));
+    }
+    if (!s.a || (n_ops > 1 && (!s.b || !s.c))) {
         fprintf(stderr, "stream-bw: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < s.n; i++) s.a[i] = 1.0, s.b[i] = 2.0, s.c[i] = 0.5;
+    for (size_t i = 0; i < s.n; i++) s.a[i] = 1.0;
+    for (size_t i = 0; n_ops > 1 && i < s.n; i++) s.b[i] = 2.0, s.c[i] = 0.5;
     printf("[");
     for (int ti = 0; ti < n_t; ti++) {
         int T = threads[ti] < 1 ? 1 : threads[ti] > 64 ? 64 : threads[ti];
@@ -117,8 +124,8 @@ int main(int argc, char **argv) {
             ta[i] = (struct targ){&s, i};
             pthread_create(&th[i], NULL, thread_main, &ta[i]);
         }
-        double res[2][1000];
-        for (int op = 0; op < 2; op++) {
+        double res[2][1000] = {{0}};
+        for (int op = 0; op < n_ops; op++) {
             for (int r = 0; r < reps + 1 && r < 1000; r++) { /* first run warms up */
                 s.op = op;
                 pthread_barrier_wait(&s.start);
