@@ -365,11 +365,17 @@ struct glu_job {
     float *g;
     const float *u;
     int64_t n;
+    atomic_llong next; /* first element of the next unclaimed chunk */
 };
+#define GLU_CHUNK 4096
 static void glu_rows(void *arg, int ith, int nth) {
     struct glu_job *j = arg;
-    int64_t per = (j->n + nth - 1) / nth, a = per * ith, b = ENG_MIN(j->n, a + per);
-    for (int64_t i = a; i < b; i++) j->g[i] = silu(j->g[i]) * j->u[i];
+    (void)ith, (void)nth;
+    for (int64_t a;
+         (a = atomic_fetch_add_explicit(&j->next, GLU_CHUNK, memory_order_relaxed)) < j->n;) {
+        int64_t b = ENG_MIN(j->n, a + GLU_CHUNK);
+        for (int64_t i = a; i < b; i++) j->g[i] = silu(j->g[i]) * j->u[i];
+    }
 }
 
 static int validate_batch(const struct eng_ctx *c, const struct eng_batch *b, int *n_out) {
@@ -479,7 +485,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         if (!eng_matmul_fused(c->pool, c->mm, 2, gu, c->xb, B, gu_out, true)) {
             matmul(c, ly->w_gate, c->xb, B, c->hb);
             matmul(c, ly->w_up, c->xb, B, c->hb2);
-            struct glu_job gj = {c->hb, c->hb2, (int64_t)B * (int64_t)F};
+            struct glu_job gj = {c->hb, c->hb2, (int64_t)B * (int64_t)F, 0};
             eng_pool_run(c->pool, glu_rows, &gj);
         }
         OBSERVE(l, ENG_OBS_FFN_DOWN_IN, c->hb, B, F);

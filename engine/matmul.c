@@ -166,6 +166,7 @@ struct matmul_job {
     const int32_t *rows; /* only these weight rows (NULL: all) */
     int n_rows;
     atomic_llong next;          /* tile / sgemm: first row of the next unclaimed chunk */
+    atomic_int next_b;          /* conversion: the next activation row to convert */
     struct eng_tile tile;       /* fn NULL: not the tile path */
     struct eng_row_split split; /* vec_dot: the rows' shares */
 };
@@ -221,8 +222,9 @@ static void convert_rows(struct matmul_job *j, int b0, int b1) {
 
 static void matmul_convert(void *arg, int ith, int nth) {
     struct matmul_job *j = arg;
-    int per = (j->B + nth - 1) / nth, b0 = per * ith, b1 = ENG_MIN(j->B, b0 + per);
-    if (b0 < b1) convert_rows(j, b0, b1);
+    (void)ith, (void)nth;
+    for (int b; (b = atomic_fetch_add_explicit(&j->next_b, 1, memory_order_relaxed)) < j->B;)
+        convert_rows(j, b, b + 1);
 }
 
 static int64_t n_out_rows(const struct matmul_job *j) {
@@ -420,8 +422,10 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
         j.xq_row = eng_row_size(j.xq_type, w->ne[0]);
         if (B < 2 * nth || nth == 1)
             convert_rows(&j, 0, B); /* cheaper than a pool round trip */
-        else
+        else {
+            atomic_init(&j.next_b, 0);
             eng_pool_run(pool, matmul_convert, &j);
+        }
     }
     atomic_init(&j.next, 0);
     if (path == ENG_MM_TILE) {

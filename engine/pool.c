@@ -1,14 +1,19 @@
 /*
  * pool.c — the persistent worker pool the forward pass runs on. Threads are created once per
- * context. A job is published by bumping a generation counter; workers spin on it for a short
- * while (a few tens of microseconds: back-to-back kernels of one token arrive well within that)
- * and then sleep on a condition variable, so an idle pool costs no CPU. The mutex and the
- * condition variables are only touched when somebody actually sleeps: a pool whose workers are
- * spinning dispatches a job with two atomic operations.
+ * context. A job is published by storing a new generation in the pool's state word; workers spin
+ * on it for a short while (a few tens of microseconds: back-to-back kernels of one token arrive
+ * well within that) and then sleep on a condition variable, so an idle pool costs no CPU. The
+ * mutex and the condition variables are only touched when somebody actually sleeps: a pool whose
+ * workers are spinning dispatches a job with two atomic operations.
  *
- * It does not split work: each job's function gets (ith, nth) and divides its own work (matmul.c
- * hands out row chunks dynamically so that threads finish together even when one core is slowed
- * by another process).
+ * A worker takes part in a job only if it joins before the caller has finished its own part:
+ * the caller then closes the job and waits for the workers that joined, not for those still
+ * asleep or descheduled. Every job function therefore divides its work dynamically (atomic
+ * counters, matmul.c's row shares that the other threads take over), so that any subset of the
+ * threads completes it; (ith, nth) name a thread's scratch and its first share. On a virtual
+ * machine a sleeping thread's wake-up can take milliseconds: the first pass of a request after
+ * an idle spell used to wait for it at every job of the pass (one-token passes of 6-15 ms in the
+ * daemon against 2 ms with the worker awake).
  */
 #include "internal.h"
 
@@ -24,14 +29,21 @@
 #define POOL_SPIN_NS 50000
 #endif
 
+/* The state word: the job generation in the high 32 bits, CLOSED when the caller has finished
+ * its part (no more joins), and the number of workers inside the job in the low bits. */
+#define ST_CLOSED ((uint64_t)1 << 31)
+#define ST_ACTIVE ((uint64_t)ST_CLOSED - 1)
+static inline unsigned st_gen(uint64_t v) {
+    return (unsigned)(v >> 32);
+}
+
 struct eng_pool {
     int n_threads; /* including the caller */
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t cv_work; /* guarded by mu: gen changed or stop */
-    pthread_cond_t cv_done; /* guarded by mu: pending reached 0 */
-    atomic_uint gen;        /* job generation */
-    atomic_int pending;     /* workers still running the current job */
+    pthread_cond_t cv_work; /* guarded by mu: the generation changed or stop */
+    pthread_cond_t cv_done; /* guarded by mu: no worker left inside the closed job */
+    atomic_ullong st;       /* generation | CLOSED | workers inside */
     atomic_int sleepers;    /* workers waiting (or about to wait) on cv_work */
     atomic_bool caller_sleeps;
     atomic_bool stop;
@@ -61,7 +73,7 @@ static uint64_t now_ns(void) {
 static bool spin_for_job(struct eng_pool *p, unsigned seen) {
     uint64_t t0 = 0;
     for (int i = 0;; i++) {
-        if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
+        if (st_gen(atomic_load_explicit(&p->st, memory_order_acquire)) != seen ||
             atomic_load_explicit(&p->stop, memory_order_relaxed))
             return true;
         cpu_relax();
@@ -78,7 +90,7 @@ static bool spin_for_job(struct eng_pool *p, unsigned seen) {
 static bool spin_for_done(struct eng_pool *p) {
     uint64_t t0 = 0;
     for (int i = 0;; i++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return true;
+        if (!(atomic_load_explicit(&p->st, memory_order_acquire) & ST_ACTIVE)) return true;
         cpu_relax();
         if ((i & 255) == 255) {
             uint64_t t = now_ns();
@@ -97,20 +109,29 @@ static void *worker_main(void *p) {
     for (;;) {
         if (!spin_for_job(pool, seen)) {
             pthread_mutex_lock(&pool->mu);
-            atomic_fetch_add(&pool->sleepers, 1); /* seq_cst: ordered before the gen load */
-            while (atomic_load(&pool->gen) == seen && !atomic_load(&pool->stop))
+            atomic_fetch_add(&pool->sleepers, 1); /* seq_cst: ordered before the state load */
+            while (st_gen(atomic_load(&pool->st)) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->cv_work, &pool->mu);
             atomic_fetch_sub(&pool->sleepers, 1);
             pthread_mutex_unlock(&pool->mu);
         }
         if (atomic_load(&pool->stop)) return NULL;
-        seen = atomic_load_explicit(&pool->gen, memory_order_acquire);
-        pool->fn(pool->arg, w->ith, pool->n_threads);
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1 &&
-            atomic_load(&pool->caller_sleeps)) {
-            pthread_mutex_lock(&pool->mu);
-            pthread_cond_signal(&pool->cv_done);
-            pthread_mutex_unlock(&pool->mu);
+        /* join the newest job unless the caller has closed it */
+        uint64_t v = atomic_load_explicit(&pool->st, memory_order_acquire);
+        for (;;) {
+            seen = st_gen(v);
+            if (v & ST_CLOSED) break; /* finished without us */
+            if (atomic_compare_exchange_weak_explicit(&pool->st, &v, v + 1, memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                pool->fn(pool->arg, w->ith, pool->n_threads);
+                uint64_t left = atomic_fetch_sub(&pool->st, 1) - 1; /* seq_cst: see eng_pool_run */
+                if (!(left & ST_ACTIVE) && atomic_load(&pool->caller_sleeps)) {
+                    pthread_mutex_lock(&pool->mu);
+                    pthread_cond_signal(&pool->cv_done);
+                    pthread_mutex_unlock(&pool->mu);
+                }
+                break;
+            }
         }
     }
 }
@@ -166,18 +187,24 @@ void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), v
     }
     p->fn = fn;
     p->arg = arg;
-    atomic_store(&p->pending, p->n_threads - 1);
-    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes fn/arg, ordered before the sleepers load */
+    /* a new generation, open, nobody inside: publishes fn and arg (seq_cst: ordered before the
+     * sleepers load) */
+    unsigned gen = st_gen(atomic_load_explicit(&p->st, memory_order_relaxed)) + 1;
+    atomic_store(&p->st, (uint64_t)gen << 32);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv_work);
         pthread_mutex_unlock(&p->mu);
     }
     fn(arg, 0, p->n_threads);
+    /* close the job: workers that have not joined skip it; wait for those inside */
+    if (!(atomic_fetch_or(&p->st, ST_CLOSED) & ST_ACTIVE)) return;
     if (!spin_for_done(p)) {
         pthread_mutex_lock(&p->mu);
+        /* seq_cst on both sides: either the last worker out sees caller_sleeps and signals, or
+         * this load sees its decrement */
         atomic_store(&p->caller_sleeps, true);
-        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
+        while (atomic_load(&p->st) & ST_ACTIVE) pthread_cond_wait(&p->cv_done, &p->mu);
         atomic_store(&p->caller_sleeps, false);
         pthread_mutex_unlock(&p->mu);
     }

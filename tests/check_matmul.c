@@ -14,8 +14,11 @@
 
 #include <check.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static unsigned long long rng_state;
 static float frand(void) {
@@ -319,6 +322,51 @@ START_TEST(fused_equals_separate) {
 }
 END_TEST
 
+/* The pool: every item of every job is done exactly once whichever threads take part; no job
+ * function runs after eng_pool_run has returned; and a worker that wakes after the caller has
+ * finished a job skips it instead of being waited for (a job whose items the caller takes at
+ * once, right after the workers have gone to sleep, is finished without them). */
+struct pool_probe {
+    atomic_int next, n_items, joined, late;
+    atomic_bool returned;
+    unsigned char done[512];
+};
+static void pool_probe_fn(void *arg, int ith, int nth) {
+    struct pool_probe *j = arg;
+    ck_assert_int_lt(ith, nth);
+    if (atomic_load(&j->returned)) atomic_fetch_add(&j->late, 1);
+    if (ith) atomic_fetch_add(&j->joined, 1);
+    for (int i; (i = atomic_fetch_add(&j->next, 1)) < atomic_load(&j->n_items);) j->done[i]++;
+    if (atomic_load(&j->returned)) atomic_fetch_add(&j->late, 1);
+}
+START_TEST(pool_jobs_complete_without_late_workers) {
+    for (int nth = 2; nth <= 4; nth++) {
+        struct eng_pool *pool = eng_pool_new(nth);
+        ck_assert_ptr_nonnull(pool);
+        int skipped_after_sleep = 0, late = 0;
+        for (int k = 0; k < 600; k++) {
+            struct pool_probe *j = calloc(1, sizeof(*j));
+            int n = k % 3 == 0 ? 1 : 1 + (k * 37) % 512;
+            atomic_init(&j->n_items, n);
+            bool after_sleep = k % 6 == 0;
+            if (after_sleep) usleep(2000); /* the workers stop spinning and sleep */
+            eng_pool_run(pool, pool_probe_fn, j);
+            atomic_store(&j->returned, true);
+            for (int i = 0; i < n; i++) ck_assert_msg(j->done[i] == 1, "job %d item %d", k, i);
+            if (after_sleep && atomic_load(&j->joined) == 0) skipped_after_sleep++;
+            /* a worker still inside (or entering) this job would count itself late now */
+            late += atomic_load(&j->late);
+            free(j);
+        }
+        eng_pool_free(pool);
+        ck_assert_int_eq(late, 0);
+        /* 100 one-item jobs right after the workers fell asleep: a wake-up takes far longer
+         * than the caller's item, so most of them finish without the workers */
+        ck_assert_int_gt(skipped_after_sleep, 0);
+    }
+}
+END_TEST
+
 START_TEST(axpy_matches_reference) {
     /* attention's weighted sum of values: the active kernel against the scalar one, with tails */
     rng_state = 31337;
@@ -346,6 +394,7 @@ Suite *matmul_suite(void) {
     tcase_add_test(tc, tile_kernel_matches_reference);
     tcase_add_test(tc, fused_equals_separate);
     tcase_add_test(tc, axpy_matches_reference);
+    tcase_add_test(tc, pool_jobs_complete_without_late_workers);
     suite_add_tcase(s, tc);
     return s;
 }
