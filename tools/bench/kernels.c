@@ -10,12 +10,23 @@
  * Prints one JSON object per line (tools/bench/kernels.py turns them into BENCHMARKS.md's
  * "Kernels" section); ns figures are per 256 weights (tile and sgemm: per 256 weights per token).
  *
- * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS]
+ * With -m MIB (streaming mode) it measures instead how much of one core's memory read rate the
+ * decode kernels keep: per type, a weight matrix of MIB MiB (rows of IN weights, far larger than
+ * the caches, in 2 MiB pages where the kernel allows, as the engine maps model files) read by
+ * vec_dot_rows in blocks of 64 rows, alternated R times with a plain read pass over the same
+ * bytes (AVX2 loads, four sums); each round's GB/s of both, wall clock, and the median of the
+ * per-round ratios. Pairing each kernel pass with a read pass a moment before it keeps this
+ * host's bandwidth drift (tens of percent within a minute) out of the ratio.
+ *
+ * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS]]
  */
 #include "quants.h"
 
 #include <cblas.h>
+#include <immintrin.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -198,9 +209,81 @@ static void bench_sgemm(int64_t in, int rows) {
     free(w), free(x), free(y);
 }
 
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One plain read pass over n bytes (n a multiple of 128): GB/s. */
+__attribute__((target("avx2"))) static double read_pass(const uint8_t *p, size_t n) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    double t0 = wall_s();
+    for (size_t i = 0; i < n; i += 128) {
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+    }
+    double t = wall_s() - t0;
+    __m256i a = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    sink = (float)_mm256_extract_epi64(a, 0);
+    return (double)n / t / 1e9;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds) {
+    const struct eng_type_traits *tr = eng_type_traits(t);
+    if (!tr || !tr->vec_dot_rows || !tr->from_float) return;
+    const struct eng_type_traits *vt = eng_type_traits(tr->vec_dot_type);
+    size_t wrow = eng_row_size(t, in), arow = eng_row_size(tr->vec_dot_type, in);
+    int64_t rows = (int64_t)(mib * 1048576 / wrow) / 64 * 64;
+    size_t bytes = (size_t)rows * wrow, map = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+    uint8_t *w = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w == MAP_FAILED || rows < 64) return;
+    madvise(w, map, MADV_HUGEPAGE);
+    float *x = malloc((size_t)in * sizeof(float)), *v = malloc(64 * sizeof(float));
+    uint8_t *a = aligned_alloc(64, (arow + 63) / 64 * 64);
+    for (int64_t i = 0; i < in; i++) x[i] = frand();
+    for (int r = 0; r < 64;
+         r++) { /* 64 distinct rows, repeated: the bytes, not the values, matter */
+        for (int64_t i = 0; i < in; i++) x[i] = frand();
+        tr->from_float(x, w + (size_t)r * wrow, in);
+    }
+    for (int64_t r = 64; r < rows; r += 64) memcpy(w + (size_t)r * wrow, w, 64 * wrow);
+    if (vt->from_float)
+        vt->from_float(x, a, in);
+    else
+        memcpy(a, x, arow);
+    double *ratio = malloc(sizeof(double) * (size_t)rounds), rd_sum = 0, kn_sum = 0;
+    read_pass(w, map / 128 * 128); /* warm-up: pages mapped, TLB entries */
+    for (int k = 0; k < rounds; k++) {
+        double rd = read_pass(w, bytes / 128 * 128);
+        double t0 = wall_s();
+        for (int64_t r = 0; r < rows; r += 64)
+            tr->vec_dot_rows(in, 64, v, w + (size_t)r * wrow, wrow, a);
+        double kn = (double)bytes / (wall_s() - t0) / 1e9;
+        ratio[k] = kn / rd, rd_sum += rd, kn_sum += kn;
+    }
+    qsort(ratio, (size_t)rounds, sizeof(double), cmp_double);
+    printf("{\"type\": \"%s\", \"in\": %lld, \"stream_mib\": %zu, \"rounds\": %d, "
+           "\"read_gbs_mean\": %.2f, \"rows_gbs_mean\": %.2f, \"ratio_median\": %.3f, "
+           "\"ratio_min\": %.3f, \"ratio_max\": %.3f}\n",
+           tr->name, (long long)in, mib, rounds, rd_sum / rounds, kn_sum / rounds,
+           ratio[rounds / 2], ratio[0], ratio[rounds - 1]);
+    fflush(stdout);
+    free(ratio), free(x), free(v), free(a);
+    munmap(w, map);
+}
+
 int main(int argc, char **argv) {
     int64_t in = 2048;
-    int rows = 64;
+    int rows = 64, rounds = 9;
+    size_t stream_mib = 0;
     const char *types =
         "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,iq4_xs";
     for (int i = 1; i < argc; i++) {
@@ -210,10 +293,19 @@ int main(int argc, char **argv) {
             in = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc)
             rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-m") && i + 1 < argc)
+            stream_mib = (size_t)atoll(argv[++i]);
+        else if (!strcmp(argv[i], "-R") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: kernels [-t TYPE,...] [-n IN] [-r ROWS]\n");
+            fprintf(stderr,
+                    "usage: kernels [-t TYPE,...] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS]]\n");
             return 2;
         }
+    }
+    if (in % 256 || rows < 1 || rounds < 1) {
+        fprintf(stderr, "kernels: -n must be a multiple of 256, -r and -R at least 1\n");
+        return 2;
     }
     openblas_set_num_threads(1);
     printf("{\"simd\": \"%s\", \"in\": %lld, \"rows\": %d}\n", eng_simd_level(), (long long)in,
@@ -226,8 +318,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "kernels: unknown type '%s'\n", tok);
             return 2;
         }
-        bench_type((enum eng_type)t, in, rows);
+        if (stream_mib)
+            bench_stream((enum eng_type)t, in, stream_mib, rounds);
+        else
+            bench_type((enum eng_type)t, in, rows);
     }
-    bench_sgemm(in, rows);
+    if (!stream_mib) bench_sgemm(in, rows);
     return 0;
 }
