@@ -8,7 +8,12 @@ vec_dot path: it pays from B* = repack / (vec_dot - tile).
 For F32/F16/BF16, sgemm pays where its cost per token (to_float/B + sgemm at that B) drops below
 vec_dot. engine/internal.h's ENG_TILE_MIN_B and ENG_SGEMM_MIN_B are set from these figures.
 
+Streaming (`bench-kernels -m 384 -R 7`): how much of one core's read rate each decode kernel
+keeps on a matrix far larger than the caches, each kernel pass right after a plain read pass over
+the same bytes; the medians of the per-round ratios.
+
 usage: /usr/bin/python3 tools/bench/kernels.py [--out BENCHMARKS.md] [-n 2048,5632]
+       [--stream-mib 384] [--stream-types f16,q8_0,q4_0,q4_k,q6_k]
 """
 
 import argparse
@@ -34,6 +39,8 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("-n", default="2048,5632", help="row lengths (input widths)")
+    ap.add_argument("--stream-mib", type=int, default=384, help="streaming matrix size (0: skip)")
+    ap.add_argument("--stream-types", default="f16,q8_0,q4_0,q4_k,q6_k")
     args = ap.parse_args(argv)
     build = os.environ.get("BUILD", "build")
     exe = os.path.join(ROOT, build, "bench-kernels") if not os.path.isabs(build) else \
@@ -44,6 +51,12 @@ def main(argv):
     for n in args.n.split(","):
         out = subprocess.run([exe, "-n", n], check=True, text=True, capture_output=True).stdout
         runs.append([json.loads(l) for l in out.splitlines() if l.strip()])
+    stream = []
+    if args.stream_mib > 0:
+        for n in args.n.split(","):
+            cmd = [exe, "-t", args.stream_types, "-n", n, "-m", str(args.stream_mib), "-R", "7"]
+            out = subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
+            stream += [json.loads(l) for l in out.splitlines() if l.strip() and "ratio_median" in l]
     load1 = loadavg()
     L = [SECTION + "\n"]
     L.append(f"Written by `make bench-kernels` (tools/bench/kernels.py running "
@@ -84,6 +97,21 @@ def main(argv):
         L.append("|---|---|---|")
         for b in sorted(sg):
             L.append(f"| {b} | {sg[b]['gflops']:.1f} | {sg[b]['ns']:.1f} |")
+        L.append("")
+    if stream:
+        L.append(f"### Streaming from memory (`{build}/bench-kernels -t TYPES -n N -m "
+                 f"{args.stream_mib} -R 7`)\n")
+        L.append(f"One thread, a {args.stream_mib} MiB matrix in 2 MiB pages read by vec_dot_rows "
+                 "in blocks of 64 rows, each pass right after a plain read pass (AVX2 loads) over "
+                 "the same bytes, wall clock, 7 rounds: the median (min–max) of kernel GB/s ÷ "
+                 "read GB/s, the share of one core's read rate the kernel keeps while it "
+                 "computes.\n")
+        L.append("| type | row length | read GB/s (mean) | kernel GB/s (mean) | kernel ÷ read |")
+        L.append("|---|---|---|---|---|")
+        for r in stream:
+            L.append(f"| {r['type']} | {r['in']} | {r['read_gbs_mean']:.1f} | "
+                     f"{r['rows_gbs_mean']:.1f} | {r['ratio_median']:.2f} "
+                     f"({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) |")
         L.append("")
     replace_section(args.out, SECTION, "\n".join(L))
     print(f"wrote the '{SECTION}' section of {args.out}", file=sys.stderr)
