@@ -25,9 +25,9 @@ static void setup(void) {
 }
 
 /* page_cache's folder (check_pagecache.h). */
-static char cache_dir[] = "check_gguf_cache.XXXXXX"; /* mkdtemp's template */
+static char cache_dir[64];
 static void cache_dir_make(void) {
-    wd_dir_make(cache_dir);
+    wd_dir_make(cache_dir, sizeof(cache_dir), "check_gguf_cache");
 }
 static void cache_dir_remove(void) {
     wd_dir_remove(cache_dir);
@@ -559,7 +559,7 @@ static void vm_flags_of(const void *p, char *out, size_t n) {
  * in 2 MiB folios mapped by one entry each. The file is written in the working directory: on a
  * tmpfs /tmp pages cannot leave the page cache. */
 START_TEST(page_cache) {
-    char path[64];
+    char path[96];
     snprintf(path, sizeof(path), "%s/m.gguf", cache_dir);
     enum { N = 1 << 20 };
     float *x = malloc(N * sizeof(float));

@@ -14,10 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define TOL 1e-4f
 
@@ -320,9 +316,9 @@ static void expect_load_error(const char *path, const char *want) {
 }
 
 /* populate_at_load's folder (check_pagecache.h). */
-static char pop_dir[] = "check_model_pop.XXXXXX"; /* mkdtemp's template */
+static char pop_dir[64];
 static void pop_dir_make(void) {
-    wd_dir_make(pop_dir);
+    wd_dir_make(pop_dir, sizeof(pop_dir), "check_model_pop");
 }
 static void pop_dir_remove(void) {
     wd_dir_remove(pop_dir);
@@ -332,7 +328,7 @@ static void pop_dir_remove(void) {
  * (genmodel's writer drops what it wrote from the page cache, as the model would be after a
  * reboot). */
 START_TEST(populate_at_load) {
-    char path[64], cmd[256];
+    char path[96], cmd[320];
     snprintf(path, sizeof(path), "%s/p.gguf", pop_dir);
     const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
     snprintf(cmd, sizeof(cmd),

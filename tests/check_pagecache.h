@@ -19,9 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* dir holds a mkdtemp template ("name.XXXXXX"), replaced by the folder made. */
-static inline void wd_dir_make(char *dir) {
-    if (!mkdtemp(dir)) {
+/* Makes a new folder "prefix.<six random characters>" in the working directory (mkdtemp) and
+ * puts its name in dir (n bytes); exits when it cannot. */
+static inline void wd_dir_make(char *dir, size_t n, const char *prefix) {
+    if ((size_t)snprintf(dir, n, "%s.XXXXXX", prefix) >= n || !mkdtemp(dir)) {
         perror("mkdtemp in the working directory");
         exit(1);
     }

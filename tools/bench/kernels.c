@@ -242,15 +242,15 @@ static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds) {
     const struct eng_type_traits *vt = eng_type_traits(tr->vec_dot_type);
     size_t wrow = eng_row_size(t, in), arow = eng_row_size(tr->vec_dot_type, in);
     int64_t rows = (int64_t)(mib * 1048576 / wrow) / 64 * 64;
+    if (rows < 64) return;
     size_t bytes = (size_t)rows * wrow, map = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
     uint8_t *w = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (w == MAP_FAILED || rows < 64) return;
+    if (w == MAP_FAILED) return;
     madvise(w, map, MADV_HUGEPAGE);
     float *x = malloc((size_t)in * sizeof(float)), *v = malloc(64 * sizeof(float));
     uint8_t *a = aligned_alloc(64, (arow + 63) / 64 * 64);
-    for (int64_t i = 0; i < in; i++) x[i] = frand();
-    for (int r = 0; r < 64;
-         r++) { /* 64 distinct rows, repeated: the bytes, not the values, matter */
+    /* 64 distinct rows, repeated: the bytes, not the values, matter; x ends as the activations */
+    for (int r = 0; r < 64; r++) {
         for (int64_t i = 0; i < in; i++) x[i] = frand();
         tr->from_float(x, w + (size_t)r * wrow, in);
     }

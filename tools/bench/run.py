@@ -37,6 +37,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -143,12 +144,6 @@ def paired(build, path, t, n):
                     "read_after": nxt, "frac": gbs / max(prev, nxt)})
         prev = nxt
     return out
-
-
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def fmt(x, nd=1):
@@ -316,10 +311,10 @@ def main(argv):
             tps = [p["tok_per_s"] for p in pr]
             reads = [pr[0]["read_before"]] + [p["read_after"] for p in pr]
             fr = [100.0 * p["frac"] for p in pr]
-            L.append(f"| {shape} {TYPE_LABEL.get(typ, typ)} | {median(tps):.1f} "
+            L.append(f"| {shape} {TYPE_LABEL.get(typ, typ)} | {statistics.median(tps):.1f} "
                      f"({min(tps):.1f}–{max(tps):.1f}) | "
-                     f"{median([p['gbs'] for p in pr]):.1f} | "
-                     + ", ".join(f"{x:.1f}" for x in reads) + f" | {median(fr):.0f}% "
+                     f"{statistics.median([p['gbs'] for p in pr]):.1f} | "
+                     + ", ".join(f"{x:.1f}" for x in reads) + f" | {statistics.median(fr):.0f}% "
                      f"({min(fr):.0f}–{max(fr):.0f}%) |")
         L.append("")
     L.append("### Against the targets (2 threads)\n")
@@ -345,7 +340,7 @@ def main(argv):
                 continue
             fadj = 100.0 * tg["bytes_per_token"] * tg["tok_per_s"] / 1e9 / adjacent(tg)
             pr = pairs.get(tg["model_index"])
-            fpair = median([100.0 * p["frac"] for p in pr]) if pr else None
+            fpair = statistics.median([100.0 * p["frac"] for p in pr]) if pr else None
             fverdict = fpair if fpair is not None else fadj
             frac = 100.0 * tg["bytes_per_token"] * tg["tok_per_s"] / 1e9 / limit[t2]
             fbest = 100.0 * tg["bytes_per_token"] * tg["tok_per_s"] / 1e9 / best[t2]
