@@ -26,7 +26,9 @@ struct eng_ctx {
     struct eng_pool *pool;
     size_t mem_bytes;
 
-    void *kv;      /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous */
+    void *kv;      /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous;
+                    * 64-byte aligned inside kv_mem, so a head row's loads never straddle lines */
+    void *kv_mem;  /* the allocation (zeroed pages stay untouched until used) */
     size_t kv_elt; /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
     void (*kv_from_float)(const float *x, void *y, int64_t n); /* fp16: F16's from_float */
 
@@ -168,8 +170,12 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->kv_from_float = p.kv_f16 ? eng_type_traits(ENG_TYPE_F16)->from_float : NULL;
     c->mem_bytes = kv_floats * c->kv_elt + n_floats * sizeof(float) + O * sizeof(int) +
                    (c->mm ? eng_mm_ws_bytes(c->mm) : 0);
-    c->kv = calloc(kv_floats, c->kv_elt);
-    float *s = malloc(n_floats * sizeof(float));
+    if (kv_floats > (SIZE_MAX - 64) / c->kv_elt) goto nomem;
+    c->kv_mem = calloc(kv_floats * c->kv_elt + 64, 1);
+    c->kv = c->kv_mem ? (void *)(((uintptr_t)c->kv_mem + 63) & ~(uintptr_t)63) : NULL;
+    /* 64-byte aligned like the KV cache: large mallocs start 16 bytes into a page, and a 64-byte
+     * vector load that crosses a cache line costs two */
+    float *s = aligned_alloc(64, (n_floats * sizeof(float) + 63) / 64 * 64);
     c->out_idx = malloc(O * sizeof(int));
     if (!c->kv || !s || !c->mm || !c->out_idx) {
         free(s);
@@ -203,7 +209,7 @@ nomem:
 void eng_ctx_free(struct eng_ctx *c) {
     if (!c) return;
     eng_pool_free(c->pool);
-    free(c->kv);
+    free(c->kv_mem);
     free(c->x); /* start of the scratch allocation */
     eng_mm_ws_free(c->mm);
     free(c->out_idx);

@@ -58,8 +58,11 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     if (!ws) return NULL;
     size_t B = (size_t)max_b, T = (size_t)n_threads, in = (size_t)max_in;
     ws->max_b = max_b, ws->n_threads = n_threads, ws->max_in = max_in;
-    ws->qbuf = malloc(ENG_MAX(qrow * B, 1));
-    ws->qbuf2 = malloc(qrow * ENG_FUSED_MAX_B);
+    /* the converted activations 64-byte aligned (a large malloc starts 16 bytes into a page):
+     * the kernels' 64-byte activation loads then never straddle two cache lines */
+    qrow = (qrow + 63) / 64 * 64;
+    ws->qbuf = aligned_alloc(64, qrow * B);
+    ws->qbuf2 = aligned_alloc(64, qrow * ENG_FUSED_MAX_B);
     ws->qrow = qrow;
     ws->acodes = malloc(B * in + 32);
     ws->ad = malloc(B * (in / 32 + 1) * sizeof(float));
