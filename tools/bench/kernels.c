@@ -59,7 +59,8 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     const struct eng_type_traits *vt = eng_type_traits(tr->vec_dot_type);
     size_t wrow = eng_row_size(t, in), arow = eng_row_size(tr->vec_dot_type, in);
     float *x = malloc((size_t)in * sizeof(float));
-    uint8_t *w = malloc(wrow * (size_t)rows), *a = malloc(arow);
+    /* activations 64-byte aligned, as the engine's workspace holds them */
+    uint8_t *w = malloc(wrow * (size_t)rows), *a = aligned_alloc(64, (arow + 63) / 64 * 64);
     float *f = malloc((size_t)in * rows * sizeof(float));
     for (int64_t i = 0; i < in; i++) x[i] = frand();
     for (int r = 0; r < rows; r++) {
@@ -122,7 +123,7 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     if (tr->vec_dot_cols) {
         /* batched decode: ENG_DOT_COLS activation rows against each weight row, ns per 256
          * weights and column (vec_dot_ns is the same figure for one column) */
-        uint8_t *ac = malloc(arow * ENG_DOT_COLS);
+        uint8_t *ac = aligned_alloc(64, (arow * ENG_DOT_COLS + 63) / 64 * 64);
         for (int c = 0; c < ENG_DOT_COLS; c++) memcpy(ac + (size_t)c * arow, a, arow);
         float *v = malloc(sizeof(float) * ENG_DOT_COLS * (size_t)rows);
         reps = 0;
