@@ -218,9 +218,8 @@ static inline __attribute__((always_inline)) void q8x_prep(const enum eng_type T
  * the two halves' sums are folded into one register (unpack + add: half of the conversions,
  * permutes and fmas per column; q4_0 rows in cache 3.33 -> 3.17 ns per 256 weights, median of
  * ten interleaved rounds), and the offset (OFF = 8, 16 or 128) comes off as OFF·d·c per block,
- * once per row. Each
- * column's arithmetic is the same sequence whatever NC is, so one token's result does not
- * depend on how many were decoded together. */
+ * once per row. Each column's arithmetic is the same sequence whatever NC is, so one token's
+ * result does not depend on how many were decoded together. */
 static inline __attribute__((always_inline)) void q8x_cols(const int NC, const enum eng_type T,
                                                            int64_t n, float *s, size_t s_stride,
                                                            const void *vw, const uint8_t *a,

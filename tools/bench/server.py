@@ -278,7 +278,8 @@ def render(meta, bench, single, conc, wrk):
     L.append("### One stream over HTTP against `edgellm bench`\n")
     L.append(f"HTTP tok/s: the {meta['tokens']} tokens ÷ the time from sending the request to "
              "receiving the last token, as the client sees it (median of "
-             f"{3 * meta['reps']}, after a warm-up): {meta['tokens']} passes over the weights, like "
+             f"{3 * meta['reps']}, after a warm-up): {meta['tokens']} passes over the weights, "
+             "like "
              f"the engine's tg{meta['tokens']} (`{bench['cmd']}`, median), plus sampling, "
              "detokenizing, JSON and HTTP. Client: `sse-client` (tools/bench/sse_client.c), "
              "one thread reading every stream with poll and no JSON parsing, on the same "
@@ -293,8 +294,9 @@ def render(meta, bench, single, conc, wrk):
     L.append(f"| HTTP stream, one client | {single['rate']:.1f} | {single['min']:.1f}–"
              f"{single['max']:.1f} | {fmt_s(single['ttft'])} |")
     L.append("")
-    L.append(f"HTTP / engine, pairs measured back to back (one more engine measurement, `-r 3`, "
-             f"median, then three streams, median): median **{100 * pair:.1f}%** (target ≥ 97% {ok}); pairs "
+    L.append("HTTP / engine, pairs measured back to back (one more engine measurement, `-r 3`, "
+             f"median, then three streams, median): median **{100 * pair:.1f}%** "
+             f"(target ≥ 97% {ok}); pairs "
              + ", ".join(f"{100 * x:.1f}%" for x in single["pairs"])
              + f". The medians of the table above, measured minutes apart: {100 * ratio:.1f}%.\n")
     L.append("### Concurrent streams\n")
