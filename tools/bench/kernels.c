@@ -31,10 +31,17 @@
 #include <string.h>
 #include <time.h>
 
-static double cpu_s(void) {
+/* Seconds on a clock: the thread's CPU time for the in-cache figures, wall time for streaming. */
+static double clock_s(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+static double cpu_s(void) {
+    return clock_s(CLOCK_THREAD_CPUTIME_ID);
+}
+static double wall_s(void) {
+    return clock_s(CLOCK_MONOTONIC);
 }
 
 static unsigned long long rng = 88172645463325252ull;
@@ -208,12 +215,6 @@ static void bench_sgemm(int64_t in, int rows) {
                rows, (long long)in, gflops, 512.0 / gflops);
     }
     free(w), free(x), free(y);
-}
-
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* One plain read pass over n bytes (n a multiple of 128): GB/s. */
