@@ -161,7 +161,7 @@ test-ref: $(CLI) $(TOOLS)
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 QEMU_AARCH64 ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 SIMD_TEST_ENGINE := engine/types.c engine/quants.c engine/quants_imp.c engine/repack.c engine/error.c engine/quants_neon.c \
-    engine/attn.c
+    engine/attn.c engine/vec.c
 TEST_TARGETS += test-simd test-aarch64
 .PHONY: test-simd test-aarch64
 $(BUILD)/tests/simd_test: tests/simd/simd_test.c tests/simd/kernel_compare.h $(LIBENGINE)

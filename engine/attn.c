@@ -9,7 +9,7 @@
 #include <math.h>
 
 #if defined(__aarch64__)
-#include <arm_neon.h>
+#include "vexp.h"
 #endif
 
 /* Element i of a cache row block: a float, or an fp16 value widened exactly. */
@@ -38,22 +38,6 @@ void eng_attn_ref(int hd, int n, const float *q, const void *k, const void *v, s
 /* Advanced SIMD twin of eng_attn_avx2 (attn_x86.c): four positions' scores per pairwise-add
  * tree, the same exponential polynomial over four lanes, the output in registers 64 values at
  * a time. Every aarch64 CPU has it, so it is not in a file of its own. */
-static inline float32x4_t exp_neg_neon(float32x4_t x) {
-    x = vmaxq_f32(x, vdupq_n_f32(-87.0f));
-    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
-    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
-    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
-    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
-    float32x4_t y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), vmulq_f32(p, r), r);
-    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(y, vreinterpretq_f32_s32(e));
-}
-
 /* Four elements of a cache row block from element i: floats, or fp16 values widened. */
 static inline float32x4_t ld4(const void *p, size_t i, const bool h) {
     return h ? vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p + i)))
@@ -109,7 +93,7 @@ static inline __attribute__((always_inline)) void attn_neon_t(const bool h, int 
     const float32x4_t vm = vdupq_n_f32(max);
     float32x4_t vsum = vdupq_n_f32(0.0f);
     for (p = 0; p + 4 <= n; p += 4) {
-        const float32x4_t e = exp_neg_neon(vsubq_f32(vld1q_f32(att + p), vm));
+        const float32x4_t e = vexp4(vsubq_f32(vld1q_f32(att + p), vm));
         vst1q_f32(att + p, e);
         vsum = vaddq_f32(vsum, e);
     }

@@ -2,12 +2,13 @@
  * attn_x86.c — AVX2/FMA attention of one query head (the AVX-512 level uses it too: eight
  * lanes hold a head's 64 or 128 values in few registers, and scores of eight positions are
  * reduced together). Scores: eight key rows against the query at once, summed across lanes by
- * one hadd tree; exponentials: a polynomial over eight scores at a time; values: the output
+ * one hadd tree; exponentials: vexp.h's polynomial over eight scores at a time; values: the output
  * kept in registers, 64 values per pass over the positions. Cached keys and values are floats
  * or fp16 values widened on load (F16C). Equal to eng_attn_ref up to float rounding (the check
  * names the tolerance).
  */
 #include "quants_x86.h"
+#include "vexp.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -19,28 +20,6 @@ static inline __m256 totals8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 
     __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
     return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20),
                          _mm256_permute2f128_ps(h0, h1, 0x31));
-}
-
-/* e^x for x <= 0 (softmax after subtracting the maximum): x = n·ln2 + r with |r| <= ln2/2,
- * e^r by a degree-6 polynomial, 2^n put in the exponent. Below -87 the result is e^-87 (the
- * smallest normal range), which a sum that contains 1 does not notice. Relative error about
- * 2e-7. */
-static inline __m256 exp_neg(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
 /* Software prefetch of the cache rows ATTN_PF_ROWS positions ahead of the ones being read (row
@@ -131,7 +110,7 @@ static inline __attribute__((always_inline)) void attn_t(const bool h, int hd, i
     const __m256 vm = _mm256_set1_ps(max);
     __m256 vsum = _mm256_setzero_ps();
     for (p = 0; p + 8 <= n; p += 8) {
-        const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(att + p), vm));
+        const __m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(att + p), vm));
         _mm256_storeu_ps(att + p, e);
         vsum = _mm256_add_ps(vsum, e);
     }

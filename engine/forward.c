@@ -33,18 +33,19 @@ struct eng_ctx {
     void (*kv_from_float)(const float *x, void *y, int64_t n); /* fp16: F16's from_float */
 
     /* scratch, (B, ...) rows */
-    float *x;             /* (B, E) residual stream */
-    float *xb;            /* (B, E) normed input / projection output */
-    float *q;             /* (B, Q) */
-    float *k;             /* (B, KV) */
-    float *v;             /* (B, KV) */
-    float *att_out;       /* (B, Q) */
-    float *hb;            /* (B, F) */
-    float *hb2;           /* (B, F) */
-    float *att;           /* (n_threads, C) attention scores, one row per thread */
-    struct eng_mm_ws *mm; /* matrix-product scratch (converted activations, weight chunks) */
-    float *rope_cos;      /* (C, n_rot/2) */
-    float *rope_sin;      /* (C, n_rot/2) */
+    float *x;               /* (B, E) residual stream */
+    float *xb;              /* (B, E) normed input / projection output */
+    float *q;               /* (B, Q) */
+    float *k;               /* (B, KV) */
+    float *v;               /* (B, KV) */
+    float *att_out;         /* (B, Q) */
+    float *hb;              /* (B, F) */
+    float *hb2;             /* (B, F) */
+    float *att;             /* (n_threads, C) attention scores, one row per thread */
+    struct eng_mm_ws *mm;   /* matrix-product scratch (converted activations, weight chunks) */
+    struct eng_vec_ops vec; /* RMSNorm and SwiGLU of the active level, set by each pass */
+    float *rope_cos;        /* (C, n_rot/2) */
+    float *rope_sin;        /* (C, n_rot/2) */
 
     /* outputs, (n_outputs, ...) */
     float *out_x;   /* (n_outputs, E) final-normed hidden of output tokens */
@@ -290,11 +291,9 @@ int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
 /* ---- kernels of the pass ---- */
 
 /* out = x / rms(x) * w, n elements. out may alias x. */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+static void rmsnorm(const struct eng_ctx *c, float *out, const float *x, const float *w, int n,
+                    float eps) {
+    c->vec.rmsnorm(out, x, w, n, eps);
 }
 
 /* y (B, out) = x (B, in) · Wᵀ on the context's pool and conversion buffer. */
@@ -362,12 +361,9 @@ static void attention(void *arg, int ith, int nth) {
     }
 }
 
-static float silu(float x) {
-    return x / (1.0f + expf(-x));
-}
-
 /* g = silu(g) * u over n elements, split across the pool (prefill: B·F elements per layer). */
 struct glu_job {
+    eng_glu_fn glu;
     float *g;
     const float *u;
     int64_t n;
@@ -380,7 +376,7 @@ static void glu_rows(void *arg, int ith, int nth) {
     for (int64_t a;
          (a = atomic_fetch_add_explicit(&j->next, GLU_CHUNK, memory_order_relaxed)) < j->n;) {
         int64_t b = ENG_MIN(j->n, a + GLU_CHUNK);
-        for (int64_t i = a; i < b; i++) j->g[i] = silu(j->g[i]) * j->u[i];
+        j->glu(j->g + a, j->u + a, b - a);
     }
 }
 
@@ -423,6 +419,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
     const int B = b->n_tokens, E = hp->n_embd, hd = hp->head_dim;
     const size_t Q = (size_t)hp->n_head * hd, KV = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
     c->b = b;
+    c->vec = eng_vec_ops();
     c->n_tok = B;
     c->n_out = 0;
     for (int t = 0; t < B; t++)
@@ -445,7 +442,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
 
         /* attention */
         for (int t = 0; t < B; t++)
-            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->attn_norm, E, hp->rms_eps);
+            rmsnorm(c, c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->attn_norm, E, hp->rms_eps);
         OBSERVE(l, ENG_OBS_ATTN_IN, c->xb, B, E);
         const struct eng_tensor *qkv[3] = {ly->wq, ly->wk, ly->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
@@ -464,10 +461,10 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
                 for (size_t i = 0; i < KV; i++) v[i] += lf->bv[i];
             if (lf->q_norm)
                 for (int h = 0; h < hp->n_head; h++)
-                    rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, lf->q_norm, hd, hp->rms_eps);
+                    rmsnorm(c, q + (size_t)h * hd, q + (size_t)h * hd, lf->q_norm, hd, hp->rms_eps);
             if (lf->k_norm)
                 for (int h = 0; h < hp->n_head_kv; h++)
-                    rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, lf->k_norm, hd, hp->rms_eps);
+                    rmsnorm(c, k + (size_t)h * hd, k + (size_t)h * hd, lf->k_norm, hd, hp->rms_eps);
             int pos = b->pos ? b->pos[t] : t, slot = b->slot ? b->slot[t] : 0;
             rope(c, q, hp->n_head, pos);
             rope(c, k, hp->n_head_kv, pos);
@@ -484,14 +481,14 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
 
         /* feed-forward */
         for (int t = 0; t < B; t++)
-            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->ffn_norm, E, hp->rms_eps);
+            rmsnorm(c, c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->ffn_norm, E, hp->rms_eps);
         OBSERVE(l, ENG_OBS_FFN_IN, c->xb, B, E);
         const struct eng_tensor *gu[2] = {ly->w_gate, ly->w_up};
         float *gu_out[2] = {c->hb, c->hb2};
         if (!eng_matmul_fused(c->pool, c->mm, 2, gu, c->xb, B, gu_out, true)) {
             matmul(c, ly->w_gate, c->xb, B, c->hb);
             matmul(c, ly->w_up, c->xb, B, c->hb2);
-            struct glu_job gj = {c->hb, c->hb2, (int64_t)B * (int64_t)F, 0};
+            struct glu_job gj = {c->vec.glu, c->hb, c->hb2, (int64_t)B * (int64_t)F, 0};
             eng_pool_run(c->pool, glu_rows, &gj);
         }
         OBSERVE(l, ENG_OBS_FFN_DOWN_IN, c->hb, B, F);
@@ -508,7 +505,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
     }
 
     for (int i = 0; i < c->n_out; i++)
-        rmsnorm(c->out_x + (size_t)i * E, c->x + (size_t)c->out_idx[i] * E, m->output_norm_f, E,
+        rmsnorm(c, c->out_x + (size_t)i * E, c->x + (size_t)c->out_idx[i] * E, m->output_norm_f, E,
                 hp->rms_eps);
     if (c->n_out > 0) {
         OBSERVE(-1, ENG_OBS_OUTPUT_IN, c->out_x, c->n_out, E);
@@ -546,7 +543,8 @@ int eng_exit_logits(struct eng_ctx *c, int e, int i, const int32_t *ids, int n_i
         if (ids[k] < 0 || ids[k] >= m->hp.n_vocab)
             return eng_fail(ENG_ERANGE, "token id %d is outside the vocabulary", ids[k]);
     /* c->xb row 0 is free between forward calls. */
-    rmsnorm(c->xb, h, m->output_norm_f, E, m->hp.rms_eps);
+    c->vec = eng_vec_ops();
+    rmsnorm(c, c->xb, h, m->output_norm_f, E, m->hp.rms_eps);
     if (n_ids > 0)
         eng_matmul(c->pool, c->mm, m->output, c->xb, 1, out, n_ids, ids, n_ids);
     else

@@ -455,12 +455,9 @@ struct fused_job {
     const uint8_t *xq[ENG_FUSED_MAX];
     size_t xq_row[ENG_FUSED_MAX];
     int64_t first[ENG_FUSED_MAX + 1]; /* part i owns joint rows first[i] .. first[i+1]-1 */
+    eng_glu_fn glu_fn;                /* glu: the active level's silu(g) · u */
     struct eng_row_split split;
 };
-
-static inline float silu(float x) {
-    return x / (1.0f + expf(-x));
-}
 
 static void fused_rows(void *arg, int ith, int nth) {
     struct fused_job *j = arg;
@@ -478,10 +475,7 @@ static void fused_rows(void *arg, int ith, int nth) {
         if (j->glu) {
             int64_t ldy = j->w[0]->ne[1];
             for (int t = 0; t < j->B; t++)
-                for (int64_t r = r0; r < r1; r++) {
-                    float *g = &j->y[0][(size_t)t * ldy + r];
-                    *g = silu(*g) * j->y[1][(size_t)t * ldy + r];
-                }
+                j->glu_fn(&j->y[0][(size_t)t * ldy + r0], &j->y[1][(size_t)t * ldy + r0], r1 - r0);
         }
     }
 }
@@ -494,7 +488,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
         if (eng_matmul_path(w[p]->type, B) != ENG_MM_VEC_DOT || w[p]->ne[0] != w[0]->ne[0] ||
             (glu && w[p]->ne[1] != w[0]->ne[1]))
             return false;
-    struct fused_job j = {.n = n, .B = B, .glu = glu};
+    struct fused_job j = {.n = n, .B = B, .glu = glu, .glu_fn = eng_vec_ops().glu};
     enum eng_type conv[2];
     int n_conv = 0;
     int64_t in = w[0]->ne[0];

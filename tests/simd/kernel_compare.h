@@ -25,6 +25,12 @@
  * magnitude, plus this much per unit of score magnitude. */
 #define KC_ATTN_ABS_TOL   2e-6
 #define KC_ATTN_SCORE_TOL 2.5e-7
+/* RMSNorm: the sum of squares in float lanes against the reference's double (n <= 4096: a few
+ * hundred roundings at most, relative); SwiGLU: vexp.h's polynomial (2e-7) and the division
+ * against expf, relative, plus an absolute floor for the underflowing tail (x < -87). */
+#define KC_NORM_REL_TOL 1e-5
+#define KC_GLU_REL_TOL  2e-6
+#define KC_GLU_ABS_TOL  1e-30
 
 static uint64_t kc_rng = 0x9E3779B97F4A7C15ULL;
 
@@ -354,6 +360,76 @@ static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE
     return r;
 }
 
+/* RMSNorm and the SwiGLU product of level s against their references: lengths with and without
+ * a SIMD-width multiple, magnitudes from tiny to large, the norm in place (out == x) as the pass
+ * runs it for q/k norms; SwiGLU over [-100, 100], past both ends of the exponential's range.
+ * Every SIMD level must have them. */
+static struct kc_result kc_compare_vec(enum eng_simd s, const char *level, FILE *log) {
+    struct kc_result r = {0, 0};
+    struct eng_vec_ops v = eng_vec_ops_for(s);
+    r.checks++;
+    if (!v.rmsnorm || !v.glu) {
+        r.failures++;
+        if (log) fprintf(log, "%s: no RMSNorm / SwiGLU kernels\n", level);
+        return r;
+    }
+    static const int ns[] = {1, 3, 8, 15, 16, 31, 33, 64, 100, 768, 2053, 4096};
+    static const float mags[] = {1e-4f, 1.0f, 300.0f};
+    enum { N = 4096 };
+    float *x = malloc(N * sizeof(float)), *w = malloc(N * sizeof(float));
+    float *o1 = malloc(N * sizeof(float)), *o2 = malloc(N * sizeof(float));
+    if (!x || !w || !o1 || !o2) {
+        free(x), free(w), free(o1), free(o2);
+        r.failures++;
+        return r;
+    }
+    for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
+        for (size_t mi = 0; mi < sizeof(mags) / sizeof(mags[0]); mi++) {
+            int n = ns[ni];
+            kc_fill(x, n, mags[mi]);
+            for (int i = 0; i < n; i++) w[i] = kc_uniform() * 2.0f - 0.5f;
+            eng_rmsnorm_ref(o1, x, w, n, 1e-5f);
+            memcpy(o2, x, (size_t)n * sizeof(float));
+            v.rmsnorm(o2, o2, w, n, 1e-5f); /* in place */
+            for (int i = 0; i < n; i++) {
+                r.checks++;
+                if (!(fabs((double)o1[i] - o2[i]) <=
+                      KC_NORM_REL_TOL * fabs((double)o1[i]) + 1e-30)) {
+                    kc_fail(&r, log, "%s rmsnorm %s n*10000+i=%lld: %.9g vs %.9g (rel tol %g)",
+                            level,
+                            mi == 0   ? "tiny"
+                            : mi == 1 ? "unit"
+                                      : "large",
+                            (long long)n * 10000 + i, o2[i], o1[i], KC_NORM_REL_TOL);
+                    break;
+                }
+            }
+            for (int i = 0; i < n; i++) {
+                x[i] = (kc_uniform() * 2.0f - 1.0f) * (mi == 2 ? 100.0f : mi == 1 ? 8.0f : 0.5f);
+                w[i] = kc_gauss();
+            }
+            memcpy(o1, x, (size_t)n * sizeof(float));
+            memcpy(o2, x, (size_t)n * sizeof(float));
+            eng_glu_ref(o1, w, n);
+            v.glu(o2, w, n);
+            for (int i = 0; i < n; i++) {
+                r.checks++;
+                if (!(fabs((double)o1[i] - o2[i]) <=
+                      KC_GLU_REL_TOL * fabs((double)o1[i]) + KC_GLU_ABS_TOL)) {
+                    kc_fail(&r, log, "%s swiglu %s n*10000+i=%lld: %.9g vs %.9g (rel tol %g)",
+                            level,
+                            mi == 0   ? "|x|<0.5"
+                            : mi == 1 ? "|x|<8"
+                                      : "|x|<100",
+                            (long long)n * 10000 + i, o2[i], o1[i], KC_GLU_REL_TOL);
+                    break;
+                }
+            }
+        }
+    free(x), free(w), free(o1), free(o2);
+    return r;
+}
+
 /* Builds every supported level and compares it with the references. */
 static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
     struct kc_result total = {0, 0};
@@ -367,8 +443,10 @@ static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
         struct kc_result r = kc_compare_tables(ref, lvl, eng_simd_name((enum eng_simd)s), log);
         struct kc_result ra =
             kc_compare_attn((enum eng_simd)s, eng_simd_name((enum eng_simd)s), log);
-        r.checks += ra.checks;
-        r.failures += ra.failures;
+        struct kc_result rv =
+            kc_compare_vec((enum eng_simd)s, eng_simd_name((enum eng_simd)s), log);
+        r.checks += ra.checks + rv.checks;
+        r.failures += ra.failures + rv.failures;
         if (log)
             fprintf(log, "level %-8s %d checks, %d failures\n", eng_simd_name((enum eng_simd)s),
                     r.checks, r.failures);
