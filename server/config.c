@@ -35,9 +35,10 @@ static const struct cfg_key keys[] = {
      "prompt tokens prefilled per step, so running streams keep flowing during long prompts"},
     {"mlock", CFG_BOOL, OFF(mlock), 0, 0, "false", NULL, 0, "model",
      "lock the model in RAM (needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK)"},
-    {"kv_f16", CFG_BOOL, OFF(kv_f16), 0, 0, "false", NULL, 0, "model",
+    {"kv_f16", CFG_BOOL, OFF(kv_f16), 0, 0, "true", NULL, 0, "model",
      "cache keys and values as fp16: half the KV memory and half the bytes attention reads per "
-     "token (long contexts decode faster), for fp16 rounding of the cached values"},
+     "token (batches and long contexts decode faster), for fp16 rounding of the cached values; "
+     "false caches them as f32"},
 
     {"host", CFG_STRING, OFF(host), 0, 0, "127.0.0.1", NULL, 0, "network",
      "address to listen on; anything but loopback needs an API key or insecure_no_auth"},

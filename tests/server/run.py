@@ -620,23 +620,23 @@ def streams_match_solo(*flags):
     return kv
 
 
-KV_F32 = []  # parallel_streams_match_solo's (type, MiB), for the fp16 run after it
+KV_F16 = []  # parallel_streams_match_solo's (type, MiB), for the f32 run after it
 
 
 @test
 def parallel_streams_match_solo():
-    KV_F32[:] = [streams_match_solo()]
-    expect(KV_F32[0][0] == "f32", f"default KV cache {KV_F32[0]}")
+    KV_F16[:] = [streams_match_solo()]
+    expect(KV_F16[0][0] == "fp16", f"default KV cache {KV_F16[0]}")
 
 
 @test
-def parallel_streams_match_solo_kv_f16():
-    """The same with keys and values cached as fp16 (kv_f16): batching still changes nothing,
-    and the context really holds the fp16 cache (named in the load line, and smaller)."""
-    kind, mib = streams_match_solo("--kv-f16")
-    expect(kind == "fp16", f"--kv-f16 gave a {kind} KV cache")
-    if KV_F32:
-        expect(mib < KV_F32[0][1], f"fp16 context {mib} MiB, f32 {KV_F32[0][1]} MiB")
+def parallel_streams_match_solo_kv_f32():
+    """The same with keys and values cached as f32 (--kv-f16=false): batching still changes
+    nothing, and the context really holds the f32 cache (named in the load line, and larger)."""
+    kind, mib = streams_match_solo("--kv-f16=false")
+    expect(kind == "f32", f"--kv-f16=false gave a {kind} KV cache")
+    if KV_F16:
+        expect(mib > KV_F16[0][1], f"f32 context {mib} MiB, fp16 {KV_F16[0][1]} MiB")
 
 
 # ---------------------------------------------------------------------------------------------

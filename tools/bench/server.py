@@ -105,7 +105,7 @@ class Daemon:
         self.logf = open(self.logpath, "w")
         cmd = [os.path.join(build, "edgellmd"), "--model", model, "--host", "127.0.0.1",
                "--port", "0", "--threads", str(threads), "--slots", "8", "--queue", "256",
-               "--ctx", "2048", "--max-tokens", "2048", "--request-timeout", "3600"]
+               "--ctx", "2048", "--kv-f16", "--max-tokens", "2048", "--request-timeout", "3600"]
         log("+ " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self.logf)
@@ -267,7 +267,8 @@ def render(meta, bench, single, conc, wrk):
     L.append(f"- model: {meta['model_desc']} ({meta['size'] / 1048576:.0f} MiB), "
              f"`{meta['model_rel']}`")
     L.append(f"- threads: {meta['threads']}; daemon: `edgellmd --threads {meta['threads']} "
-             "--slots 8 --ctx 2048`; cpu: " + meta["cpu"])
+             "--slots 8 --ctx 2048 --kv-f16` (fp16 KV cache, the daemon's default; the engine "
+             "runs with `--kv-f16` too); cpu: " + meta["cpu"])
     L.append(f"- requests: completions, prompt of {len(PROMPT)} token id(s) (BOS: the first "
              "pass is one token, as in tg), greedy, "
              f"`max_tokens` {meta['tokens']}, EOS suppressed and one text piece raised with "
@@ -397,7 +398,7 @@ def main(argv):
     # engine's warm-up reads it in, and the daemon started after it maps the same pages.
     pagecache.drop(model)
     cmd = [os.path.join(build, "edgellm"), "bench", "-m", model, "-t", str(args.threads), "-p",
-           "0", "-n", str(tokens), "-r", str(max(reps, 3)), "--json"]
+           "0", "-n", str(tokens), "-r", str(max(reps, 3)), "--kv-f16", "--json"]
     bench = next(r for r in json.loads(run(cmd)) if r["test"] == "tg")
     bench["cmd"] = " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
                             for c in cmd[:-1]).replace(meta["model_rel"], "MODEL")
@@ -412,7 +413,7 @@ def main(argv):
         # Both sides of a pair are medians of three runs: one stream against the middle of
         # three engine runs set one draw of a noisy distribution against its centre.
         rates, ttfts, pairs = [], [], []
-        one = cmd[:cmd.index("-r") + 1] + ["3", "--json"]
+        one = cmd[:cmd.index("-r") + 1] + ["3"] + cmd[cmd.index("-r") + 2:]
         for _ in range(reps):
             eng = next(r for r in json.loads(run(one)) if r["test"] == "tg")["tok_per_s"]
             three = [streams(d, work, 1, tokens)[0] for _ in range(3)]
