@@ -297,19 +297,80 @@ static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_
 
 ENG_COLS_ENTRY_POINTS(q8_0_avx2, q8_0_cols)
 
-/* Q8_0X (types.c): Q8_0's codes and scales regrouped for the kernel below. Same codes as
- * q8_0_from_float_avx2 (quant32), so both activation types give the same products. */
+/* The eight maxima of m0..m7, in order (totals8's tree with max for add). */
+static inline __m256 maxima8(const __m256 m[8]) {
+    __m256 h[4];
+    for (int k = 0; k < 4; k++)
+        h[k] = _mm256_max_ps(_mm256_shuffle_ps(m[2 * k], m[2 * k + 1], 0x88),
+                             _mm256_shuffle_ps(m[2 * k], m[2 * k + 1], 0xDD));
+    const __m256 a =
+        _mm256_max_ps(_mm256_shuffle_ps(h[0], h[1], 0x88), _mm256_shuffle_ps(h[0], h[1], 0xDD));
+    const __m256 b =
+        _mm256_max_ps(_mm256_shuffle_ps(h[2], h[3], 0x88), _mm256_shuffle_ps(h[2], h[3], 0xDD));
+    return _mm256_max_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+}
+
+/* The eight totals of s0..s7, in order. */
+static inline __m256i totals8_epi32(const __m256i s[8]) {
+    const __m256i a =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    const __m256i b =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Q8_0X (types.c): Q8_0's codes and scales regrouped for the kernels below. Same codes as
+ * q8_0_from_float_avx2 (quant32), so both activation types give the same products: a full group
+ * of eight blocks takes their maxima, scales (amax / 127, then fp16-rounded by F16C, which
+ * rounds as eng_fp32_to_fp16) and code sums eight at a time, so that the eight blocks' latency
+ * chains (a horizontal max, a division, a horizontal sum) overlap; a last group of fewer blocks
+ * goes block by block. The activations of every decode step's products pass through here once
+ * per token, on the thread that starts the product. */
 static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
     uint8_t *y = vy;
-    int64_t nb = n / ENG_QK8_0;
-    for (int64_t g = 0; g < nb; g += 8) {
-        int r = (int)(nb - g < 8 ? nb - g : 8);
-        float *d = (float *)(y + 40 * g), *c = d + r;
+    const int64_t nb = n / ENG_QK8_0, nb8 = nb / 8 * 8;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t g = 0; g < nb8; g += 8) {
+        const float *xg = x + g * ENG_QK8_0;
+        float *d = (float *)(y + 40 * g), *c = d + 8;
+        int8_t *lo = (int8_t *)(c + 8), *hi = lo + 128;
+        __m256 m[8];
+        for (int k = 0; k < 8; k++) {
+            const float *b = xg + 32 * k;
+            m[k] = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(b)),
+                                               _mm256_andnot_ps(sign, _mm256_loadu_ps(b + 8))),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(b + 16)),
+                                               _mm256_andnot_ps(sign, _mm256_loadu_ps(b + 24))));
+        }
+        const __m256 vd = _mm256_div_ps(maxima8(m), _mm256_set1_ps(127.0f));
+        const __m256 nz = _mm256_cmp_ps(vd, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+        const __m256 vid = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), vd), nz);
+        __m256i sums[8];
+        for (int k = 0; k < 8; k++) {
+            const float *b = xg + 32 * k;
+            const __m256 id = _mm256_permutevar8x32_ps(vid, _mm256_set1_epi32(k));
+            const __m256i i0 = round_away(_mm256_mul_ps(_mm256_loadu_ps(b), id));
+            const __m256i i1 = round_away(_mm256_mul_ps(_mm256_loadu_ps(b + 8), id));
+            const __m256i i2 = round_away(_mm256_mul_ps(_mm256_loadu_ps(b + 16), id));
+            const __m256i i3 = round_away(_mm256_mul_ps(_mm256_loadu_ps(b + 24), id));
+            sums[k] = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+            const __m256i q = pack32(i0, i1, i2, i3);
+            _mm_storeu_si128((__m128i *)(lo + 16 * k), _mm256_castsi256_si128(q));
+            _mm_storeu_si128((__m128i *)(hi + 16 * k), _mm256_extracti128_si256(q, 1));
+        }
+        const __m256 d16 = _mm256_cvtph_ps(_mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT));
+        _mm256_storeu_ps(d, d16);
+        _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(totals8_epi32(sums))));
+    }
+    if (nb8 < nb) {
+        int r = (int)(nb - nb8);
+        float *d = (float *)(y + 40 * nb8), *c = d + r;
         int8_t *lo = (int8_t *)(c + r), *hi = lo + 16 * r;
         for (int k = 0; k < r; k++) {
             int8_t qs[32];
             int sum;
-            d[k] = eng_fp16_to_fp32(eng_fp32_to_fp16(quant32(x + (g + k) * ENG_QK8_0, qs, &sum)));
+            d[k] = eng_fp16_to_fp32(eng_fp32_to_fp16(quant32(x + (nb8 + k) * ENG_QK8_0, qs, &sum)));
             c[k] = d[k] * (float)sum;
             memcpy(lo + 16 * k, qs, 16);
             memcpy(hi + 16 * k, qs + 16, 16);
