@@ -6,7 +6,8 @@ count:
      logit_bias) against `edgellm bench` tg of the same length on the same model and threads,
      in pairs taken back to back: an engine measurement (median of 3 runs), then three streams
      (median) (target: HTTP >= 97% of the engine alone, median of the pairs);
-  2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams (target: >= 2.5x one stream at 4);
+  2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams, and the target (>= 2.5x one stream
+     at 4) in pairs taken back to back: one stream, then four (median of the pairs);
   3. a bounded wrk run (64 connections, 60 s) posting small completions: requests/s, latency
      p50/p90/p99/max, non-2xx responses and socket errors.
 
@@ -253,7 +254,7 @@ def fmt_s(x):
     return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
 
 
-def render(meta, bench, single, conc, wrk):
+def render(meta, bench, single, conc, conc_pairs, wrk):
     L = [SECTION, ""]
     L.append("Written by `make bench-server` (tools/bench/server.py); do not edit by hand. "
              "edgellmd on loopback against the engine alone, on the same model and threads. "
@@ -313,10 +314,13 @@ def render(meta, bench, single, conc, wrk):
         L.append(f"| {c['streams']} | {c['aggregate']:.1f} | {c['aggregate'] / base:.2f}× | "
                  f"{c['per_stream']:.1f} | {c['mean_batch']:.2f} |")
     at4 = next((c["aggregate"] / base for c in conc if c["streams"] == 4), None)
-    if at4 is not None:
-        L.append("")
-        L.append(f"At 4 streams: **{at4:.2f}×** one stream (target ≥ 2.5× "
-                 f"{'✓' if at4 >= 2.5 else '✗'})")
+    pair4 = statistics.median(conc_pairs)
+    L.append("")
+    L.append(f"At 4 streams, pairs measured back to back (one stream, then four streams; "
+             f"aggregate against aggregate): median **{pair4:.2f}×** one stream (target ≥ 2.5× "
+             f"{'✓' if pair4 >= 2.5 else '✗'}); pairs "
+             + ", ".join(f"{x:.2f}×" for x in conc_pairs)
+             + (f". The table's rows, measured minutes apart: {at4:.2f}×." if at4 else "."))
     L.append("")
     L.append("### Bounded load (wrk)\n")
     se = wrk["socket_errors"]
@@ -439,6 +443,15 @@ def main(argv):
             log(f"{n} streams: {c['aggregate']:.1f} tok/s aggregate, "
                 f"{c['mean_batch']:.2f} sequences per step")
 
+        # The 4-stream target as pairs taken back to back (one stream, then four), as the
+        # HTTP/engine target is: the host's speed drifts between the table's rows.
+        conc_pairs = []
+        for _ in range(reps):
+            one_s = concurrent(d, work, 1, tokens)
+            four_s = concurrent(d, work, 4, tokens)
+            conc_pairs.append(four_s["aggregate"] / one_s["aggregate"])
+        log("4 streams / one stream, pairs: " + ", ".join(f"{x:.2f}x" for x in conc_pairs))
+
         # 4. wrk.
         wrk = run_wrk(d, work, wrk_conns, wrk_seconds, args.wrk_tokens)
         log(f"wrk: {wrk['requests']} requests, p50 {fmt_s(wrk['p50'])}, p99 {fmt_s(wrk['p99'])}, "
@@ -447,8 +460,9 @@ def main(argv):
         d.stop()
     meta["end"] = datetime.datetime.now(datetime.timezone.utc)
     meta["load_after"] = loadavg()
-    write_section(out, render(meta, bench, single, conc, wrk))
-    print(json.dumps({"bench": bench, "single": single, "concurrent": conc, "wrk": wrk},
+    write_section(out, render(meta, bench, single, conc, conc_pairs, wrk))
+    print(json.dumps({"bench": bench, "single": single, "concurrent": conc,
+                      "concurrent_pairs_4_over_1": conc_pairs, "wrk": wrk},
                      indent=1, default=str))
     log(f"wrote the '{SECTION}' section of {out}")
 
