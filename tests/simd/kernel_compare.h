@@ -360,6 +360,22 @@ static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE
     return r;
 }
 
+/* got[0..n) against want[0..n) within rel·|want| + abs each; the first miss is logged. */
+static void kc_compare_rel(struct kc_result *r, FILE *log, const char *level, const char *what,
+                           const char *kind, int n, const float *want, const float *got, double rel,
+                           double abs) {
+    char name[64];
+    snprintf(name, sizeof(name), "%s %s", what, kind);
+    for (int i = 0; i < n; i++) {
+        r->checks++;
+        if (!(fabs((double)want[i] - got[i]) <= rel * fabs((double)want[i]) + abs)) {
+            kc_fail(r, log, "%s %s n*10000+i=%lld: %.9g vs %.9g (rel tol %g)", level, name,
+                    (long long)n * 10000 + i, got[i], want[i], rel);
+            return;
+        }
+    }
+}
+
 /* RMSNorm and the SwiGLU product of level s against their references: lengths with and without
  * a SIMD-width multiple, magnitudes from tiny to large, the norm in place (out == x) as the pass
  * runs it for q/k norms; SwiGLU over [-100, 100], past both ends of the exponential's range.
@@ -391,19 +407,11 @@ static struct kc_result kc_compare_vec(enum eng_simd s, const char *level, FILE 
             eng_rmsnorm_ref(o1, x, w, n, 1e-5f);
             memcpy(o2, x, (size_t)n * sizeof(float));
             v.rmsnorm(o2, o2, w, n, 1e-5f); /* in place */
-            for (int i = 0; i < n; i++) {
-                r.checks++;
-                if (!(fabs((double)o1[i] - o2[i]) <=
-                      KC_NORM_REL_TOL * fabs((double)o1[i]) + 1e-30)) {
-                    kc_fail(&r, log, "%s rmsnorm %s n*10000+i=%lld: %.9g vs %.9g (rel tol %g)",
-                            level,
-                            mi == 0   ? "tiny"
-                            : mi == 1 ? "unit"
-                                      : "large",
-                            (long long)n * 10000 + i, o2[i], o1[i], KC_NORM_REL_TOL);
-                    break;
-                }
-            }
+            kc_compare_rel(&r, log, level, "rmsnorm",
+                           mi == 0   ? "tiny"
+                           : mi == 1 ? "unit"
+                                     : "large",
+                           n, o1, o2, KC_NORM_REL_TOL, 1e-30);
             for (int i = 0; i < n; i++) {
                 x[i] = (kc_uniform() * 2.0f - 1.0f) * (mi == 2 ? 100.0f : mi == 1 ? 8.0f : 0.5f);
                 w[i] = kc_gauss();
@@ -412,19 +420,11 @@ static struct kc_result kc_compare_vec(enum eng_simd s, const char *level, FILE 
             memcpy(o2, x, (size_t)n * sizeof(float));
             eng_glu_ref(o1, w, n);
             v.glu(o2, w, n);
-            for (int i = 0; i < n; i++) {
-                r.checks++;
-                if (!(fabs((double)o1[i] - o2[i]) <=
-                      KC_GLU_REL_TOL * fabs((double)o1[i]) + KC_GLU_ABS_TOL)) {
-                    kc_fail(&r, log, "%s swiglu %s n*10000+i=%lld: %.9g vs %.9g (rel tol %g)",
-                            level,
-                            mi == 0   ? "|x|<0.5"
-                            : mi == 1 ? "|x|<8"
-                                      : "|x|<100",
-                            (long long)n * 10000 + i, o2[i], o1[i], KC_GLU_REL_TOL);
-                    break;
-                }
-            }
+            kc_compare_rel(&r, log, level, "swiglu",
+                           mi == 0   ? "|x|<0.5"
+                           : mi == 1 ? "|x|<8"
+                                     : "|x|<100",
+                           n, o1, o2, KC_GLU_REL_TOL, KC_GLU_ABS_TOL);
         }
     free(x), free(w), free(o1), free(o2);
     return r;
