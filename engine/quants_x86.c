@@ -77,23 +77,65 @@ static inline __m256 load_f16x8(const uint16_t *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-static void f16_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+/* An f16 row · NC <= 2 f32 activation rows (a_stride bytes apart): eight weights per vcvtph2ps,
+ * converted once for both columns; four accumulators per column (8 of the 16 registers at two
+ * columns). Each column's arithmetic is the same whatever NC is (test-simd: vec_dot_cols equals
+ * vec_dot bit for bit). */
+static inline __attribute__((always_inline)) void f16_cols(const int NC, int64_t n, float *s,
+                                                           size_t s_stride, const void *vw,
+                                                           const void *va, size_t a_stride) {
     const uint16_t *w = vw;
-    const float *a = va;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const float *a[2];
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++) {
+        a[c] = (const float *)((const uint8_t *)va + (size_t)c * a_stride);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) acc[c][k] = _mm256_setzero_ps();
+    }
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) { /* hot loop */
         prefetch_ahead(w + i, 64);
-        acc0 = _mm256_fmadd_ps(load_f16x8(w + i), _mm256_loadu_ps(a + i), acc0);
-        acc1 = _mm256_fmadd_ps(load_f16x8(w + i + 8), _mm256_loadu_ps(a + i + 8), acc1);
-        acc2 = _mm256_fmadd_ps(load_f16x8(w + i + 16), _mm256_loadu_ps(a + i + 16), acc2);
-        acc3 = _mm256_fmadd_ps(load_f16x8(w + i + 24), _mm256_loadu_ps(a + i + 24), acc3);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256 wv = load_f16x8(w + i + 8 * k);
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++)
+                acc[c][k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a[c] + i + 8 * k), acc[c][k]);
+        }
     }
-    for (; i + 8 <= n; i += 8)
-        acc0 = _mm256_fmadd_ps(load_f16x8(w + i), _mm256_loadu_ps(a + i), acc0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-    for (; i < n; i++) sum += h2f(w[i]) * a[i];
-    *s = sum;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wv = load_f16x8(w + i);
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++)
+            acc[c][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a[c] + i), acc[c][0]);
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++) {
+        float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[c][0], acc[c][1]),
+                                          _mm256_add_ps(acc[c][2], acc[c][3])));
+        for (int64_t j = i; j < n; j++) sum += h2f(w[j]) * a[c][j];
+        s[(size_t)c * s_stride] = sum;
+    }
+}
+static void f16_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    f16_cols(1, n, s, 0, vw, va, 0);
+}
+/* Up to four columns as passes of two over each weight row (the second pass finds the row in
+ * L1): four at once would need 16 accumulators, all of AVX2's registers. */
+static void f16_vec_dot_avx2_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,
+                                  const void *vw, size_t w_stride, const void *va,
+                                  size_t a_stride) {
+    for (int64_t r = 0; r < nr; r++) { /* hot loop */
+        const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;
+        for (int c = 0; c < nc; c += 2) {
+            const void *ac = (const uint8_t *)va + (size_t)c * a_stride;
+            if (nc - c >= 2)
+                f16_cols(2, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
+            else
+                f16_cols(1, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
+        }
+    }
 }
 
 static void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
@@ -860,6 +902,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_F32].vec_dot_rows = f32_vec_dot_avx2_rows;
     t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx2;
     t[ENG_TYPE_F16].vec_dot_rows = f16_vec_dot_avx2_rows;
+    t[ENG_TYPE_F16].vec_dot_cols = f16_vec_dot_avx2_cols;
     t[ENG_TYPE_F16].to_float = f16_to_float_avx2;
     t[ENG_TYPE_F16].from_float = f16_from_float_avx2;
     t[ENG_TYPE_BF16].vec_dot = bf16_vec_dot_avx2;
