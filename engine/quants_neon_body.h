@@ -42,20 +42,64 @@ static inline float32x4_t KN(ld_f16)(const uint16_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
 
-static void KN(f16_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
+/* An f16 row · NC f32 activation rows (a_stride bytes apart): four weights per conversion, done
+ * once for all columns; four accumulators per column (16 of the 32 registers at four columns).
+ * Each column's arithmetic is the same whatever NC is (test-simd: vec_dot_cols equals vec_dot
+ * bit for bit). */
+static inline __attribute__((always_inline)) void KN(f16_cols)(const int NC, int64_t n, float *s,
+                                                               size_t s_stride, const void *vw,
+                                                               const void *va, size_t a_stride) {
     const uint16_t *w = vw;
-    const float *a = va;
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    const float *a[4];
+    float32x4_t acc[4][4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        a[c] = (const float *)((const uint8_t *)va + (size_t)c * a_stride);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) acc[c][k] = vdupq_n_f32(0);
+    }
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) { /* hot loop */
-        a0 = vfmaq_f32(a0, KN(ld_f16)(w + i), vld1q_f32(a + i));
-        a1 = vfmaq_f32(a1, KN(ld_f16)(w + i + 4), vld1q_f32(a + i + 4));
-        a2 = vfmaq_f32(a2, KN(ld_f16)(w + i + 8), vld1q_f32(a + i + 8));
-        a3 = vfmaq_f32(a3, KN(ld_f16)(w + i + 12), vld1q_f32(a + i + 12));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const float32x4_t wv = KN(ld_f16)(w + i + 4 * k);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++)
+                acc[c][k] = vfmaq_f32(acc[c][k], wv, vld1q_f32(a[c] + i + 4 * k));
+        }
     }
-    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-    for (; i < n; i++) sum += KN(h2f)(w[i]) * a[i];
-    *s = sum;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        float sum =
+            vaddvq_f32(vaddq_f32(vaddq_f32(acc[c][0], acc[c][1]), vaddq_f32(acc[c][2], acc[c][3])));
+        for (int64_t j = i; j < n; j++) sum += KN(h2f)(w[j]) * a[c][j];
+        s[(size_t)c * s_stride] = sum;
+    }
+}
+
+static void KN(f16_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
+    KN(f16_cols)(1, n, s, 0, vw, va, 0);
+}
+
+/* vec_dot_cols: up to four activation rows per pass over each weight row. */
+static void KN(f16_vec_dot_cols)(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,
+                                 const void *vw, size_t w_stride, const void *va, size_t a_stride) {
+    for (int64_t r = 0; r < nr; r++) { /* hot loop */
+        const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;
+        switch (nc) {
+        case 1:
+            KN(f16_cols)(1, n, s + r, s_stride, wr, va, a_stride);
+            break;
+        case 2:
+            KN(f16_cols)(2, n, s + r, s_stride, wr, va, a_stride);
+            break;
+        case 3:
+            KN(f16_cols)(3, n, s + r, s_stride, wr, va, a_stride);
+            break;
+        default:
+            KN(f16_cols)(4, n, s + r, s_stride, wr, va, a_stride);
+        }
+    }
 }
 
 static void KN(f16_to_float)(const void *vx, float *y, int64_t n) {
@@ -488,6 +532,7 @@ __attribute__((unused)) static void KN(install_int)(struct eng_type_traits *t) {
 __attribute__((unused)) static void KN(install_float)(struct eng_type_traits *t) {
     t[ENG_TYPE_F32].vec_dot = KN(f32_vec_dot);
     t[ENG_TYPE_F16].vec_dot = KN(f16_vec_dot);
+    t[ENG_TYPE_F16].vec_dot_cols = KN(f16_vec_dot_cols);
     t[ENG_TYPE_F16].to_float = KN(f16_to_float);
     t[ENG_TYPE_BF16].vec_dot = KN(bf16_vec_dot);
     t[ENG_TYPE_Q8_0].from_float = KN(q8_0_from_float);
