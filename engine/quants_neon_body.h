@@ -77,30 +77,28 @@ static inline __attribute__((always_inline)) void KN(f16_cols)(const int NC, int
     }
 }
 
-static void KN(f16_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
-    KN(f16_cols)(1, n, s, 0, vw, va, 0);
-}
-
-/* vec_dot_cols: up to four activation rows per pass over each weight row. */
-static void KN(f16_vec_dot_cols)(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,
-                                 const void *vw, size_t w_stride, const void *va, size_t a_stride) {
-    for (int64_t r = 0; r < nr; r++) { /* hot loop */
-        const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;
-        switch (nc) {
-        case 1:
-            KN(f16_cols)(1, n, s + r, s_stride, wr, va, a_stride);
-            break;
-        case 2:
-            KN(f16_cols)(2, n, s + r, s_stride, wr, va, a_stride);
-            break;
-        case 3:
-            KN(f16_cols)(3, n, s + r, s_stride, wr, va, a_stride);
-            break;
-        default:
-            KN(f16_cols)(4, n, s + r, s_stride, wr, va, a_stride);
-        }
+/* The vec_dot and vec_dot_cols (up to four activation rows per pass over each weight row) of a
+ * column template tmpl(NC, n, s, s_stride, w, a, a_stride). */
+#define NEON_COLS_ENTRY_POINTS(name, tmpl)                                                         \
+    static void KN(name##_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {          \
+        tmpl(1, n, s, 0, vw, va, 0);                                                               \
+    }                                                                                              \
+    static void KN(name##_vec_dot_cols)(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,  \
+                                        const void *vw, size_t w_stride, const void *va,           \
+                                        size_t a_stride) {                                         \
+        for (int64_t r = 0; r < nr; r++) { /* hot loop */                                          \
+            const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;                           \
+            if (nc == 1)                                                                           \
+                tmpl(1, n, s + r, s_stride, wr, va, a_stride);                                     \
+            else if (nc == 2)                                                                      \
+                tmpl(2, n, s + r, s_stride, wr, va, a_stride);                                     \
+            else if (nc == 3)                                                                      \
+                tmpl(3, n, s + r, s_stride, wr, va, a_stride);                                     \
+            else                                                                                   \
+                tmpl(4, n, s + r, s_stride, wr, va, a_stride);                                     \
+        }                                                                                          \
     }
-}
+NEON_COLS_ENTRY_POINTS(f16, KN(f16_cols))
 
 static void KN(f16_to_float)(const void *vx, float *y, int64_t n) {
     const uint16_t *x = vx;
@@ -203,15 +201,33 @@ static void KN(q8_k_from_float)(const float *x, void *vy, int64_t n) {
 
 /* ---- 32-element blocks ---- */
 
-static void KN(q8_0_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
-    const struct eng_block_q8_0 *w = vw, *a = va;
-    float32x4_t acc = vdupq_n_f32(0);
-    for (int64_t i = 0; i < n / ENG_QK8_0; i++) { /* hot loop */
-        int32x4_t p = KN(dot32)(vdupq_n_s32(0), w[i].qs, a[i].qs);
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), KN(h2f)(w[i].d) * KN(h2f)(a[i].d));
+/* A q8_0 row · NC Q8_0 activation rows (a_stride bytes apart): each block's codes loaded once
+ * for all columns. Each column's arithmetic is the same whatever NC is (vec_dot is NC = 1;
+ * test-simd checks vec_dot_cols against it bit for bit). */
+static inline __attribute__((always_inline)) void KN(q8_0_cols)(const int NC, int64_t n, float *s,
+                                                                size_t s_stride, const void *vw,
+                                                                const void *va, size_t a_stride) {
+    const struct eng_block_q8_0 *w = vw, *a[4];
+    float32x4_t acc[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        a[c] = (const struct eng_block_q8_0 *)((const uint8_t *)va + (size_t)c * a_stride);
+        acc[c] = vdupq_n_f32(0);
     }
-    *s = vaddvq_f32(acc);
+    for (int64_t i = 0; i < n / ENG_QK8_0; i++) { /* hot loop */
+        const int8x16_t w0 = vld1q_s8(w[i].qs), w1 = vld1q_s8(w[i].qs + 16);
+        const float dw = KN(h2f)(w[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            int32x4_t p = KDOT(vdupq_n_s32(0), w0, vld1q_s8(a[c][i].qs));
+            p = KDOT(p, w1, vld1q_s8(a[c][i].qs + 16));
+            acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(p), dw * KN(h2f)(a[c][i].d));
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = vaddvq_f32(acc[c]);
 }
+NEON_COLS_ENTRY_POINTS(q8_0, KN(q8_0_cols))
 
 /* The 32 nibbles of a q4-style block as two int8x16 (elements 0..15, 16..31). */
 static inline void KN(nibbles)(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
@@ -220,20 +236,36 @@ static inline void KN(nibbles)(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) 
     *hi = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
 }
 
-static void KN(q4_0_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
+/* A q4_0 row · NC Q8_0 activation rows: each block's nibbles unpacked once for all columns;
+ * the same per-column arithmetic as q8_0_cols. */
+static inline __attribute__((always_inline)) void KN(q4_0_cols)(const int NC, int64_t n, float *s,
+                                                                size_t s_stride, const void *vw,
+                                                                const void *va, size_t a_stride) {
     const struct eng_block_q4_0 *w = vw;
-    const struct eng_block_q8_0 *a = va;
+    const struct eng_block_q8_0 *a[4];
     const int8x16_t eight = vdupq_n_s8(8);
-    float32x4_t acc = vdupq_n_f32(0);
+    float32x4_t acc[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        a[c] = (const struct eng_block_q8_0 *)((const uint8_t *)va + (size_t)c * a_stride);
+        acc[c] = vdupq_n_f32(0);
+    }
     for (int64_t i = 0; i < n / ENG_QK4_0; i++) { /* hot loop */
         int8x16_t lo, hi;
         KN(nibbles)(w[i].qs, &lo, &hi);
-        int32x4_t p = KDOT(vdupq_n_s32(0), vsubq_s8(lo, eight), vld1q_s8(a[i].qs));
-        p = KDOT(p, vsubq_s8(hi, eight), vld1q_s8(a[i].qs + 16));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), KN(h2f)(w[i].d) * KN(h2f)(a[i].d));
+        lo = vsubq_s8(lo, eight), hi = vsubq_s8(hi, eight);
+        const float dw = KN(h2f)(w[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            int32x4_t p = KDOT(vdupq_n_s32(0), lo, vld1q_s8(a[c][i].qs));
+            p = KDOT(p, hi, vld1q_s8(a[c][i].qs + 16));
+            acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(p), dw * KN(h2f)(a[c][i].d));
+        }
     }
-    *s = vaddvq_f32(acc);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = vaddvq_f32(acc[c]);
 }
+NEON_COLS_ENTRY_POINTS(q4_0, KN(q4_0_cols))
 
 static void KN(q4_1_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q4_1 *w = vw;
@@ -515,7 +547,9 @@ static void KN(iq4_xs_vec_dot)(int64_t n, float *s, const void *vw, const void *
 /* Installs the integer kernels (those that depend on KDOT). */
 __attribute__((unused)) static void KN(install_int)(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_0].vec_dot = KN(q8_0_vec_dot);
+    t[ENG_TYPE_Q8_0].vec_dot_cols = KN(q8_0_vec_dot_cols);
     t[ENG_TYPE_Q4_0].vec_dot = KN(q4_0_vec_dot);
+    t[ENG_TYPE_Q4_0].vec_dot_cols = KN(q4_0_vec_dot_cols);
     t[ENG_TYPE_Q4_1].vec_dot = KN(q4_1_vec_dot);
     t[ENG_TYPE_Q5_0].vec_dot = KN(q5_0_vec_dot);
     t[ENG_TYPE_Q5_1].vec_dot = KN(q5_1_vec_dot);
