@@ -351,34 +351,57 @@ static void KN(iq4_nl_vec_dot)(int64_t n, float *s, const void *vw, const void *
 
 /* ---- k-quants × Q8_K ---- */
 
-static void KN(q4_k_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
+/* A q4_k row · NC Q8_K activation rows: each superblock's scales decoded and its nibbles
+ * unpacked once for all columns; each column's arithmetic is that of NC = 1 (vec_dot). */
+static inline __attribute__((always_inline)) void KN(q4_k_cols)(const int NC, int64_t n, float *s,
+                                                                size_t s_stride, const void *vw,
+                                                                const void *va, size_t a_stride) {
     const struct eng_block_q4_k *w = vw;
-    const struct eng_block_q8_k *a = va;
+    const struct eng_block_q8_k *a[4];
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    float sum = 0.0f;
+    float sum[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        a[c] = (const struct eng_block_q8_k *)((const uint8_t *)va + (size_t)c * a_stride);
+        sum[c] = 0.0f;
+    }
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         uint8_t sc[8], mn[8];
         for (int j = 0; j < 8; j++) eng_k4_scale_min(j, w[i].scales, &sc[j], &mn[j]);
-        int32_t msum = 0;
-        for (int j = 0; j < 8; j++) msum += mn[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        int32x4_t acc[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[c] = vdupq_n_s32(0);
         const uint8_t *q = w[i].qs;
-        const int8_t *y = a[i].qs;
-        int32x4_t acc = vdupq_n_s32(0);
-        for (int j = 0; j < 4; j++, q += 32, y += 64) {
-            uint8x16_t b0 = vld1q_u8(q), b1 = vld1q_u8(q + 16);
-            int32x4_t pl = KDOT(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(b0, m4)), vld1q_s8(y));
-            pl = KDOT(pl, vreinterpretq_s8_u8(vandq_u8(b1, m4)), vld1q_s8(y + 16));
-            int32x4_t ph =
-                KDOT(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)), vld1q_s8(y + 32));
-            ph = KDOT(ph, vreinterpretq_s8_u8(vshrq_n_u8(b1, 4)), vld1q_s8(y + 48));
-            acc = vmlaq_n_s32(acc, pl, sc[2 * j]);
-            acc = vmlaq_n_s32(acc, ph, sc[2 * j + 1]);
+        for (int j = 0; j < 4; j++, q += 32) {
+            const uint8x16_t b0 = vld1q_u8(q), b1 = vld1q_u8(q + 16);
+            const int8x16_t l0 = vreinterpretq_s8_u8(vandq_u8(b0, m4)),
+                            l1 = vreinterpretq_s8_u8(vandq_u8(b1, m4)),
+                            h0 = vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)),
+                            h1 = vreinterpretq_s8_u8(vshrq_n_u8(b1, 4));
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *y = a[c][i].qs + 64 * j;
+                int32x4_t pl = KDOT(vdupq_n_s32(0), l0, vld1q_s8(y));
+                pl = KDOT(pl, l1, vld1q_s8(y + 16));
+                int32x4_t ph = KDOT(vdupq_n_s32(0), h0, vld1q_s8(y + 32));
+                ph = KDOT(ph, h1, vld1q_s8(y + 48));
+                acc[c] = vmlaq_n_s32(acc[c], pl, sc[2 * j]);
+                acc[c] = vmlaq_n_s32(acc[c], ph, sc[2 * j + 1]);
+            }
         }
-        sum +=
-            a[i].d * (KN(h2f)(w[i].d) * (float)vaddvq_s32(acc) - KN(h2f)(w[i].dmin) * (float)msum);
+        const float dw = KN(h2f)(w[i].d), dmin = KN(h2f)(w[i].dmin);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            int32_t msum = 0;
+            for (int j = 0; j < 8; j++)
+                msum += mn[j] * (a[c][i].bsums[2 * j] + a[c][i].bsums[2 * j + 1]);
+            sum[c] += a[c][i].d * (dw * (float)vaddvq_s32(acc[c]) - dmin * (float)msum);
+        }
     }
-    *s = sum;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = sum[c];
 }
+NEON_COLS_ENTRY_POINTS(q4_k, KN(q4_k_cols))
 
 static void KN(q5_k_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q5_k *w = vw;
@@ -416,42 +439,66 @@ static void KN(q5_k_vec_dot)(int64_t n, float *s, const void *vw, const void *va
     *s = sum;
 }
 
-static void KN(q6_k_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
+/* A q6_k row · NC Q8_K activation rows: each sixteen codes rebuilt once for all columns; each
+ * column's arithmetic is that of NC = 1 (vec_dot). */
+static inline __attribute__((always_inline)) void KN(q6_k_cols)(const int NC, int64_t n, float *s,
+                                                                size_t s_stride, const void *vw,
+                                                                const void *va, size_t a_stride) {
     const struct eng_block_q6_k *w = vw;
-    const struct eng_block_q8_k *a = va;
+    const struct eng_block_q8_k *a[4];
     const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(0x03), m30 = vdupq_n_u8(0x30);
     const int8x16_t k32 = vdupq_n_s8(32);
-    float sum = 0.0f;
+    float sum[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        a[c] = (const struct eng_block_q8_k *)((const uint8_t *)va + (size_t)c * a_stride);
+        sum[c] = 0.0f;
+    }
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         const uint8_t *ql = w[i].ql, *qh = w[i].qh;
-        const int8_t *sc = w[i].scales, *y = a[i].qs;
-        int32x4_t acc = vdupq_n_s32(0);
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, y += 128, sc += 8) {
+        const int8_t *sc = w[i].scales;
+        int32x4_t acc[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[c] = vdupq_n_s32(0);
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8) {
             for (int k = 0; k < 2; k++) { /* elements l = 16k .. 16k+15 of each quarter */
                 uint8x16_t l0 = vld1q_u8(ql + 16 * k), l1 = vld1q_u8(ql + 32 + 16 * k);
                 uint8x16_t h = vld1q_u8(qh + 16 * k);
-                uint8x16_t q1 = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
-                uint8x16_t q2 = vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m30));
-                uint8x16_t q3 = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m30));
-                uint8x16_t q4 = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
-                int32x4_t p1 = KDOT(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(q1), k32),
-                                    vld1q_s8(y + 16 * k));
-                int32x4_t p2 = KDOT(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(q2), k32),
-                                    vld1q_s8(y + 32 + 16 * k));
-                int32x4_t p3 = KDOT(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(q3), k32),
-                                    vld1q_s8(y + 64 + 16 * k));
-                int32x4_t p4 = KDOT(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(q4), k32),
-                                    vld1q_s8(y + 96 + 16 * k));
-                acc = vmlaq_n_s32(acc, p1, sc[k]);
-                acc = vmlaq_n_s32(acc, p2, sc[2 + k]);
-                acc = vmlaq_n_s32(acc, p3, sc[4 + k]);
-                acc = vmlaq_n_s32(acc, p4, sc[6 + k]);
+                const int8x16_t q1 = vsubq_s8(
+                    vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4))),
+                    k32);
+                const int8x16_t q2 =
+                    vsubq_s8(vreinterpretq_s8_u8(
+                                 vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m30))),
+                             k32);
+                const int8x16_t q3 = vsubq_s8(
+                    vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m30))), k32);
+                const int8x16_t q4 =
+                    vsubq_s8(vreinterpretq_s8_u8(
+                                 vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30))),
+                             k32);
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *y = a[c][i].qs + 128 * half + 16 * k;
+                    int32x4_t p1 = KDOT(vdupq_n_s32(0), q1, vld1q_s8(y));
+                    int32x4_t p2 = KDOT(vdupq_n_s32(0), q2, vld1q_s8(y + 32));
+                    int32x4_t p3 = KDOT(vdupq_n_s32(0), q3, vld1q_s8(y + 64));
+                    int32x4_t p4 = KDOT(vdupq_n_s32(0), q4, vld1q_s8(y + 96));
+                    acc[c] = vmlaq_n_s32(acc[c], p1, sc[k]);
+                    acc[c] = vmlaq_n_s32(acc[c], p2, sc[2 + k]);
+                    acc[c] = vmlaq_n_s32(acc[c], p3, sc[4 + k]);
+                    acc[c] = vmlaq_n_s32(acc[c], p4, sc[6 + k]);
+                }
             }
         }
-        sum += a[i].d * KN(h2f)(w[i].d) * (float)vaddvq_s32(acc);
+        const float dw = KN(h2f)(w[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) sum[c] += a[c][i].d * dw * (float)vaddvq_s32(acc[c]);
     }
-    *s = sum;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = sum[c];
 }
+NEON_COLS_ENTRY_POINTS(q6_k, KN(q6_k_cols))
 
 static void KN(q3_k_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q3_k *w = vw;
@@ -557,8 +604,10 @@ __attribute__((unused)) static void KN(install_int)(struct eng_type_traits *t) {
     t[ENG_TYPE_Q2_K].vec_dot = KN(q2_k_vec_dot);
     t[ENG_TYPE_Q3_K].vec_dot = KN(q3_k_vec_dot);
     t[ENG_TYPE_Q4_K].vec_dot = KN(q4_k_vec_dot);
+    t[ENG_TYPE_Q4_K].vec_dot_cols = KN(q4_k_vec_dot_cols);
     t[ENG_TYPE_Q5_K].vec_dot = KN(q5_k_vec_dot);
     t[ENG_TYPE_Q6_K].vec_dot = KN(q6_k_vec_dot);
+    t[ENG_TYPE_Q6_K].vec_dot_cols = KN(q6_k_vec_dot_cols);
     t[ENG_TYPE_IQ4_XS].vec_dot = KN(iq4_xs_vec_dot);
 }
 
