@@ -201,22 +201,43 @@ static void KN(q8_k_from_float)(const float *x, void *vy, int64_t n) {
 
 /* ---- 32-element blocks ---- */
 
-/* A q8_0 row · NC Q8_0 activation rows (a_stride bytes apart): each block's codes loaded once
- * for all columns. Each column's arithmetic is the same whatever NC is (vec_dot is NC = 1;
- * test-simd checks vec_dot_cols against it bit for bit). */
-static inline __attribute__((always_inline)) void KN(q8_0_cols)(const int NC, int64_t n, float *s,
-                                                                size_t s_stride, const void *vw,
-                                                                const void *va, size_t a_stride) {
-    const struct eng_block_q8_0 *w = vw, *a[4];
+/* The 32 nibbles of a q4-style block as two int8x16 (elements 0..15, 16..31). */
+static inline void KN(nibbles)(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
+    uint8x16_t b = vld1q_u8(qs);
+    *lo = vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0F)));
+    *hi = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
+}
+
+/* A q8_0 or q4_0 (q4) row · NC Q8_0 activation rows (a_stride bytes apart): each block's codes
+ * loaded (q4_0: unpacked, 8 taken off) once for all columns. Each column's arithmetic is the same
+ * whatever NC is (vec_dot is NC = 1; test-simd checks vec_dot_cols against it bit for bit). */
+static inline __attribute__((always_inline)) void KN(b32_cols)(const int NC, const bool q4,
+                                                               int64_t n, float *s, size_t s_stride,
+                                                               const void *vw, const void *va,
+                                                               size_t a_stride) {
+    const struct eng_block_q8_0 *a[4];
+    const size_t bb = q4 ? sizeof(struct eng_block_q4_0) : sizeof(struct eng_block_q8_0);
+    const int8x16_t eight = vdupq_n_s8(8);
     float32x4_t acc[4];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) {
         a[c] = (const struct eng_block_q8_0 *)((const uint8_t *)va + (size_t)c * a_stride);
         acc[c] = vdupq_n_f32(0);
     }
-    for (int64_t i = 0; i < n / ENG_QK8_0; i++) { /* hot loop */
-        const int8x16_t w0 = vld1q_s8(w[i].qs), w1 = vld1q_s8(w[i].qs + 16);
-        const float dw = KN(h2f)(w[i].d);
+    for (int64_t i = 0; i < n / 32; i++) { /* hot loop */
+        const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bb;
+        int8x16_t w0, w1;
+        float dw;
+        if (q4) {
+            const struct eng_block_q4_0 *b = (const struct eng_block_q4_0 *)blk;
+            KN(nibbles)(b->qs, &w0, &w1);
+            w0 = vsubq_s8(w0, eight), w1 = vsubq_s8(w1, eight);
+            dw = KN(h2f)(b->d);
+        } else {
+            const struct eng_block_q8_0 *b = (const struct eng_block_q8_0 *)blk;
+            w0 = vld1q_s8(b->qs), w1 = vld1q_s8(b->qs + 16);
+            dw = KN(h2f)(b->d);
+        }
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
             int32x4_t p = KDOT(vdupq_n_s32(0), w0, vld1q_s8(a[c][i].qs));
@@ -227,45 +248,10 @@ static inline __attribute__((always_inline)) void KN(q8_0_cols)(const int NC, in
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = vaddvq_f32(acc[c]);
 }
-NEON_COLS_ENTRY_POINTS(q8_0, KN(q8_0_cols))
-
-/* The 32 nibbles of a q4-style block as two int8x16 (elements 0..15, 16..31). */
-static inline void KN(nibbles)(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
-    uint8x16_t b = vld1q_u8(qs);
-    *lo = vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0F)));
-    *hi = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
-}
-
-/* A q4_0 row · NC Q8_0 activation rows: each block's nibbles unpacked once for all columns;
- * the same per-column arithmetic as q8_0_cols. */
-static inline __attribute__((always_inline)) void KN(q4_0_cols)(const int NC, int64_t n, float *s,
-                                                                size_t s_stride, const void *vw,
-                                                                const void *va, size_t a_stride) {
-    const struct eng_block_q4_0 *w = vw;
-    const struct eng_block_q8_0 *a[4];
-    const int8x16_t eight = vdupq_n_s8(8);
-    float32x4_t acc[4];
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) {
-        a[c] = (const struct eng_block_q8_0 *)((const uint8_t *)va + (size_t)c * a_stride);
-        acc[c] = vdupq_n_f32(0);
-    }
-    for (int64_t i = 0; i < n / ENG_QK4_0; i++) { /* hot loop */
-        int8x16_t lo, hi;
-        KN(nibbles)(w[i].qs, &lo, &hi);
-        lo = vsubq_s8(lo, eight), hi = vsubq_s8(hi, eight);
-        const float dw = KN(h2f)(w[i].d);
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) {
-            int32x4_t p = KDOT(vdupq_n_s32(0), lo, vld1q_s8(a[c][i].qs));
-            p = KDOT(p, hi, vld1q_s8(a[c][i].qs + 16));
-            acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(p), dw * KN(h2f)(a[c][i].d));
-        }
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = vaddvq_f32(acc[c]);
-}
-NEON_COLS_ENTRY_POINTS(q4_0, KN(q4_0_cols))
+#define NEON_Q8_0_COLS(NC, ...) KN(b32_cols)(NC, false, __VA_ARGS__)
+#define NEON_Q4_0_COLS(NC, ...) KN(b32_cols)(NC, true, __VA_ARGS__)
+NEON_COLS_ENTRY_POINTS(q8_0, NEON_Q8_0_COLS)
+NEON_COLS_ENTRY_POINTS(q4_0, NEON_Q4_0_COLS)
 
 static void KN(q4_1_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q4_1 *w = vw;
