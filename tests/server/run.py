@@ -495,12 +495,18 @@ def python_client():
         st, hdrs, raw = d.http("GET", "/v1/models")
         expect(st == 401 and json.loads(raw)["error"]["type"] == "invalid_request_error", raw)
         expect(d.http("GET", "/health")[0] == 200, "health without key")
-        # The terminal chat runs on the same module.
+        # The terminal chat runs on the same module and prints the reply exactly (greedy, so
+        # the same as the module's own request; a sampled reply of a random model can be all
+        # whitespace or control characters, which no check of its text could tell from none).
+        want = c.chat([{"role": "user", "content": "hello"}], max_tokens=3, temperature=0)
+        want = want["choices"][0]["message"]["content"]
         r = subprocess.run([sys.executable, os.path.join(ROOT, "clients/python/chat.py"),
-                            "--url", d.url, "--key", "k1", "--max-tokens", "3"],
+                            "--url", d.url, "--key", "k1", "--max-tokens", "3",
+                            "--temperature", "0"],
                            input="hello\n/quit\n", capture_output=True, text=True,
                            timeout=60 * SLOW)
-        expect(r.returncode == 0 and r.stdout.strip(), (r.returncode, r.stdout, r.stderr))
+        expect(r.returncode == 0 and r.stdout == want + "\n" and r.stderr == "",
+               (r.returncode, r.stdout, r.stderr, want))
     finally:
         expect(d.stop() == 0, "exit status")
 
