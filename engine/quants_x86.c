@@ -420,62 +420,101 @@ static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
     }
 }
 
-/* q4_0 row · Q8_0X row, eight blocks (256 weights) per step:
- * - two blocks' low nibbles in one register and their high nibbles in another, against the
- *   activations' low and high codes of the same two blocks (Q8_0X keeps them side by side);
+/* q4_0 row · NC <= 2 Q8_0X rows (a_stride bytes apart), eight blocks (256 weights) per step:
+ * - two blocks' low nibbles in one register and their high nibbles in another, unpacked once for
+ *   the columns, against each column's low and high codes of the same two blocks (Q8_0X keeps
+ *   them side by side);
  * - the nibbles stay unsigned (maddubs needs no sign fix-up); the -8 offset is 8·c per block,
  *   c = d_a·Σa precomputed with the activations: one multiply-add per eight blocks;
  * - the eight weight scales are converted with one vcvtph2ps and spread to the lanes of each
  *   block pair by one permute.
  * One row at a time, reading the weights as one sequential stream (several rows interleaved
- * measured slower in decode: it defeats the hardware prefetcher). */
-static void q4_0_vec_dot_q8x_avx2(int64_t n, float *s, const void *vw, const void *va) {
+ * measured slower in decode: it defeats the hardware prefetcher). Each column's arithmetic is the
+ * same whatever NC is (test-simd: vec_dot_cols equals vec_dot bit for bit); two columns per pass
+ * keep the accumulators within AVX2's 16 registers. */
+static inline __attribute__((always_inline)) void q4_0_q8x_cols(const int NC, int64_t n, float *s,
+                                                                size_t s_stride, const void *vw,
+                                                                const void *va, size_t a_stride) {
     const struct eng_block_q4_0 *w = vw;
-    const uint8_t *a = va;
+    const uint8_t *a[2];
     const int64_t nb = n / ENG_QK4_0, nb8 = nb / 8 * 8;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i lane_idx[4] = {
         _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
         _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accc = _mm256_setzero_ps();
+    __m256 acc0[2], acc1[2], accc[2];
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++) {
+        a[c] = (const uint8_t *)va + (size_t)c * a_stride;
+        acc0[c] = acc1[c] = accc[c] = _mm256_setzero_ps();
+    }
     for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
         prefetch_ahead(w + g, 8 * sizeof(*w));
-        const float *ad = (const float *)(a + 40 * g), *ac = ad + 8;
-        const int8_t *lo = (const int8_t *)(ac + 8), *hi = lo + 128;
         const __m256 dw = _mm256_cvtph_ps(fp16x8(&w[g].d, sizeof(*w)));
-        const __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps(ad));
-        accc = _mm256_fmadd_ps(dw, _mm256_loadu_ps(ac), accc);
+        __m256 d[2];
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) {
+            const float *ad = (const float *)(a[c] + 40 * g), *ac = ad + 8;
+            d[c] = _mm256_mul_ps(dw, _mm256_loadu_ps(ad));
+            accc[c] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(ac), accc[c]);
+        }
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w[g + 2 * k + 1].qs),
                                          _mm_loadu_si128((const __m128i *)w[g + 2 * k].qs));
             __m256i ql = _mm256_and_si256(q, m4);
             __m256i qh = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i p = _mm256_add_epi16(
-                _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(lo + 32 * k))),
-                _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(hi + 32 * k))));
-            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-            __m256 sc = _mm256_permutevar8x32_ps(d, lane_idx[k]);
-            if (k & 1)
-                acc1 = _mm256_fmadd_ps(f, sc, acc1);
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const int8_t *lo = (const int8_t *)(a[c] + 40 * g + 64), *hi = lo + 128;
+                __m256i p = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(lo + 32 * k))),
+                    _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(hi + 32 * k))));
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                __m256 sc = _mm256_permutevar8x32_ps(d[c], lane_idx[k]);
+                if (k & 1)
+                    acc1[c] = _mm256_fmadd_ps(f, sc, acc1[c]);
+                else
+                    acc0[c] = _mm256_fmadd_ps(f, sc, acc0[c]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++) {
+        float sum = hsum_ps(_mm256_add_ps(acc0[c], acc1[c])) - 8.0f * hsum_ps(accc[c]);
+        if (nb8 < nb) { /* the last group has r < 8 blocks */
+            int r = (int)(nb - nb8);
+            const float *ad = (const float *)(a[c] + 40 * nb8);
+            const int8_t *lo = (const int8_t *)(ad + 2 * r), *hi = lo + 16 * r;
+            for (int k = 0; k < r; k++) {
+                const struct eng_block_q4_0 *b = &w[nb8 + k];
+                int acc = 0;
+                for (int j = 0; j < 16; j++)
+                    acc += ((b->qs[j] & 0xF) - 8) * lo[16 * k + j] +
+                           ((b->qs[j] >> 4) - 8) * hi[16 * k + j];
+                sum += h2f(b->d) * ad[k] * (float)acc;
+            }
+        }
+        s[(size_t)c * s_stride] = sum;
+    }
+}
+static void q4_0_vec_dot_q8x_avx2(int64_t n, float *s, const void *vw, const void *va) {
+    q4_0_q8x_cols(1, n, s, 0, vw, va, 0);
+}
+/* Up to four columns as passes of two over each weight row (the second pass finds it in L1). */
+static void q4_0_vec_dot_q8x_avx2_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,
+                                       const void *vw, size_t w_stride, const void *va,
+                                       size_t a_stride) {
+    for (int64_t r = 0; r < nr; r++) { /* hot loop */
+        const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;
+        for (int c = 0; c < nc; c += 2) {
+            const void *ac = (const uint8_t *)va + (size_t)c * a_stride;
+            if (nc - c >= 2)
+                q4_0_q8x_cols(2, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
             else
-                acc0 = _mm256_fmadd_ps(f, sc, acc0);
+                q4_0_q8x_cols(1, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
         }
     }
-    float sum = hsum_ps(_mm256_add_ps(acc0, acc1)) - 8.0f * hsum_ps(accc);
-    if (nb8 < nb) { /* the last group has r < 8 blocks */
-        int r = (int)(nb - nb8);
-        const float *ad = (const float *)(a + 40 * nb8);
-        const int8_t *lo = (const int8_t *)(ad + 2 * r), *hi = lo + 16 * r;
-        for (int k = 0; k < r; k++) {
-            const struct eng_block_q4_0 *b = &w[nb8 + k];
-            int acc = 0;
-            for (int j = 0; j < 16; j++)
-                acc += ((b->qs[j] & 0xF) - 8) * lo[16 * k + j] +
-                       ((b->qs[j] >> 4) - 8) * hi[16 * k + j];
-            sum += h2f(b->d) * ad[k] * (float)acc;
-        }
-    }
-    *s = sum;
 }
 
 static void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
@@ -916,6 +955,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_0].vec_dot_rows = q8_0_avx2_vec_dot_rows;
     t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_q8x_avx2;
     t[ENG_TYPE_Q4_0].vec_dot_rows = q4_0_vec_dot_q8x_avx2_rows;
+    t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_vec_dot_q8x_avx2_cols;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
     /* Where prefill and batched decode switch from vec_dot (and the four-column kernels) to
