@@ -958,18 +958,20 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_vec_dot_q8x_avx2_cols;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
-    /* Where prefill and batched decode switch from vec_dot (and the four-column kernels) to
-     * repacking + the tile kernel, from L1B measurements with edgellm bench (weights streamed
-     * from memory, so repacking costs more than the in-cache figures of BENCHMARKS.md Kernels
-     * suggest). q4_0 (no column kernel here): 57 vs 49 tok/s with the tile path at 8 sequences,
-     * 54 vs 64 at 16. q4_k and q6_k: the column kernels win at every size measured (q4_k pp64
-     * 83 vs 63 tok/s, 16 sequences 66 vs 43; q6_k pp64 68 vs 59, 16 sequences 53 vs 46).
-     * q8_0: the tile kernel wins prefill (pp64 69 vs 56), the columns 16 sequences (52 vs 46). */
+    /* Where prefill and batched decode switch from vec_dot (and the column kernels) to
+     * repacking + the tile kernel, from edgellm bench measurements (weights streamed from
+     * memory, so repacking costs more than the in-cache figures of BENCHMARKS.md Kernels
+     * suggest). q4_0: with its column kernel the tile path loses at every size measured (L110M,
+     * EDGELLM_SIMD=avx2: 12 sequences 460 vs 653-675 tok/s, 16 sequences 504-532 vs 734-776,
+     * pp64 759-842 vs 905-1040, pp256 865-885 vs 963-967; L1B pp64 89-91 vs 104-108). q4_k
+     * and q6_k: the column kernels win at every size measured (q4_k pp64 83 vs 63 tok/s, 16
+     * sequences 66 vs 43; q6_k pp64 68 vs 59, 16 sequences 53 vs 46). q8_0: the tile kernel
+     * wins prefill (pp64 69 vs 56), the columns 16 sequences (52 vs 46). */
     t[ENG_TYPE_Q4_0].repack = q4_0_repack_avx2;
     t[ENG_TYPE_Q4_K].repack = q4_k_repack_avx2;
     t[ENG_TYPE_Q6_K].repack = q6_k_repack_avx2;
-    t[ENG_TYPE_Q4_0].tile_min_b = 12;
-    t[ENG_TYPE_Q4_K].tile_min_b = t[ENG_TYPE_Q6_K].tile_min_b = 1 << 30;
+    t[ENG_TYPE_Q4_0].tile_min_b = t[ENG_TYPE_Q4_K].tile_min_b = t[ENG_TYPE_Q6_K].tile_min_b = 1
+                                                                                              << 30;
     t[ENG_TYPE_Q8_0].tile_min_b = 32;
     t[ENG_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
     t[ENG_TYPE_Q4_1].vec_dot_rows = q4_1_vec_dot_avx2_rows;
