@@ -9,10 +9,15 @@ count:
   2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams, and the target (>= 2.5x one stream
      at 4) in pairs taken back to back: one stream, then four (median of the pairs);
   3. a bounded wrk run (64 connections, 60 s) posting small completions: requests/s, latency
-     p50/p90/p99/max, non-2xx responses and socket errors.
+     p50/p90/p99/max, non-2xx responses and socket errors;
+  4. both paired targets again on a second, larger model (default: the L1B shape of
+     tools/bench/run.py in Q4_0, TinyLlama-1.1B's shape): where the per-step costs that do not
+     grow with the model (attention of 768 KV values per layer and token, the pool's waits, the
+     per-token vector work) weigh less against the products (--second none skips it).
 
 usage: /usr/bin/python3 tools/bench/server.py [--quick] [--out FILE] [--threads 2]
        [--tokens 128] [--reps 5] [--wrk-seconds 60] [--wrk-connections 64] [--model M.gguf]
+       [--second L1B|none]
 
 --quick: a small generated model, short runs, one repetition, written to
 $BUILD/bench-server/quick.md unless --out is given (checks the script, not the figures). Only the
@@ -54,6 +59,7 @@ PROMPT = [1]
 # tools/bench/run.py's L110M shape, and a small one for --quick.
 SHAPES = {
     "L110M": dict(n_embd=768, n_layer=12, n_head=12, n_head_kv=12, n_ff=2048, n_vocab=32000),
+    "L1B": dict(n_embd=2048, n_layer=22, n_head=32, n_head_kv=4, n_ff=5632, n_vocab=32000),
     "quick": dict(n_embd=256, n_layer=4, n_head=4, n_head_kv=4, n_ff=768, n_vocab=2048),
 }
 
@@ -254,7 +260,7 @@ def fmt_s(x):
     return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
 
 
-def render(meta, bench, single, conc, conc_pairs, wrk):
+def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     L = [SECTION, ""]
     L.append("Written by `make bench-server` (tools/bench/server.py); do not edit by hand. "
              "edgellmd on loopback against the engine alone, on the same model and threads. "
@@ -335,6 +341,21 @@ def render(meta, bench, single, conc, conc_pairs, wrk):
              f"{se['connect']}/{se['read']}/{se['write']}/{se['timeout']} | "
              f"{wrk['rejected']:.0f} | {wrk['mean_batch']:.2f} |")
     L.append("")
+    if big:
+        b1, b4 = statistics.median(big["single"]["pairs"]), statistics.median(big["four"])
+        L.append("### Both targets on a larger model\n")
+        L.append(f"{big['desc']} ({big['size'] / 1048576:.0f} MiB), `{big['rel']}`: the same "
+                 "daemon flags, requests and pairs as above, on a model whose products "
+                 "outweigh the per-step costs that do not grow with it.\n")
+        L.append(f"- HTTP / engine: median **{100 * b1:.1f}%** (target ≥ 97% "
+                 f"{'✓' if b1 >= 0.97 else '✗'}); pairs "
+                 + ", ".join(f"{100 * x:.1f}%" for x in big["single"]["pairs"])
+                 + f"; HTTP stream {big['single']['rate']:.1f} tok/s (median), time to first "
+                 f"token {fmt_s(big['single']['ttft'])}")
+        L.append(f"- 4 streams against one: median **{b4:.2f}×** (target ≥ 2.5× "
+                 f"{'✓' if b4 >= 2.5 else '✗'}); pairs "
+                 + ", ".join(f"{x:.2f}×" for x in big["four"]))
+        L.append("")
     return "\n".join(L) + "\n"
 
 
@@ -359,11 +380,61 @@ def write_section(out, text):
     os.replace(out + ".tmp", out)
 
 
+def shape_model(build, shape):
+    """The generated Q4_0 model of a shape, and its description."""
+    model = os.path.join(build, "bench-models", f"{shape.lower()}-q4_0.gguf")
+    gen_model(build, shape, "q4_0", model)
+    s = SHAPES[shape]
+    desc = (f"{shape} shape in Q4_0, random weights (dim {s['n_embd']}, {s['n_layer']} "
+            f"layers, {s['n_head']} heads, {s['n_head_kv']} KV heads, ffn {s['n_ff']}, vocab "
+            f"{s['n_vocab']})")
+    return model, desc
+
+
+def engine_tg(cmd):
+    """tok/s of `edgellm bench` tg (the median of its runs)."""
+    return next(r for r in json.loads(run(cmd)) if r["test"] == "tg")["tok_per_s"]
+
+
+def http_pairs(d, work, one, tokens, reps):
+    """The HTTP/engine target in pairs taken back to back: an engine measurement (`one`: -r 3,
+    median), then three streams (median), so that each pair sees the host in the same state
+    (this host's speed drifts by more than the difference measured); both sides are medians of
+    three, not one draw of a noisy distribution against a centre. After a warm-up stream."""
+    streams(d, work, 1, tokens)
+    rates, ttfts, pairs = [], [], []
+    for _ in range(reps):
+        eng = engine_tg(one)
+        three = [streams(d, work, 1, tokens)[0] for _ in range(3)]
+        for s in three:
+            if s["tokens"] != tokens:
+                sys.exit(f"bench-server: {s['tokens']} tokens, asked for {tokens}")
+            rates.append(stream_rate(s))
+            ttfts.append(s["first"] - s["send"])
+        pairs.append(statistics.median(stream_rate(s) for s in three) / eng if eng else 0.0)
+    return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
+            "ttft": statistics.median(ttfts), "pairs": pairs}
+
+
+def four_pairs(d, work, tokens, reps):
+    """The 4-stream target in pairs taken back to back (one stream, then four), as the
+    HTTP/engine target is: the host's speed drifts between the table's rows."""
+    out = []
+    for _ in range(reps):
+        one_s = concurrent(d, work, 1, tokens)
+        four_s = concurrent(d, work, 4, tokens)
+        out.append(four_s["aggregate"] / one_s["aggregate"])
+    return out
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--model", default=None, help="a GGUF instead of the generated one")
+    ap.add_argument("--second", default=None,
+                    help="the second model's shape for the paired targets (L1B; none skips; "
+                         "quick: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=None, help="max_tokens (128; quick 32)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (5; quick 1)")
@@ -377,6 +448,9 @@ def main(argv):
     reps = args.reps or (1 if q else 5)
     wrk_seconds = args.wrk_seconds or (3 if q else 60)
     wrk_conns = args.wrk_connections or (8 if q else 64)
+    second = args.second or ("none" if q else "L1B")
+    if second != "none" and second not in SHAPES:
+        sys.exit(f"bench-server: --second {second}: one of {', '.join(SHAPES)} or none")
     build = os.environ.get("BUILD", "build")
     if not os.path.isabs(build):
         build = os.path.join(ROOT, build)
@@ -387,51 +461,34 @@ def main(argv):
     if args.model:
         model, desc = args.model, os.path.basename(args.model)
     else:
-        shape = "quick" if q else "L110M"
-        model = os.path.join(build, "bench-models", f"{shape.lower()}-q4_0.gguf")
-        gen_model(build, shape, "q4_0", model)
-        s = SHAPES[shape]
-        desc = (f"{shape} shape in Q4_0, random weights (dim {s['n_embd']}, {s['n_layer']} "
-                f"layers, ffn {s['n_ff']}, vocab {s['n_vocab']})")
+        model, desc = shape_model(build, "quick" if q else "L110M")
     meta = {"quick": q, "start": datetime.datetime.now(datetime.timezone.utc),
             "load_before": loadavg(), "threads": args.threads, "tokens": tokens, "reps": reps,
             "model_desc": desc, "size": os.path.getsize(model), "cpu": cpu_name(),
             "model_rel": os.path.relpath(model, ROOT) if model.startswith(ROOT) else model}
 
+    def rel(path):
+        return os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
+
+    def bench_cmd(m, r):
+        return [os.path.join(build, "edgellm"), "bench", "-m", m, "-t", str(args.threads), "-p",
+                "0", "-n", str(tokens), "-r", str(r), "--kv-f16", "--json"]
+
     # 1. The engine alone. The model starts uncached, as after a reboot (pagecache.py); the
     # engine's warm-up reads it in, and the daemon started after it maps the same pages.
     pagecache.drop(model)
-    cmd = [os.path.join(build, "edgellm"), "bench", "-m", model, "-t", str(args.threads), "-p",
-           "0", "-n", str(tokens), "-r", str(max(reps, 3)), "--kv-f16", "--json"]
+    cmd = bench_cmd(model, max(reps, 3))
     bench = next(r for r in json.loads(run(cmd)) if r["test"] == "tg")
-    bench["cmd"] = " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
-                            for c in cmd[:-1]).replace(meta["model_rel"], "MODEL")
+    bench["cmd"] = " ".join(rel(c) for c in cmd[:-1]).replace(meta["model_rel"], "MODEL")
     log(f"edgellm bench tg{tokens}: {bench['tok_per_s']:.1f} tok/s")
 
     d = Daemon(build, model, args.threads, work)
     try:
-        # 2. One stream, after a warm-up; each right after one more engine measurement of its own (the
-        # daemon idle meanwhile), so that each pair sees the host in the same state: this
-        # host's speed drifts by more than the difference measured.
-        streams(d, work, 1, tokens)
-        # Both sides of a pair are medians of three runs: one stream against the middle of
-        # three engine runs set one draw of a noisy distribution against its centre.
-        rates, ttfts, pairs = [], [], []
-        one = cmd[:cmd.index("-r") + 1] + ["3"] + cmd[cmd.index("-r") + 2:]
-        for _ in range(reps):
-            eng = next(r for r in json.loads(run(one)) if r["test"] == "tg")["tok_per_s"]
-            three = [streams(d, work, 1, tokens)[0] for _ in range(3)]
-            for s in three:
-                if s["tokens"] != tokens:
-                    sys.exit(f"bench-server: {s['tokens']} tokens, asked for {tokens}")
-                rates.append(stream_rate(s))
-                ttfts.append(s["first"] - s["send"])
-            pairs.append(statistics.median(stream_rate(s) for s in three) / eng if eng else 0.0)
-        single = {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
-                  "ttft": statistics.median(ttfts), "pairs": pairs}
+        # 2. One stream against the engine, in pairs (the daemon idle during each engine run).
+        single = http_pairs(d, work, bench_cmd(model, 3), tokens, reps)
         log(f"HTTP stream: {single['rate']:.1f} tok/s "
             f"({100 * single['rate'] / bench['tok_per_s']:.1f}% of edgellm bench; "
-            f"pairs {', '.join(f'{100 * x:.1f}%' for x in pairs)})")
+            f"pairs {', '.join(f'{100 * x:.1f}%' for x in single['pairs'])})")
 
         # 3. Concurrent streams (median of the repetitions by aggregate rate).
         conc = []
@@ -442,14 +499,7 @@ def main(argv):
             conc.append(c)
             log(f"{n} streams: {c['aggregate']:.1f} tok/s aggregate, "
                 f"{c['mean_batch']:.2f} sequences per step")
-
-        # The 4-stream target as pairs taken back to back (one stream, then four), as the
-        # HTTP/engine target is: the host's speed drifts between the table's rows.
-        conc_pairs = []
-        for _ in range(reps):
-            one_s = concurrent(d, work, 1, tokens)
-            four_s = concurrent(d, work, 4, tokens)
-            conc_pairs.append(four_s["aggregate"] / one_s["aggregate"])
+        conc_pairs = four_pairs(d, work, tokens, reps)
         log("4 streams / one stream, pairs: " + ", ".join(f"{x:.2f}x" for x in conc_pairs))
 
         # 4. wrk.
@@ -458,14 +508,29 @@ def main(argv):
             f"non-2xx {wrk['non2xx']}")
     finally:
         d.stop()
+
+    # 5. Both paired targets on the second model.
+    big = None
+    if second != "none":
+        model2, desc2 = shape_model(build, second)
+        engine_tg(bench_cmd(model2, 1))  # reads the model in before the daemon maps it
+        d = Daemon(build, model2, args.threads, work)
+        try:
+            big = {"desc": desc2, "size": os.path.getsize(model2), "rel": rel(model2),
+                   "single": http_pairs(d, work, bench_cmd(model2, 3), tokens, reps),
+                   "four": four_pairs(d, work, tokens, reps)}
+        finally:
+            d.stop()
+        log(f"{second}: HTTP/engine pairs "
+            + ", ".join(f"{100 * x:.1f}%" for x in big["single"]["pairs"])
+            + "; 4 streams / one stream, pairs " + ", ".join(f"{x:.2f}x" for x in big["four"]))
     meta["end"] = datetime.datetime.now(datetime.timezone.utc)
     meta["load_after"] = loadavg()
-    write_section(out, render(meta, bench, single, conc, conc_pairs, wrk))
+    write_section(out, render(meta, bench, single, conc, conc_pairs, wrk, big))
     print(json.dumps({"bench": bench, "single": single, "concurrent": conc,
-                      "concurrent_pairs_4_over_1": conc_pairs, "wrk": wrk},
+                      "concurrent_pairs_4_over_1": conc_pairs, "wrk": wrk, "second": big},
                      indent=1, default=str))
     log(f"wrote the '{SECTION}' section of {out}")
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])
