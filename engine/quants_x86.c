@@ -118,25 +118,27 @@ static inline __attribute__((always_inline)) void f16_cols(const int NC, int64_t
         s[(size_t)c * s_stride] = sum;
     }
 }
-static void f16_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    f16_cols(1, n, s, 0, vw, va, 0);
-}
-/* Up to four columns as passes of two over each weight row (the second pass finds the row in
- * L1): four at once would need 16 accumulators, all of AVX2's registers. */
-static void f16_vec_dot_avx2_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,
-                                  const void *vw, size_t w_stride, const void *va,
-                                  size_t a_stride) {
-    for (int64_t r = 0; r < nr; r++) { /* hot loop */
-        const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;
-        for (int c = 0; c < nc; c += 2) {
-            const void *ac = (const uint8_t *)va + (size_t)c * a_stride;
-            if (nc - c >= 2)
-                f16_cols(2, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
-            else
-                f16_cols(1, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
-        }
+/* vec_dot and vec_dot_cols of a column template of up to two columns, tmpl(NC, n, s, s_stride,
+ * w, a, a_stride): four columns are two passes of two over each weight row (the second pass
+ * finds the row in L1); four at once would need 16 accumulators, all of AVX2's registers. */
+#define AVX2_COLS_BY_TWO(vec_dot, tmpl)                                                            \
+    static void vec_dot(int64_t n, float *s, const void *vw, const void *va) {                     \
+        tmpl(1, n, s, 0, vw, va, 0);                                                               \
+    }                                                                                              \
+    static void vec_dot##_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,           \
+                               const void *vw, size_t w_stride, const void *va, size_t a_stride) { \
+        for (int64_t r = 0; r < nr; r++) { /* hot loop */                                          \
+            const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;                           \
+            for (int c = 0; c < nc; c += 2) {                                                      \
+                const void *ac = (const uint8_t *)va + (size_t)c * a_stride;                       \
+                if (nc - c >= 2)                                                                   \
+                    tmpl(2, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);          \
+                else                                                                               \
+                    tmpl(1, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);          \
+            }                                                                                      \
+        }                                                                                          \
     }
-}
+AVX2_COLS_BY_TWO(f16_vec_dot_avx2, f16_cols)
 
 static void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
     const uint16_t *x = vx;
@@ -498,24 +500,7 @@ static inline __attribute__((always_inline)) void q4_0_q8x_cols(const int NC, in
         s[(size_t)c * s_stride] = sum;
     }
 }
-static void q4_0_vec_dot_q8x_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    q4_0_q8x_cols(1, n, s, 0, vw, va, 0);
-}
-/* Up to four columns as passes of two over each weight row (the second pass finds it in L1). */
-static void q4_0_vec_dot_q8x_avx2_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,
-                                       const void *vw, size_t w_stride, const void *va,
-                                       size_t a_stride) {
-    for (int64_t r = 0; r < nr; r++) { /* hot loop */
-        const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;
-        for (int c = 0; c < nc; c += 2) {
-            const void *ac = (const uint8_t *)va + (size_t)c * a_stride;
-            if (nc - c >= 2)
-                q4_0_q8x_cols(2, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
-            else
-                q4_0_q8x_cols(1, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);
-        }
-    }
-}
+AVX2_COLS_BY_TWO(q4_0_vec_dot_q8x_avx2, q4_0_q8x_cols)
 
 static void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q4_1 *w = vw;
