@@ -337,14 +337,16 @@ static void KN(iq4_nl_vec_dot)(int64_t n, float *s, const void *vw, const void *
 
 /* ---- k-quants × Q8_K ---- */
 
-/* A q4_k row · NC Q8_K activation rows: each superblock's scales decoded and its nibbles
- * unpacked once for all columns; each column's arithmetic is that of NC = 1 (vec_dot). */
-static inline __attribute__((always_inline)) void KN(q4_k_cols)(const int NC, int64_t n, float *s,
-                                                                size_t s_stride, const void *vw,
-                                                                const void *va, size_t a_stride) {
-    const struct eng_block_q4_k *w = vw;
+/* A q4_k or q5_k (q5) row · NC Q8_K activation rows: each superblock's scales decoded and its
+ * codes unpacked (q5_k: fifth bits ored in) once for all columns; each column's arithmetic is
+ * that of NC = 1 (vec_dot). */
+static inline __attribute__((always_inline)) void KN(k45_cols)(const int NC, const bool q5,
+                                                               int64_t n, float *s, size_t s_stride,
+                                                               const void *vw, const void *va,
+                                                               size_t a_stride) {
     const struct eng_block_q8_k *a[4];
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const size_t bb = q5 ? sizeof(struct eng_block_q5_k) : sizeof(struct eng_block_q4_k);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), b4 = vdupq_n_u8(0x10);
     float sum[4];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) {
@@ -352,30 +354,43 @@ static inline __attribute__((always_inline)) void KN(q4_k_cols)(const int NC, in
         sum[c] = 0.0f;
     }
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
+        const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bb;
+        const struct eng_block_q4_k *w4 = (const struct eng_block_q4_k *)blk;
+        const struct eng_block_q5_k *w5 = (const struct eng_block_q5_k *)blk;
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) eng_k4_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+        for (int j = 0; j < 8; j++)
+            eng_k4_scale_min(j, q5 ? w5->scales : w4->scales, &sc[j], &mn[j]);
         int32x4_t acc[4];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) acc[c] = vdupq_n_s32(0);
-        const uint8_t *q = w[i].qs;
+        const uint8_t *q = q5 ? w5->qs : w4->qs;
+        uint8x16_t hb0 = vdupq_n_u8(0), hb1 = hb0;
+        if (q5) hb0 = vld1q_u8(w5->qh), hb1 = vld1q_u8(w5->qh + 16);
         for (int j = 0; j < 4; j++, q += 32) {
             const uint8x16_t b0 = vld1q_u8(q), b1 = vld1q_u8(q + 16);
-            const int8x16_t l0 = vreinterpretq_s8_u8(vandq_u8(b0, m4)),
-                            l1 = vreinterpretq_s8_u8(vandq_u8(b1, m4)),
-                            h0 = vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)),
-                            h1 = vreinterpretq_s8_u8(vshrq_n_u8(b1, 4));
+            uint8x16_t l0 = vandq_u8(b0, m4), l1 = vandq_u8(b1, m4);
+            uint8x16_t u0 = vshrq_n_u8(b0, 4), u1 = vshrq_n_u8(b1, 4);
+            if (q5) { /* 5th bits of sub-blocks 2j (bit 0 of hb) and 2j+1 (bit 1), to bit 4 */
+                l0 = vorrq_u8(l0, vandq_u8(vshlq_n_u8(hb0, 4), b4));
+                l1 = vorrq_u8(l1, vandq_u8(vshlq_n_u8(hb1, 4), b4));
+                u0 = vorrq_u8(u0, vandq_u8(vshlq_n_u8(hb0, 3), b4));
+                u1 = vorrq_u8(u1, vandq_u8(vshlq_n_u8(hb1, 3), b4));
+                hb0 = vshrq_n_u8(hb0, 2), hb1 = vshrq_n_u8(hb1, 2);
+            }
+            const int8x16_t sl0 = vreinterpretq_s8_u8(l0), sl1 = vreinterpretq_s8_u8(l1),
+                            su0 = vreinterpretq_s8_u8(u0), su1 = vreinterpretq_s8_u8(u1);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
                 const int8_t *y = a[c][i].qs + 64 * j;
-                int32x4_t pl = KDOT(vdupq_n_s32(0), l0, vld1q_s8(y));
-                pl = KDOT(pl, l1, vld1q_s8(y + 16));
-                int32x4_t ph = KDOT(vdupq_n_s32(0), h0, vld1q_s8(y + 32));
-                ph = KDOT(ph, h1, vld1q_s8(y + 48));
+                int32x4_t pl = KDOT(vdupq_n_s32(0), sl0, vld1q_s8(y));
+                pl = KDOT(pl, sl1, vld1q_s8(y + 16));
+                int32x4_t ph = KDOT(vdupq_n_s32(0), su0, vld1q_s8(y + 32));
+                ph = KDOT(ph, su1, vld1q_s8(y + 48));
                 acc[c] = vmlaq_n_s32(acc[c], pl, sc[2 * j]);
                 acc[c] = vmlaq_n_s32(acc[c], ph, sc[2 * j + 1]);
             }
         }
-        const float dw = KN(h2f)(w[i].d), dmin = KN(h2f)(w[i].dmin);
+        const float dw = KN(h2f)(q5 ? w5->d : w4->d), dmin = KN(h2f)(q5 ? w5->dmin : w4->dmin);
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
             int32_t msum = 0;
@@ -387,43 +402,10 @@ static inline __attribute__((always_inline)) void KN(q4_k_cols)(const int NC, in
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) s[(size_t)c * s_stride] = sum[c];
 }
-NEON_COLS_ENTRY_POINTS(q4_k, KN(q4_k_cols))
-
-static void KN(q5_k_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
-    const struct eng_block_q5_k *w = vw;
-    const struct eng_block_q8_k *a = va;
-    const uint8x16_t m4 = vdupq_n_u8(0x0F), b4 = vdupq_n_u8(0x10);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) eng_k4_scale_min(j, w[i].scales, &sc[j], &mn[j]);
-        int32_t msum = 0;
-        for (int j = 0; j < 8; j++) msum += mn[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
-        const uint8_t *q = w[i].qs;
-        const int8_t *y = a[i].qs;
-        uint8x16_t h0 = vld1q_u8(w[i].qh), h1 = vld1q_u8(w[i].qh + 16);
-        int32x4_t acc = vdupq_n_s32(0);
-        for (int j = 0; j < 4; j++, q += 32, y += 64) {
-            uint8x16_t b0 = vld1q_u8(q), b1 = vld1q_u8(q + 16);
-            /* 5th bits of sub-blocks 2j (bit 0 of h) and 2j+1 (bit 1), moved to bit 4 */
-            uint8x16_t l0 = vorrq_u8(vandq_u8(b0, m4), vandq_u8(vshlq_n_u8(h0, 4), b4));
-            uint8x16_t l1 = vorrq_u8(vandq_u8(b1, m4), vandq_u8(vshlq_n_u8(h1, 4), b4));
-            uint8x16_t u0 = vorrq_u8(vshrq_n_u8(b0, 4), vandq_u8(vshlq_n_u8(h0, 3), b4));
-            uint8x16_t u1 = vorrq_u8(vshrq_n_u8(b1, 4), vandq_u8(vshlq_n_u8(h1, 3), b4));
-            h0 = vshrq_n_u8(h0, 2);
-            h1 = vshrq_n_u8(h1, 2);
-            int32x4_t pl = KDOT(vdupq_n_s32(0), vreinterpretq_s8_u8(l0), vld1q_s8(y));
-            pl = KDOT(pl, vreinterpretq_s8_u8(l1), vld1q_s8(y + 16));
-            int32x4_t ph = KDOT(vdupq_n_s32(0), vreinterpretq_s8_u8(u0), vld1q_s8(y + 32));
-            ph = KDOT(ph, vreinterpretq_s8_u8(u1), vld1q_s8(y + 48));
-            acc = vmlaq_n_s32(acc, pl, sc[2 * j]);
-            acc = vmlaq_n_s32(acc, ph, sc[2 * j + 1]);
-        }
-        sum +=
-            a[i].d * (KN(h2f)(w[i].d) * (float)vaddvq_s32(acc) - KN(h2f)(w[i].dmin) * (float)msum);
-    }
-    *s = sum;
-}
+#define NEON_Q4_K_COLS(NC, ...) KN(k45_cols)(NC, false, __VA_ARGS__)
+#define NEON_Q5_K_COLS(NC, ...) KN(k45_cols)(NC, true, __VA_ARGS__)
+NEON_COLS_ENTRY_POINTS(q4_k, NEON_Q4_K_COLS)
+NEON_COLS_ENTRY_POINTS(q5_k, NEON_Q5_K_COLS)
 
 /* A q6_k row · NC Q8_K activation rows: each sixteen codes rebuilt once for all columns; each
  * column's arithmetic is that of NC = 1 (vec_dot). */
@@ -592,6 +574,7 @@ __attribute__((unused)) static void KN(install_int)(struct eng_type_traits *t) {
     t[ENG_TYPE_Q4_K].vec_dot = KN(q4_k_vec_dot);
     t[ENG_TYPE_Q4_K].vec_dot_cols = KN(q4_k_vec_dot_cols);
     t[ENG_TYPE_Q5_K].vec_dot = KN(q5_k_vec_dot);
+    t[ENG_TYPE_Q5_K].vec_dot_cols = KN(q5_k_vec_dot_cols);
     t[ENG_TYPE_Q6_K].vec_dot = KN(q6_k_vec_dot);
     t[ENG_TYPE_Q6_K].vec_dot_cols = KN(q6_k_vec_dot_cols);
     t[ENG_TYPE_IQ4_XS].vec_dot = KN(iq4_xs_vec_dot);
