@@ -586,33 +586,42 @@ static inline __m256i k4_bcast(__m256i sc16, int j) {
     return _mm256_shuffle_epi8(sc16, _mm256_loadu_si256((const __m256i *)k4_bcast_idx[j]));
 }
 
-/* q4_k row · NC Q8_K rows: scales, minimums and nibbles unpacked once for all columns; each
- * column's arithmetic is the same sequence whatever NC is (nc = 1 is the plain dot product), so
- * batched decode gives every sequence exactly its one-at-a-time result. */
-static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_t n, float *s,
-                                                            size_t s_stride,
-                                                            const struct eng_block_q4_k *w,
-                                                            const uint8_t *a0, size_t a_stride) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+/* q4_k or q5_k (q5) row · NC Q8_K rows: scales, minimums and codes (q5_k: fifth bits ored in)
+ * unpacked once for all columns; each column's arithmetic is the same sequence whatever NC is
+ * (nc = 1 is the plain dot product), so batched decode gives every sequence exactly its
+ * one-at-a-time result. */
+static inline __attribute__((always_inline)) void k45_cols(const int NC, const bool q5, int64_t n,
+                                                           float *s, size_t s_stride,
+                                                           const void *vw, const uint8_t *a0,
+                                                           size_t a_stride) {
+    const size_t bb = q5 ? sizeof(struct eng_block_q5_k) : sizeof(struct eng_block_q4_k);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10);
     __m256 acc[4];
     __m128 accm[4];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps(), accm[c] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        prefetch_ahead(w + i, sizeof(*w));
-        const __m128i u = k4_unpack_v(w[i].scales);
+        const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bb;
+        const struct eng_block_q4_k *w4 = (const struct eng_block_q4_k *)blk;
+        const struct eng_block_q5_k *w5 = (const struct eng_block_q5_k *)blk;
+        prefetch_ahead(blk, (int)bb);
+        const __m128i u = k4_unpack_v(q5 ? w5->scales : w4->scales);
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
-        uint32_t both;
-        memcpy(&both, &w[i].d, 4);
-        const __m128 dwm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)both)); /* d, dmin */
+        const __m128 dwm = k4_dd(q5 ? &w5->d : &w4->d); /* d, dmin */
         __m256i sumi[4];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
-        const uint8_t *q = w[i].qs;
+        const uint8_t *q = q5 ? w5->qs : w4->qs;
+        __m256i hb = q5 ? _mm256_loadu_si256((const __m256i *)w5->qh) : _mm256_setzero_si256();
         for (int j = 0; j < 4; j++, q += 32) {
             __m256i qb = _mm256_loadu_si256((const __m256i *)q);
             __m256i ql = _mm256_and_si256(qb, m4);
             __m256i qh = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+            if (q5) { /* 5th bits of sub-blocks 2j and 2j+1: bits 0 and 1 of hb >> 2j */
+                ql = _mm256_or_si256(ql, _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4));
+                qh = _mm256_or_si256(qh, _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4));
+                hb = _mm256_srli_epi16(hb, 2);
+            }
             __m256i bl = k4_bcast(sc16, 2 * j), bh = k4_bcast(sc16, 2 * j + 1);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
@@ -640,43 +649,10 @@ static inline __attribute__((always_inline)) void q4_k_cols(const int NC, int64_
         s[(size_t)c * s_stride] = hsum_ps(acc[c]) - hsum4_ps(accm[c]);
     }
 }
-
-ENG_COLS_ENTRY_POINTS(q4_k_avx2, q4_k_cols)
-
-static void q5_k_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
-    const struct eng_block_q5_k *w = vw;
-    const struct eng_block_q8_k *a = va;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i b4 = _mm256_set1_epi8(0x10);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        const __m128i u = k4_unpack_v(w[i].scales);
-        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
-        const __m128 dd = k4_d_dmin(&w[i].d, a[i].d);
-        accm = k4_mins_acc(accm, u, dd, a[i].bsums);
-        const uint8_t *q = w[i].qs;
-        const int8_t *y = a[i].qs;
-        __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++, q += 32, y += 64) {
-            __m256i qb = _mm256_loadu_si256((const __m256i *)q);
-            /* 5th bits of sub-blocks 2j and 2j+1: bits 0 and 1 of hb shifted right by 2j */
-            __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4);
-            __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4);
-            __m256i ql = _mm256_or_si256(_mm256_and_si256(qb, m4), h0);
-            __m256i qh = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h1);
-            hb = _mm256_srli_epi16(hb, 2);
-            __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)y));
-            __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(y + 32)));
-            pl = _mm256_madd_epi16(pl, k4_bcast(sc16, 2 * j));
-            ph = _mm256_madd_epi16(ph, k4_bcast(sc16, 2 * j + 1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-        }
-        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = hsum_ps(acc) - hsum4_ps(accm);
-}
+#define Q4_K_COLS(NC, ...) k45_cols(NC, false, __VA_ARGS__)
+#define Q5_K_COLS(NC, ...) k45_cols(NC, true, __VA_ARGS__)
+ENG_COLS_ENTRY_POINTS(q4_k_avx2, Q4_K_COLS)
+ENG_COLS_ENTRY_POINTS(q5_k_avx2, Q5_K_COLS)
 
 /* Σ_g scales[g] * bsums[g] over the 16 groups (scales as 16 int16). */
 static inline int bsum_dot(__m256i scales16, const int16_t *bsums) {
@@ -919,7 +895,6 @@ ENG_ROWS_ENTRY_POINT(q5_1_vec_dot_avx2)
 ENG_ROWS_ENTRY_POINT(iq4_nl_vec_dot_avx2)
 ENG_ROWS_ENTRY_POINT(q2_k_vec_dot_avx2)
 ENG_ROWS_ENTRY_POINT(q3_k_vec_dot_avx2)
-ENG_ROWS_ENTRY_POINT(q5_k_vec_dot_avx2)
 
 void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_F32].vec_dot = f32_vec_dot_avx2;
@@ -973,8 +948,9 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q4_K].vec_dot = q4_k_avx2_vec_dot;
     t[ENG_TYPE_Q4_K].vec_dot_cols = q4_k_avx2_vec_dot_cols;
     t[ENG_TYPE_Q4_K].vec_dot_rows = q4_k_avx2_vec_dot_rows;
-    t[ENG_TYPE_Q5_K].vec_dot = q5_k_vec_dot_avx2;
-    t[ENG_TYPE_Q5_K].vec_dot_rows = q5_k_vec_dot_avx2_rows;
+    t[ENG_TYPE_Q5_K].vec_dot = q5_k_avx2_vec_dot;
+    t[ENG_TYPE_Q5_K].vec_dot_rows = q5_k_avx2_vec_dot_rows;
+    t[ENG_TYPE_Q5_K].vec_dot_cols = q5_k_avx2_vec_dot_cols;
     t[ENG_TYPE_Q6_K].vec_dot = q6_k_avx2_vec_dot;
     t[ENG_TYPE_Q6_K].vec_dot_cols = q6_k_avx2_vec_dot_cols;
     t[ENG_TYPE_Q6_K].vec_dot_rows = q6_k_avx2_vec_dot_rows;
