@@ -926,13 +926,16 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
      * pp64 759-842 vs 905-1040, pp256 865-885 vs 963-967; L1B pp64 89-91 vs 104-108). q4_k
      * and q6_k: the column kernels win at every size measured (q4_k pp64 83 vs 63 tok/s, 16
      * sequences 66 vs 43; q6_k pp64 68 vs 59, 16 sequences 53 vs 46). q8_0: the tile kernel
-     * wins prefill (pp64 69 vs 56), the columns 16 sequences (52 vs 46). */
+     * wins prefill (pp64 69 vs 56), the columns 16 sequences (52 vs 46). q5_k (no repacker
+     * here, so the tile path repacks in scalar code) with its column kernel: L110M pp64 780 vs
+     * 507 tok/s, pp256 663 vs 454, 32 sequences 697-712 vs 309-336. */
     t[ENG_TYPE_Q4_0].repack = q4_0_repack_avx2;
     t[ENG_TYPE_Q4_K].repack = q4_k_repack_avx2;
     t[ENG_TYPE_Q6_K].repack = q6_k_repack_avx2;
     t[ENG_TYPE_Q4_0].tile_min_b = t[ENG_TYPE_Q4_K].tile_min_b = t[ENG_TYPE_Q6_K].tile_min_b = 1
                                                                                               << 30;
     t[ENG_TYPE_Q8_0].tile_min_b = 32;
+    t[ENG_TYPE_Q5_K].tile_min_b = 1 << 30;
     t[ENG_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
     t[ENG_TYPE_Q4_1].vec_dot_rows = q4_1_vec_dot_avx2_rows;
     t[ENG_TYPE_Q5_0].vec_dot = q5_0_vec_dot_avx2;
