@@ -247,4 +247,62 @@ void eng_simd_install_avx512_gfni(struct eng_type_traits *t);
 void eng_simd_install_neon(struct eng_type_traits *t);
 void eng_simd_install_dotprod(struct eng_type_traits *t);
 
+/* ---- kernel entry points from one column template (every SIMD file) ----
+ * ENG_COLS_FNS(dot, rows, cols, tmpl) defines from an always-inline column template
+ * tmpl(NC, n, s, s_stride, w, a, a_stride) (NC activation rows per pass over a weight row):
+ * dot, the vec_dot (NC = 1); rows, its vec_dot_rows (the one-row kernel inlined into the loop
+ * over the rows by flatten, so that its setup is hoisted out of it); cols, the vec_dot_cols,
+ * up to four columns per pass. ENG_COLS2_FNS is the same with at most two columns per pass (four
+ * as two passes, the weight row in L1 for the second) for templates whose four columns would
+ * not fit the registers. Names are whole (the NEON files add a suffix per level). */
+#define ENG_ROWS_FN(dot, rows)                                                                     \
+    __attribute__((flatten)) static void rows(int64_t n, int64_t nr, float *s, const void *vw,     \
+                                              size_t w_stride, const void *va) {                   \
+        for (int64_t r = 0; r < nr; r++) /* hot loop */                                            \
+            dot(n, s + r, (const uint8_t *)vw + (size_t)r * w_stride, va);                         \
+    }
+#define ENG_COL1_FNS(dot, rows, tmpl)                                                              \
+    static void dot(int64_t n, float *s, const void *vw, const void *va) {                         \
+        tmpl(1, n, s, 0, vw, va, 0);                                                               \
+    }                                                                                              \
+    ENG_ROWS_FN(dot, rows)
+/* NC columns of tmpl over the nr rows of a vec_dot_cols call. */
+#define ENG_COLS_ROWS(tmpl, NC)                                                                    \
+    for (int64_t r = 0; r < nr; r++) /* hot loop */                                                \
+    tmpl(NC, n, s + r, s_stride, (const void *)((const uint8_t *)vw + (size_t)r * w_stride), va,   \
+         a_stride)
+#define ENG_COLS_SIG(cols)                                                                         \
+    static void cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride, const void *vw,     \
+                     size_t w_stride, const void *va, size_t a_stride)
+#define ENG_COLS_FNS(dot, rows, cols, tmpl)                                                        \
+    ENG_COL1_FNS(dot, rows, tmpl)                                                                  \
+    ENG_COLS_SIG(cols) {                                                                           \
+        switch (nc) {                                                                              \
+        case 1:                                                                                    \
+            ENG_COLS_ROWS(tmpl, 1);                                                                \
+            return;                                                                                \
+        case 2:                                                                                    \
+            ENG_COLS_ROWS(tmpl, 2);                                                                \
+            return;                                                                                \
+        case 3:                                                                                    \
+            ENG_COLS_ROWS(tmpl, 3);                                                                \
+            return;                                                                                \
+        default:                                                                                   \
+            ENG_COLS_ROWS(tmpl, 4);                                                                \
+        }                                                                                          \
+    }
+#define ENG_COLS2_FNS(dot, rows, cols, tmpl)                                                       \
+    ENG_COL1_FNS(dot, rows, tmpl)                                                                  \
+    ENG_COLS_SIG(cols) {                                                                           \
+        for (int64_t r = 0; r < nr; r++) /* hot loop */                                            \
+            for (int c = 0; c < nc; c += 2) {                                                      \
+                const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;                       \
+                const void *ac = (const uint8_t *)va + (size_t)c * a_stride;                       \
+                if (nc - c >= 2)                                                                   \
+                    tmpl(2, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);          \
+                else                                                                               \
+                    tmpl(1, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);          \
+            }                                                                                      \
+    }
+
 #endif

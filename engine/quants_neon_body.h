@@ -16,11 +16,6 @@ static inline float KN(h2f)(uint16_t h) {
     return (float)f;
 }
 
-static inline int32x4_t KN(dot32)(int32x4_t acc, const int8_t *x, const int8_t *y) {
-    acc = KDOT(acc, vld1q_s8(x), vld1q_s8(y));
-    return KDOT(acc, vld1q_s8(x + 16), vld1q_s8(y + 16));
-}
-
 /* ---- F32 / F16 / BF16 ---- */
 
 static void KN(f32_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {
@@ -77,27 +72,10 @@ static inline __attribute__((always_inline)) void KN(f16_cols)(const int NC, int
     }
 }
 
-/* The vec_dot and vec_dot_cols (up to four activation rows per pass over each weight row) of a
- * column template tmpl(NC, n, s, s_stride, w, a, a_stride). */
+/* vec_dot, vec_dot_rows and vec_dot_cols of a column template (quants.h's ENG_COLS_FNS), named
+ * with this level's suffix. */
 #define NEON_COLS_ENTRY_POINTS(name, tmpl)                                                         \
-    static void KN(name##_vec_dot)(int64_t n, float *s, const void *vw, const void *va) {          \
-        tmpl(1, n, s, 0, vw, va, 0);                                                               \
-    }                                                                                              \
-    static void KN(name##_vec_dot_cols)(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,  \
-                                        const void *vw, size_t w_stride, const void *va,           \
-                                        size_t a_stride) {                                         \
-        for (int64_t r = 0; r < nr; r++) { /* hot loop */                                          \
-            const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;                           \
-            if (nc == 1)                                                                           \
-                tmpl(1, n, s + r, s_stride, wr, va, a_stride);                                     \
-            else if (nc == 2)                                                                      \
-                tmpl(2, n, s + r, s_stride, wr, va, a_stride);                                     \
-            else if (nc == 3)                                                                      \
-                tmpl(3, n, s + r, s_stride, wr, va, a_stride);                                     \
-            else                                                                                   \
-                tmpl(4, n, s + r, s_stride, wr, va, a_stride);                                     \
-        }                                                                                          \
-    }
+    ENG_COLS_FNS(KN(name##_vec_dot), KN(name##_vec_dot_rows), KN(name##_vec_dot_cols), tmpl)
 NEON_COLS_ENTRY_POINTS(f16, KN(f16_cols))
 
 static void KN(f16_to_float)(const void *vx, float *y, int64_t n) {
@@ -563,8 +541,10 @@ static void KN(iq4_xs_vec_dot)(int64_t n, float *s, const void *vw, const void *
 __attribute__((unused)) static void KN(install_int)(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_0].vec_dot = KN(q8_0_vec_dot);
     t[ENG_TYPE_Q8_0].vec_dot_cols = KN(q8_0_vec_dot_cols);
+    t[ENG_TYPE_Q8_0].vec_dot_rows = KN(q8_0_vec_dot_rows);
     t[ENG_TYPE_Q4_0].vec_dot = KN(q4_0_vec_dot);
     t[ENG_TYPE_Q4_0].vec_dot_cols = KN(q4_0_vec_dot_cols);
+    t[ENG_TYPE_Q4_0].vec_dot_rows = KN(q4_0_vec_dot_rows);
     t[ENG_TYPE_Q4_1].vec_dot = KN(q4_1_vec_dot);
     t[ENG_TYPE_Q5_0].vec_dot = KN(q5_0_vec_dot);
     t[ENG_TYPE_Q5_1].vec_dot = KN(q5_1_vec_dot);
@@ -573,10 +553,13 @@ __attribute__((unused)) static void KN(install_int)(struct eng_type_traits *t) {
     t[ENG_TYPE_Q3_K].vec_dot = KN(q3_k_vec_dot);
     t[ENG_TYPE_Q4_K].vec_dot = KN(q4_k_vec_dot);
     t[ENG_TYPE_Q4_K].vec_dot_cols = KN(q4_k_vec_dot_cols);
+    t[ENG_TYPE_Q4_K].vec_dot_rows = KN(q4_k_vec_dot_rows);
     t[ENG_TYPE_Q5_K].vec_dot = KN(q5_k_vec_dot);
     t[ENG_TYPE_Q5_K].vec_dot_cols = KN(q5_k_vec_dot_cols);
+    t[ENG_TYPE_Q5_K].vec_dot_rows = KN(q5_k_vec_dot_rows);
     t[ENG_TYPE_Q6_K].vec_dot = KN(q6_k_vec_dot);
     t[ENG_TYPE_Q6_K].vec_dot_cols = KN(q6_k_vec_dot_cols);
+    t[ENG_TYPE_Q6_K].vec_dot_rows = KN(q6_k_vec_dot_rows);
     t[ENG_TYPE_IQ4_XS].vec_dot = KN(iq4_xs_vec_dot);
 }
 
@@ -585,6 +568,7 @@ __attribute__((unused)) static void KN(install_float)(struct eng_type_traits *t)
     t[ENG_TYPE_F32].vec_dot = KN(f32_vec_dot);
     t[ENG_TYPE_F16].vec_dot = KN(f16_vec_dot);
     t[ENG_TYPE_F16].vec_dot_cols = KN(f16_vec_dot_cols);
+    t[ENG_TYPE_F16].vec_dot_rows = KN(f16_vec_dot_rows);
     t[ENG_TYPE_F16].to_float = KN(f16_to_float);
     t[ENG_TYPE_BF16].vec_dot = KN(bf16_vec_dot);
     t[ENG_TYPE_Q8_0].from_float = KN(q8_0_from_float);

@@ -118,27 +118,7 @@ static inline __attribute__((always_inline)) void f16_cols(const int NC, int64_t
         s[(size_t)c * s_stride] = sum;
     }
 }
-/* vec_dot and vec_dot_cols of a column template of up to two columns, tmpl(NC, n, s, s_stride,
- * w, a, a_stride): four columns are two passes of two over each weight row (the second pass
- * finds the row in L1); four at once would need 16 accumulators, all of AVX2's registers. */
-#define AVX2_COLS_BY_TWO(vec_dot, tmpl)                                                            \
-    static void vec_dot(int64_t n, float *s, const void *vw, const void *va) {                     \
-        tmpl(1, n, s, 0, vw, va, 0);                                                               \
-    }                                                                                              \
-    static void vec_dot##_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,           \
-                               const void *vw, size_t w_stride, const void *va, size_t a_stride) { \
-        for (int64_t r = 0; r < nr; r++) { /* hot loop */                                          \
-            const void *wr = (const uint8_t *)vw + (size_t)r * w_stride;                           \
-            for (int c = 0; c < nc; c += 2) {                                                      \
-                const void *ac = (const uint8_t *)va + (size_t)c * a_stride;                       \
-                if (nc - c >= 2)                                                                   \
-                    tmpl(2, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);          \
-                else                                                                               \
-                    tmpl(1, n, s + (size_t)c * s_stride + r, s_stride, wr, ac, a_stride);          \
-            }                                                                                      \
-        }                                                                                          \
-    }
-AVX2_COLS_BY_TWO(f16_vec_dot_avx2, f16_cols)
+ENG_COLS2_ENTRY_POINTS(f16_avx2, f16_cols)
 
 static void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
     const uint16_t *x = vx;
@@ -500,7 +480,7 @@ static inline __attribute__((always_inline)) void q4_0_q8x_cols(const int NC, in
         s[(size_t)c * s_stride] = sum;
     }
 }
-AVX2_COLS_BY_TWO(q4_0_vec_dot_q8x_avx2, q4_0_q8x_cols)
+ENG_COLS2_ENTRY_POINTS(q4_0_q8x_avx2, q4_0_q8x_cols)
 
 static void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vw, const void *va) {
     const struct eng_block_q4_1 *w = vw;
@@ -886,9 +866,7 @@ static void q6_k_repack_avx2(const void *vw, int8_t *q, float *sc, float *m, int
 /* Row ranges in one call (engine.h vec_dot_rows). Not iq4_xs: inlined into the loop it measured
  * slower than called per row (768-wide rows in cache: 17.8 against 14.4 ns per 256 weights). */
 ENG_ROWS_ENTRY_POINT(f32_vec_dot_avx2)
-ENG_ROWS_ENTRY_POINT(f16_vec_dot_avx2)
 ENG_ROWS_ENTRY_POINT(bf16_vec_dot_avx2)
-ENG_ROWS_ENTRY_POINT(q4_0_vec_dot_q8x_avx2)
 ENG_ROWS_ENTRY_POINT(q4_1_vec_dot_avx2)
 ENG_ROWS_ENTRY_POINT(q5_0_vec_dot_avx2)
 ENG_ROWS_ENTRY_POINT(q5_1_vec_dot_avx2)
@@ -899,9 +877,9 @@ ENG_ROWS_ENTRY_POINT(q3_k_vec_dot_avx2)
 void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_F32].vec_dot = f32_vec_dot_avx2;
     t[ENG_TYPE_F32].vec_dot_rows = f32_vec_dot_avx2_rows;
-    t[ENG_TYPE_F16].vec_dot = f16_vec_dot_avx2;
-    t[ENG_TYPE_F16].vec_dot_rows = f16_vec_dot_avx2_rows;
-    t[ENG_TYPE_F16].vec_dot_cols = f16_vec_dot_avx2_cols;
+    t[ENG_TYPE_F16].vec_dot = f16_avx2_vec_dot;
+    t[ENG_TYPE_F16].vec_dot_rows = f16_avx2_vec_dot_rows;
+    t[ENG_TYPE_F16].vec_dot_cols = f16_avx2_vec_dot_cols;
     t[ENG_TYPE_F16].to_float = f16_to_float_avx2;
     t[ENG_TYPE_F16].from_float = f16_from_float_avx2;
     t[ENG_TYPE_BF16].vec_dot = bf16_vec_dot_avx2;
@@ -913,9 +891,9 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q8_0].vec_dot = q8_0_avx2_vec_dot;
     t[ENG_TYPE_Q8_0].vec_dot_cols = q8_0_avx2_vec_dot_cols;
     t[ENG_TYPE_Q8_0].vec_dot_rows = q8_0_avx2_vec_dot_rows;
-    t[ENG_TYPE_Q4_0].vec_dot = q4_0_vec_dot_q8x_avx2;
-    t[ENG_TYPE_Q4_0].vec_dot_rows = q4_0_vec_dot_q8x_avx2_rows;
-    t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_vec_dot_q8x_avx2_cols;
+    t[ENG_TYPE_Q4_0].vec_dot = q4_0_q8x_avx2_vec_dot;
+    t[ENG_TYPE_Q4_0].vec_dot_rows = q4_0_q8x_avx2_vec_dot_rows;
+    t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_q8x_avx2_vec_dot_cols;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
     /* Where prefill and batched decode switch from vec_dot (and the column kernels) to

@@ -48,46 +48,15 @@ static inline __m128i q3k_scales_v(const uint8_t *packed) {
     return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
 }
 
-/* fn_rows: vec_dot_rows from a one-row kernel fn of the same file, inlined into the loop over
- * the rows (flatten), so that its constants and setup are hoisted out of it. */
-#define ENG_ROWS_ENTRY_POINT(fn)                                                                   \
-    __attribute__((flatten)) static void fn##_rows(                                                \
-        int64_t n, int64_t nr, float *s, const void *vw, size_t w_stride, const void *va) {        \
-        for (int64_t r = 0; r < nr; r++) /* hot loop */                                            \
-            fn(n, s + r, (const uint8_t *)vw + (size_t)r * w_stride, va);                          \
-    }
+/* fn_rows: vec_dot_rows from a one-row kernel fn of the same file (quants.h's ENG_ROWS_FN). */
+#define ENG_ROWS_ENTRY_POINT(fn) ENG_ROWS_FN(fn, fn##_rows)
 
-/* NC columns of tmpl over the nr rows of a vec_dot_cols call. */
-#define ENG_COLS_ROWS(tmpl, NC)                                                                    \
-    for (int64_t r = 0; r < nr; r++) /* hot loop */                                                \
-    tmpl(NC, n, s + r, s_stride, (const void *)((const uint8_t *)vw + (size_t)r * w_stride), va,   \
-         a_stride)
-
-/* The vec_dot, vec_dot_rows and vec_dot_cols entry points of an always-inline column template
- * tmpl(NC, n, s, s_stride, w, a, a_stride) (NC = 1..4 columns per pass over the weight row):
- * prefix##_vec_dot, prefix##_vec_dot_rows and prefix##_vec_dot_cols. */
+/* prefix##_vec_dot, prefix##_vec_dot_rows and prefix##_vec_dot_cols of a column template
+ * (quants.h's ENG_COLS_FNS; ENG_COLS2_ENTRY_POINTS: ENG_COLS2_FNS, two columns per pass). */
 #define ENG_COLS_ENTRY_POINTS(prefix, tmpl)                                                        \
-    static void prefix##_vec_dot(int64_t n, float *s, const void *vw, const void *va) {            \
-        tmpl(1, n, s, 0, vw, va, 0);                                                               \
-    }                                                                                              \
-    ENG_ROWS_ENTRY_POINT(prefix##_vec_dot)                                                         \
-    static void prefix##_vec_dot_cols(int64_t n, int nc, int64_t nr, float *s, size_t s_stride,    \
-                                      const void *vw, size_t w_stride, const void *va,             \
-                                      size_t a_stride) {                                           \
-        switch (nc) {                                                                              \
-        case 1:                                                                                    \
-            ENG_COLS_ROWS(tmpl, 1);                                                                \
-            return;                                                                                \
-        case 2:                                                                                    \
-            ENG_COLS_ROWS(tmpl, 2);                                                                \
-            return;                                                                                \
-        case 3:                                                                                    \
-            ENG_COLS_ROWS(tmpl, 3);                                                                \
-            return;                                                                                \
-        default:                                                                                   \
-            ENG_COLS_ROWS(tmpl, 4);                                                                \
-        }                                                                                          \
-    }
+    ENG_COLS_FNS(prefix##_vec_dot, prefix##_vec_dot_rows, prefix##_vec_dot_cols, tmpl)
+#define ENG_COLS2_ENTRY_POINTS(prefix, tmpl)                                                       \
+    ENG_COLS2_FNS(prefix##_vec_dot, prefix##_vec_dot_rows, prefix##_vec_dot_cols, tmpl)
 
 /* The same for a template of several types, tmpl(NC, T, n, s, s_stride, w, a, a_stride). */
 #define ENG_TYPED_COLS_ENTRY_POINTS(prefix, tmpl, T)                                               \

@@ -430,6 +430,25 @@ static struct kc_result kc_compare_vec(enum eng_simd s, const char *level, FILE 
     return r;
 }
 
+/* Batched decode's column kernels of level s: the formats of the bundled and benchmark models
+ * (F16, Q8_0, Q4_0, and q4_k / q5_k / q6_k of the K-quant mixes) have one at every SIMD level.
+ * Without it a batch falls back to one vec_dot per activation row, with the same results, so no
+ * comparison above would notice it missing. */
+static struct kc_result kc_check_cols(const struct eng_type_traits *lvl, const char *level,
+                                      FILE *log) {
+    static const enum eng_type types[] = {ENG_TYPE_F16,  ENG_TYPE_Q8_0, ENG_TYPE_Q4_0,
+                                          ENG_TYPE_Q4_K, ENG_TYPE_Q5_K, ENG_TYPE_Q6_K};
+    struct kc_result r = {0, 0};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        r.checks++;
+        if (!lvl[types[i]].vec_dot_cols) {
+            r.failures++;
+            if (log) fprintf(log, "%s: no column kernel for %s\n", level, lvl[types[i]].name);
+        }
+    }
+    return r;
+}
+
 /* Builds every supported level and compares it with the references. */
 static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
     struct kc_result total = {0, 0};
@@ -445,8 +464,9 @@ static struct kc_result kc_compare_all(FILE *log, int *n_levels) {
             kc_compare_attn((enum eng_simd)s, eng_simd_name((enum eng_simd)s), log);
         struct kc_result rv =
             kc_compare_vec((enum eng_simd)s, eng_simd_name((enum eng_simd)s), log);
-        r.checks += ra.checks + rv.checks;
-        r.failures += ra.failures + rv.failures;
+        struct kc_result rc = kc_check_cols(lvl, eng_simd_name((enum eng_simd)s), log);
+        r.checks += ra.checks + rv.checks + rc.checks;
+        r.failures += ra.failures + rv.failures + rc.failures;
         if (log)
             fprintf(log, "level %-8s %d checks, %d failures\n", eng_simd_name((enum eng_simd)s),
                     r.checks, r.failures);
