@@ -462,13 +462,14 @@ def main(argv):
         model, desc = args.model, os.path.basename(args.model)
     else:
         model, desc = shape_model(build, "quick" if q else "L110M")
-    meta = {"quick": q, "start": datetime.datetime.now(datetime.timezone.utc),
-            "load_before": loadavg(), "threads": args.threads, "tokens": tokens, "reps": reps,
-            "model_desc": desc, "size": os.path.getsize(model), "cpu": cpu_name(),
-            "model_rel": os.path.relpath(model, ROOT) if model.startswith(ROOT) else model}
 
     def rel(path):
         return os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
+
+    meta = {"quick": q, "start": datetime.datetime.now(datetime.timezone.utc),
+            "load_before": loadavg(), "threads": args.threads, "tokens": tokens, "reps": reps,
+            "model_desc": desc, "size": os.path.getsize(model), "cpu": cpu_name(),
+            "model_rel": rel(model)}
 
     def bench_cmd(m, r):
         return [os.path.join(build, "edgellm"), "bench", "-m", m, "-t", str(args.threads), "-p",
