@@ -288,7 +288,47 @@ int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
     return 0;
 }
 
+/* A prefetch for writing (GCC emits nothing for __builtin_prefetch(p, 1, ...) on x86-64 without
+ * -mprfchw; prefetchw is a no-op on the few x86-64 CPUs without it). */
+static inline void prefetch_for_write(const char *p) {
+#if defined(__x86_64__)
+    __asm__ __volatile__("prefetchw %0" : : "m"(*p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
+/* Asks for the cache rows that layer l's new keys and values go to, for writing, before the
+ * layer's products: the rows lie past everything attention has read, so they are not in cache,
+ * and kv_put's stores (on the calling thread, while the other threads wait for the attention
+ * job) each waited for its line to arrive: L110M Q4_0, 4 sequences, f16_from_float 2.6% of the
+ * samples, 0.8% with the prefetch. Decode-sized batches only: a prefill's rows would not stay
+ * in cache until they are written. */
+#define KV_PREFETCH_MAX_TOKENS 16
+static void kv_prefetch_rows(const struct eng_ctx *c, const struct eng_batch *b, int l) {
+    const struct eng_hparams *hp = &c->m->hp;
+    const size_t bytes = (size_t)hp->head_dim * c->kv_elt;
+    if (b->n_tokens > KV_PREFETCH_MAX_TOKENS) return;
+    for (int t = 0; t < b->n_tokens; t++) {
+        int pos = b->pos ? b->pos[t] : t, slot = b->slot ? b->slot[t] : 0;
+        for (int w = 0; w < 2; w++)
+            for (int g = 0; g < hp->n_head_kv; g++) {
+                const char *row = kv_at(c, slot, l, w, g, pos);
+                for (size_t k = 0; k < bytes; k += 64) prefetch_for_write(row + k);
+            }
+    }
+}
+
 /* ---- kernels of the pass ---- */
+
+/* y += x (the residual adds): in runs of eight, which the compiler turns into vector adds at -O2
+ * (a plain loop over y and x stays scalar there, and it runs on the calling thread alone). */
+static void add_to(float *restrict y, const float *restrict x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) y[i + k] += x[i + k];
+    for (; i < n; i++) y[i] += x[i];
+}
 
 /* out = x / rms(x) * w, n elements. out may alias x. */
 static void rmsnorm(const struct eng_ctx *c, float *out, const float *x, const float *w, int n,
@@ -441,6 +481,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         const struct eng_layer_f *lf = &m->lf[l];
 
         /* attention */
+        kv_prefetch_rows(c, b, l);
         for (int t = 0; t < B; t++)
             rmsnorm(c, c->xb + (size_t)t * E, c->x + (size_t)t * E, lf->attn_norm, E, hp->rms_eps);
         OBSERVE(l, ENG_OBS_ATTN_IN, c->xb, B, E);
@@ -477,7 +518,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         eng_pool_run(c->pool, attention, &aj);
         OBSERVE(l, ENG_OBS_ATTN_OUT_IN, c->att_out, B, Q);
         matmul(c, ly->wo, c->att_out, B, c->xb);
-        for (size_t i = 0; i < (size_t)B * E; i++) c->x[i] += c->xb[i];
+        add_to(c->x, c->xb, (size_t)B * E);
 
         /* feed-forward */
         for (int t = 0; t < B; t++)
@@ -493,7 +534,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         }
         OBSERVE(l, ENG_OBS_FFN_DOWN_IN, c->hb, B, F);
         matmul(c, ly->w_down, c->hb, B, c->xb);
-        for (size_t i = 0; i < (size_t)B * E; i++) c->x[i] += c->xb[i];
+        add_to(c->x, c->xb, (size_t)B * E);
         OBSERVE(l, ENG_OBS_LAYER_OUT, c->x, B, E);
 
         for (int e = 0; e < c->n_exits; e++) {
