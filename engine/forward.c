@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define ENG_MAX_EXITS 64
@@ -29,6 +30,7 @@ struct eng_ctx {
     void *kv;      /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous;
                     * 64-byte aligned inside kv_mem, so a head row's loads never straddle lines */
     void *kv_mem;  /* the allocation (zeroed pages stay untouched until used) */
+    size_t kv_map; /* its length when mapped by kv_alloc, 0 when from calloc */
     size_t kv_elt; /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
     void (*kv_from_float)(const float *x, void *y, int64_t n); /* fp16: F16's from_float */
 
@@ -124,6 +126,37 @@ void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p)
 
 /* ---- context ---- */
 
+/* The KV cache: zeroed memory in 2 MiB pages where the kernel gives them (Linux transparent huge
+ * pages, asked for with MADV_HUGEPAGE: the usual "madvise" setting gives none otherwise). A
+ * head's rows are contiguous but every head starts a different 4 KiB page, so with small pages
+ * each step's cache writes and attention reads missed the TLB page after page (the weight stream
+ * in between evicts the entries): L110M Q4_0 4 sequences, kv_put's 96 row stores per layer took
+ * 17.6 us. Falls back to calloc where mapping fails. */
+#define KV_HUGE (2u << 20)
+static void *kv_alloc(size_t bytes, size_t *mapped) {
+    *mapped = 0;
+#if defined(MADV_HUGEPAGE) && defined(MAP_ANONYMOUS)
+    if (bytes <= SIZE_MAX - KV_HUGE) {
+        size_t len = bytes + KV_HUGE;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            uintptr_t a = ((uintptr_t)p + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1);
+            (void)madvise((void *)a, bytes, MADV_HUGEPAGE); /* advice: fine if refused */
+            *mapped = len;
+            return p;
+        }
+    }
+#endif
+    return calloc(bytes + 64, 1);
+}
+
+static void kv_release(void *p, size_t mapped) {
+    if (mapped)
+        munmap(p, mapped);
+    else
+        free(p);
+}
+
 static void rope_tables(struct eng_ctx *c) {
     const struct eng_hparams *hp = &c->m->hp;
     int half = hp->n_rot / 2;
@@ -172,8 +205,10 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->mem_bytes = kv_floats * c->kv_elt + n_floats * sizeof(float) + O * sizeof(int) +
                    (c->mm ? eng_mm_ws_bytes(c->mm) : 0);
     if (kv_floats > (SIZE_MAX - 64) / c->kv_elt) goto nomem;
-    c->kv_mem = calloc(kv_floats * c->kv_elt + 64, 1);
-    c->kv = c->kv_mem ? (void *)(((uintptr_t)c->kv_mem + 63) & ~(uintptr_t)63) : NULL;
+    c->kv_mem = kv_alloc(kv_floats * c->kv_elt, &c->kv_map);
+    c->kv = !c->kv_mem  ? NULL
+            : c->kv_map ? (void *)(((uintptr_t)c->kv_mem + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1))
+                        : (void *)(((uintptr_t)c->kv_mem + 63) & ~(uintptr_t)63);
     /* 64-byte aligned like the KV cache: large mallocs start 16 bytes into a page, and a 64-byte
      * vector load that crosses a cache line costs two */
     float *s = aligned_alloc(64, (n_floats * sizeof(float) + 63) / 64 * 64);
@@ -210,7 +245,7 @@ nomem:
 void eng_ctx_free(struct eng_ctx *c) {
     if (!c) return;
     eng_pool_free(c->pool);
-    free(c->kv_mem);
+    kv_release(c->kv_mem, c->kv_map);
     free(c->x); /* start of the scratch allocation */
     eng_mm_ws_free(c->mm);
     free(c->out_idx);
