@@ -376,20 +376,56 @@ static void matmul(struct eng_ctx *c, const struct eng_tensor *w, const float *x
     eng_matmul(c->pool, c->mm, w, x, B, y, w->ne[1], NULL, 0);
 }
 
-/* Rotates the first n_rot dims of each of n_heads heads (head_dim apart) at position pos. */
+/* Rotates the first n_rot dims of each of n_heads heads (head_dim apart) at position pos. The
+ * pairs go in runs of eight, which the compiler turns into vector code at -O2; the plain loop,
+ * with the layout chosen per pair, stayed scalar, on the calling thread while the others wait
+ * for the attention job (L110M Q4_0 4 sequences: 6.5 us a layer, rope 0.8% of the samples, 0.3%
+ * in runs). Each value is the same products and sum as before. */
+static void rope_pairs(float *restrict x, const float *restrict cs, const float *restrict sn,
+                       int half) { /* (x[2i], x[2i + 1]) */
+    int i = 0;
+    for (; i + 8 <= half; i += 8) {
+        float *restrict xi = x + 2 * i;
+        const float *restrict c8 = cs + i, *restrict s8 = sn + i;
+        for (int k = 0; k < 8; k++) {
+            float a = xi[2 * k], b = xi[2 * k + 1];
+            xi[2 * k] = a * c8[k] - b * s8[k];
+            xi[2 * k + 1] = a * s8[k] + b * c8[k];
+        }
+    }
+    for (; i < half; i++) {
+        float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = a * cs[i] - b * sn[i];
+        x[2 * i + 1] = a * sn[i] + b * cs[i];
+    }
+}
+
+static void rope_halves(float *restrict x, float *restrict y, const float *restrict cs,
+                        const float *restrict sn, int half) { /* (x[i], y[i] = x[i + half]) */
+    int i = 0;
+    for (; i + 8 <= half; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float a = x[i + k], b = y[i + k];
+            x[i + k] = a * cs[i + k] - b * sn[i + k];
+            y[i + k] = a * sn[i + k] + b * cs[i + k];
+        }
+    for (; i < half; i++) {
+        float a = x[i], b = y[i];
+        x[i] = a * cs[i] - b * sn[i];
+        y[i] = a * sn[i] + b * cs[i];
+    }
+}
+
 static void rope(const struct eng_ctx *c, float *v, int n_heads, int pos) {
     const struct eng_hparams *hp = &c->m->hp;
     int half = hp->n_rot / 2;
     const float *cs = c->rope_cos + (size_t)pos * half, *sn = c->rope_sin + (size_t)pos * half;
     for (int h = 0; h < n_heads; h++) {
         float *x = v + (size_t)h * hp->head_dim;
-        for (int i = 0; i < half; i++) {
-            int i0 = hp->rope_mode == ENG_ROPE_NORM ? 2 * i : i;
-            int i1 = hp->rope_mode == ENG_ROPE_NORM ? 2 * i + 1 : i + half;
-            float a = x[i0], b = x[i1];
-            x[i0] = a * cs[i] - b * sn[i];
-            x[i1] = a * sn[i] + b * cs[i];
-        }
+        if (hp->rope_mode == ENG_ROPE_NORM)
+            rope_pairs(x, cs, sn, half);
+        else
+            rope_halves(x, x + half, cs, sn, half);
     }
 }
 
