@@ -28,8 +28,8 @@ struct eng_ctx {
     size_t mem_bytes;
 
     void *kv;      /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous;
-                    * 64-byte aligned inside kv_mem, so a head row's loads never straddle lines */
-    void *kv_mem;  /* the allocation (zeroed pages stay untouched until used) */
+                    * aligned inside kv_mem (kv_alloc), so a head row's loads never straddle lines */
+    void *kv_mem;  /* the allocation: kv_alloc's mapping or calloc block, zeroed */
     size_t kv_map; /* its length when mapped by kv_alloc, 0 when from calloc */
     size_t kv_elt; /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
     void (*kv_from_float)(const float *x, void *y, int64_t n); /* fp16: F16's from_float */
@@ -141,28 +141,31 @@ void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p)
 #endif
 #endif
 #define KV_HUGE (2u << 20)
-static void *kv_alloc(size_t bytes, size_t *mapped) {
+/* Returns the cache, 2 MiB aligned when mapped and 64-byte aligned from calloc; *base and
+ * *mapped (0 for calloc) are what kv_release takes. */
+static void *kv_alloc(size_t bytes, void **base, size_t *mapped) {
     *mapped = 0;
 #if defined(MADV_HUGEPAGE) && defined(MAP_ANONYMOUS) && !defined(KV_NO_MAP)
     if (bytes <= SIZE_MAX - KV_HUGE) {
         size_t len = bytes + KV_HUGE;
         void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p != MAP_FAILED) {
-            uintptr_t a = ((uintptr_t)p + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1);
-            (void)madvise((void *)a, bytes, MADV_HUGEPAGE); /* advice: fine if refused */
-            *mapped = len;
-            return p;
+            void *a = (void *)(((uintptr_t)p + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1));
+            (void)madvise(a, bytes, MADV_HUGEPAGE); /* advice: fine if refused */
+            *base = p, *mapped = len;
+            return a;
         }
     }
 #endif
-    return calloc(bytes + 64, 1);
+    if (!(*base = calloc(bytes + 64, 1))) return NULL;
+    return (void *)(((uintptr_t)*base + 63) & ~(uintptr_t)63);
 }
 
-static void kv_release(void *p, size_t mapped) {
+static void kv_release(void *base, size_t mapped) {
     if (mapped)
-        munmap(p, mapped);
+        munmap(base, mapped);
     else
-        free(p);
+        free(base);
 }
 
 static void rope_tables(struct eng_ctx *c) {
@@ -213,10 +216,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->mem_bytes = kv_floats * c->kv_elt + n_floats * sizeof(float) + O * sizeof(int) +
                    (c->mm ? eng_mm_ws_bytes(c->mm) : 0);
     if (kv_floats > (SIZE_MAX - 64) / c->kv_elt) goto nomem;
-    c->kv_mem = kv_alloc(kv_floats * c->kv_elt, &c->kv_map);
-    c->kv = !c->kv_mem  ? NULL
-            : c->kv_map ? (void *)(((uintptr_t)c->kv_mem + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1))
-                        : (void *)(((uintptr_t)c->kv_mem + 63) & ~(uintptr_t)63);
+    c->kv = kv_alloc(kv_floats * c->kv_elt, &c->kv_mem, &c->kv_map);
     /* 64-byte aligned like the KV cache: large mallocs start 16 bytes into a page, and a 64-byte
      * vector load that crosses a cache line costs two */
     float *s = aligned_alloc(64, (n_floats * sizeof(float) + 63) / 64 * 64);
