@@ -177,15 +177,15 @@ static inline __attribute__((always_inline)) int nib_value(const enum eng_type T
 
 /* The weight codes of the group at p as four registers of unsigned bytes against Q8_0X's lo
  * and hi codes of blocks 0-3 and 4-7, and the eight scales (q8x_cols). */
-static inline __attribute__((always_inline)) void q8x_prep(const enum eng_type T, const uint8_t *p,
-                                                           __m512i q[4], __m256 *dw) {
+static inline __attribute__((always_inline)) void
+q8x_prep(const int NC, const enum eng_type T, const uint8_t *p, __m512i q[4], __m256 *dw) {
     const bool nib = T != ENG_TYPE_Q8_0, q5 = T == ENG_TYPE_Q5_0;
     const size_t bbytes = nib ? 2 * (size_t)nib_words(T) : sizeof(struct eng_block_q8_0);
     const __m512i lv = _mm512_broadcast_i32x4(
         _mm_add_epi8(_mm_loadu_si128((const __m128i *)eng_iq4nl_values), _mm_set1_epi8(-128)));
     const __m512i m4 = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8((char)0x80);
     const __m512i b4 = _mm512_set1_epi8(0x10);
-    prefetch_ahead(p, (int)(8 * bbytes));
+    prefetch_ahead(p, (int)(8 * bbytes), NC);
     if (nib) {
         __m512i q0, q1;
         nib_group(T, p, &q0, &q1, dw);
@@ -244,9 +244,9 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     __m512i q[4], qn[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                            _mm512_setzero_si512()}; /* lo 0-3, hi 0-3, lo 4-7, hi 4-7 */
     __m256 dw, dwn = _mm256_setzero_ps();
-    if (nb8 > 0) q8x_prep(T, (const uint8_t *)vw, q, &dw);
+    if (nb8 > 0) q8x_prep(NC, T, (const uint8_t *)vw, q, &dw);
     for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
-        if (g + 8 < nb8) q8x_prep(T, (const uint8_t *)vw + (size_t)(g + 8) * bbytes, qn, &dwn);
+        if (g + 8 < nb8) q8x_prep(NC, T, (const uint8_t *)vw + (size_t)(g + 8) * bbytes, qn, &dwn);
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
             const uint8_t *ag = a + (size_t)c * a_stride + 40 * g;
@@ -379,7 +379,7 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const e
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
         const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bsize;
         const struct eng_block_q4_k *w = (const struct eng_block_q4_k *)blk; /* d, dmin, scales */
-        prefetch_ahead(blk, (int)bsize);
+        prefetch_ahead(blk, (int)bsize, NC);
         const __m128i u = k4_unpack_v(w->scales);
         const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(u));
         const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(u, min_dup));
@@ -479,7 +479,7 @@ static inline __attribute__((always_inline)) void k16_cols(const int NC, const e
         const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bsize;
         const struct eng_block_q6_k *w6 = (const struct eng_block_q6_k *)blk;
         const struct eng_block_q3_k *w3 = (const struct eng_block_q3_k *)blk;
-        prefetch_ahead(blk, (int)bsize);
+        prefetch_ahead(blk, (int)bsize, NC);
         const __m256i sc16 = _mm256_cvtepi8_epi16(q6 ? _mm_loadu_si128((const __m128i *)w6->scales)
                                                      : q3k_scales_v(w3->scales));
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
@@ -563,7 +563,7 @@ static inline __attribute__((always_inline)) void iq4_xs_cols(const int NC, int6
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        prefetch_ahead(w + i, sizeof(*w));
+        prefetch_ahead(w + i, sizeof(*w), NC);
         /* the eight six-bit scales - 32 as words: low nibbles from scales_l (two per byte, low
          * first), high two bits from scales_h (bits 2ib, 2ib + 1) */
         uint32_t l4;
@@ -631,7 +631,7 @@ static inline __attribute__((always_inline)) void f16_cols(const int NC, int64_t
     }
     int64_t i = 0;
     for (; i + 64 <= n; i += 64) { /* hot loop */
-        prefetch_ahead(w + i, 128);
+        prefetch_at(w + i, 128, ENG_PF_DIST_F16);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const __m512 wv =

@@ -95,7 +95,7 @@ static inline __attribute__((always_inline)) void f16_cols(const int NC, int64_t
     }
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) { /* hot loop */
-        prefetch_ahead(w + i, 64);
+        prefetch_at(w + i, 64, ENG_PF_DIST_F16);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const __m256 wv = load_f16x8(w + i + 8 * k);
@@ -283,7 +283,7 @@ static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_
     for (int c = 0; c < NC; c++) acc0[c] = acc1[c] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) { /* hot loop */
-        prefetch_ahead(w + i, 2 * sizeof(*w));
+        prefetch_ahead(w + i, 2 * sizeof(*w), NC);
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
         const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
@@ -431,7 +431,7 @@ static inline __attribute__((always_inline)) void q4_0_q8x_cols(const int NC, in
         acc0[c] = acc1[c] = accc[c] = _mm256_setzero_ps();
     }
     for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
-        prefetch_ahead(w + g, 8 * sizeof(*w));
+        prefetch_ahead(w + g, 8 * sizeof(*w), NC);
         const __m256 dw = _mm256_cvtph_ps(fp16x8(&w[g].d, sizeof(*w)));
         __m256 d[2];
 #pragma GCC unroll 2
@@ -584,7 +584,7 @@ static inline __attribute__((always_inline)) void k45_cols(const int NC, const b
         const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bb;
         const struct eng_block_q4_k *w4 = (const struct eng_block_q4_k *)blk;
         const struct eng_block_q5_k *w5 = (const struct eng_block_q5_k *)blk;
-        prefetch_ahead(blk, (int)bb);
+        prefetch_ahead(blk, (int)bb, NC);
         const __m128i u = k4_unpack_v(q5 ? w5->scales : w4->scales);
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
         const __m128 dwm = k4_dd(q5 ? &w5->d : &w4->d); /* d, dmin */
@@ -649,7 +649,7 @@ static inline __attribute__((always_inline)) void q6_k_cols(const int NC, int64_
     const __m256i m30 = _mm256_set1_epi8(0x30);
     float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t i = 0; i < n / ENG_QK_K; i++) { /* hot loop */
-        prefetch_ahead(w + i, sizeof(*w));
+        prefetch_ahead(w + i, sizeof(*w), NC);
         const int8_t *sc = w[i].scales;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         const uint8_t *ql = w[i].ql, *qh = w[i].qh;

@@ -11,27 +11,45 @@
 #include <immintrin.h>
 #include <string.h>
 
-/* Software prefetch of the weight stream, ENG_PF_DIST bytes ahead of the bytes [p, p + n) a
- * kernel is about to read: the hardware prefetchers stop at 4 KiB page boundaries, so a row
- * stream stalls at every page start. Six KiB ahead with prefetcht0 beat no prefetch (L1B tg16 2
- * threads, pairs run back to back: q4_0 faster in 5 of 6 pairs, Q4_K_M in 6 of 6). The
- * non-temporal hint, 4 KiB ahead, beat that in turn: the weights are read once per token, so
- * they need not displace the KV cache and activations from L2/L3. Three variants interleaved,
- * four rounds, L1B tg32 2 threads (t0 6K / nta 8K / nta 4K, tok/s): q4_0 78-88 / 85-106 / 87-107,
- * Q4_K_M 64-85 / 74-92 / 73-87, q8_0 44-50 / 45-51 / 44-59, f16 23.4-24.6 / 25.2-27.3 /
- * 25.3-28.5; L110M even. Both are build-time overridable (-DENG_PF_DIST=, -DENG_PF_INSN=) for
+/* Software prefetch of the weight stream, some KiB ahead of the bytes [p, p + n) a kernel is
+ * about to read: the hardware prefetchers stop at 4 KiB page boundaries, so a row stream stalls
+ * at every page start. The non-temporal hint (the weights are read once per token, so they need
+ * not displace the KV cache and activations from L2/L3) beat prefetcht0 (L1B tg32 2 threads,
+ * four rounds: q4_0 85-106 against 78-88 tok/s, Q4_K_M 74-92 against 64-85).
+ *
+ * The distance depends on how fast the kernel consumes the stream. One activation row (decode of
+ * one sequence: NC == 1) reads at the memory's rate, and since the model mapping gets 2 MiB
+ * pages (gguf.c) 16 KiB ahead keeps more of it in flight than the 4 KiB chosen while the weights
+ * sat in 4 KiB pages: L1B q4_0 one sequence 2 threads, builds alternated, 4 / 12 / 16 / 24 / 32
+ * KiB: 65.5 / 71.0 / 75.3 / 75.5 tok/s (six rounds, 16 faster than 4 in 6 of 6) and 79.6 at 16
+ * against 74.0 at 32; q8_0 39.5 -> 48.0, Q4_K_M 49.5 -> 50.6, L110M 638 -> 665. Several
+ * columns (batched decode, prefill) spend more time per byte, and there 16 KiB ahead lost on
+ * small models (L110M 4 sequences 1379 -> 1331, 0 of 6 rounds faster; L1B gained): they keep
+ * 4 KiB (ENG_PF_DIST_COLS). The f16 kernels keep 4 KiB too (ENG_PF_DIST_F16): their f32
+ * activations fill much of L1 (22 KiB for a 5632-wide row). All three are build-time
+ * overridable (-DENG_PF_DIST=, -DENG_PF_DIST_COLS=, -DENG_PF_DIST_F16=, -DENG_PF_INSN=) for
  * such measurements. Prefetching past a tensor's end is harmless (no fault). */
 #ifndef ENG_PF_DIST
-#define ENG_PF_DIST 4096
+#define ENG_PF_DIST 16384
+#endif
+#ifndef ENG_PF_DIST_COLS
+#define ENG_PF_DIST_COLS 4096
+#endif
+#ifndef ENG_PF_DIST_F16
+#define ENG_PF_DIST_F16 4096
 #endif
 #ifndef ENG_PF_INSN
 #define ENG_PF_INSN "prefetchnta"
 #endif
-static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, int n) {
-    const char *q = (const char *)p + ENG_PF_DIST;
+static inline __attribute__((always_inline)) void prefetch_at(const void *p, int n, int dist) {
+    const char *q = (const char *)p + dist;
     /* an asm statement, not _mm_prefetch: GCC 12's tree DCE deleted the builtin prefetches
      * inside the column-kernel templates */
     for (int k = 0; k < n; k += 64) __asm__ __volatile__(ENG_PF_INSN " %0" : : "m"(q[k]));
+}
+/* The weight prefetch of a column-kernel template for nc activation rows. */
+static inline __attribute__((always_inline)) void prefetch_ahead(const void *p, int n, int nc) {
+    prefetch_at(p, n, nc == 1 ? ENG_PF_DIST : ENG_PF_DIST_COLS);
 }
 
 /* eng_q3k_scales in vector registers: the 16 signed scales of a q3_k block (bytes 0..15). */
