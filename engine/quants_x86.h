@@ -23,10 +23,12 @@
  * sat in 4 KiB pages: L1B q4_0 one sequence 2 threads, builds alternated, 4 / 12 / 16 / 24 / 32
  * KiB: 65.5 / 71.0 / 75.3 / 75.5 tok/s (six rounds, 16 faster than 4 in 6 of 6) and 79.6 at 16
  * against 74.0 at 32; q8_0 39.5 -> 48.0, Q4_K_M 49.5 -> 50.6, L110M 638 -> 665. Several
- * columns (batched decode, prefill) spend more time per byte, and there 16 KiB ahead lost on
- * small models (L110M 4 sequences 1379 -> 1331, 0 of 6 rounds faster; L1B gained): they keep
- * 4 KiB (ENG_PF_DIST_COLS). The f16 kernels keep 4 KiB too (ENG_PF_DIST_F16): their f32
- * activations fill much of L1 (22 KiB for a 5632-wide row). All three are build-time
+ * columns (batched decode, prefill) spend more time per byte, and there 16 KiB ahead did not
+ * pay: 4 / 8 / 16 KiB for the column kernels alone, L110M 4 sequences 1180 / 1136 / 1103 tok/s
+ * (eight rounds), L1B 4 sequences 188.6 / 187.5 / 179.3 (six): they keep 4 KiB
+ * (ENG_PF_DIST_COLS). The f16 kernels keep 4 KiB for one row as well (ENG_PF_DIST_F16): 16 KiB
+ * went both ways there (L1B f16 15.1 -> 15.6 tok/s, 6 of 8 rounds faster; L110M f16 219.1 ->
+ * 198.4, 2 of 8), so their distance stays as it was measured before. All three are build-time
  * overridable (-DENG_PF_DIST=, -DENG_PF_DIST_COLS=, -DENG_PF_DIST_F16=, -DENG_PF_INSN=) for
  * such measurements. Prefetching past a tensor's end is harmless (no fault). */
 #ifndef ENG_PF_DIST
