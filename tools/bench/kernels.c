@@ -16,9 +16,12 @@
  * vec_dot_rows in blocks of 64 rows, alternated R times with a plain read pass over the same
  * bytes (AVX2 loads, four sums); each round's GB/s of both, wall clock, and the median of the
  * per-round ratios. Pairing each kernel pass with a read pass a moment before it keeps this
- * host's bandwidth drift (tens of percent within a minute) out of the ratio.
+ * host's bandwidth drift (tens of percent within a minute) out of the ratio. With -c NC (2..4)
+ * the pass is batched decode's instead: vec_dot_cols with NC activation rows over blocks of
+ * eight weight rows, as matmul.c's dot_rows calls it, so that the ratio tells how much of the
+ * read rate a column kernel keeps when it computes NC times as much per byte.
  *
- * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS]]
+ * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS] [-c NC]]
  */
 #include "quants.h"
 
@@ -238,9 +241,12 @@ static int cmp_double(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds) {
+/* Weight rows per vec_dot_cols call in the -c pass: matmul.c's COLS_ROW_BLOCK. */
+#define STREAM_COLS_BLOCK 8
+
+static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds, int nc) {
     const struct eng_type_traits *tr = eng_type_traits(t);
-    if (!tr || !tr->vec_dot_rows || !tr->from_float) return;
+    if (!tr || !tr->vec_dot_rows || !tr->from_float || (nc > 1 && !tr->vec_dot_cols)) return;
     const struct eng_type_traits *vt = eng_type_traits(tr->vec_dot_type);
     size_t wrow = eng_row_size(t, in), arow = eng_row_size(tr->vec_dot_type, in);
     int64_t rows = (int64_t)(mib * 1048576 / wrow) / 64 * 64;
@@ -249,33 +255,44 @@ static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds) {
     uint8_t *w = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (w == MAP_FAILED) return;
     madvise(w, map, MADV_HUGEPAGE);
-    float *x = malloc((size_t)in * sizeof(float)), *v = malloc(64 * sizeof(float));
-    uint8_t *a = aligned_alloc(64, (arow + 63) / 64 * 64);
+    float *x = malloc((size_t)in * sizeof(float)), *v = malloc(64 * ENG_DOT_COLS * sizeof(float));
+    size_t astride = (arow + 63) / 64 * 64; /* the NC activation rows, 64-byte aligned each */
+    uint8_t *a = aligned_alloc(64, astride * ENG_DOT_COLS);
     /* 64 distinct rows, repeated: the bytes, not the values, matter; x ends as the activations */
     for (int r = 0; r < 64; r++) {
         for (int64_t i = 0; i < in; i++) x[i] = frand();
         tr->from_float(x, w + (size_t)r * wrow, in);
     }
     for (int64_t r = 64; r < rows; r += 64) memcpy(w + (size_t)r * wrow, w, 64 * wrow);
-    if (vt->from_float)
-        vt->from_float(x, a, in);
-    else
-        memcpy(a, x, arow);
+    for (int c = 0; c < nc; c++) {
+        for (int64_t i = 0; i < in; i++) x[i] = frand();
+        if (vt->from_float)
+            vt->from_float(x, a + (size_t)c * astride, in);
+        else
+            memcpy(a + (size_t)c * astride, x, arow);
+    }
     double *ratio = malloc(sizeof(double) * (size_t)rounds), rd_sum = 0, kn_sum = 0;
     read_pass(w, map / 128 * 128); /* warm-up: pages mapped, TLB entries */
     for (int k = 0; k < rounds; k++) {
         double rd = read_pass(w, bytes / 128 * 128);
         double t0 = wall_s();
-        for (int64_t r = 0; r < rows; r += 64)
-            tr->vec_dot_rows(in, 64, v, w + (size_t)r * wrow, wrow, a);
+        for (int64_t r = 0; r < rows; r += 64) {
+            if (nc == 1) {
+                tr->vec_dot_rows(in, 64, v, w + (size_t)r * wrow, wrow, a);
+                continue;
+            }
+            for (int rb = 0; rb < 64; rb += STREAM_COLS_BLOCK)
+                tr->vec_dot_cols(in, nc, STREAM_COLS_BLOCK, v + rb, 64, w + (size_t)(r + rb) * wrow,
+                                 wrow, a, astride);
+        }
         double kn = (double)bytes / (wall_s() - t0) / 1e9;
         ratio[k] = kn / rd, rd_sum += rd, kn_sum += kn;
     }
     qsort(ratio, (size_t)rounds, sizeof(double), cmp_double);
     printf("{\"type\": \"%s\", \"in\": %lld, \"stream_mib\": %zu, \"rounds\": %d, "
-           "\"read_gbs_mean\": %.2f, \"rows_gbs_mean\": %.2f, \"ratio_median\": %.3f, "
-           "\"ratio_min\": %.3f, \"ratio_max\": %.3f}\n",
-           tr->name, (long long)in, mib, rounds, rd_sum / rounds, kn_sum / rounds,
+           "\"cols\": %d, \"read_gbs_mean\": %.2f, \"rows_gbs_mean\": %.2f, "
+           "\"ratio_median\": %.3f, \"ratio_min\": %.3f, \"ratio_max\": %.3f}\n",
+           tr->name, (long long)in, mib, rounds, nc, rd_sum / rounds, kn_sum / rounds,
            ratio[rounds / 2], ratio[0], ratio[rounds - 1]);
     fflush(stdout);
     free(ratio), free(x), free(v), free(a);
@@ -284,7 +301,7 @@ static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds) {
 
 int main(int argc, char **argv) {
     int64_t in = 2048;
-    int rows = 64, rounds = 9;
+    int rows = 64, rounds = 9, nc = 1;
     size_t stream_mib = 0;
     const char *types =
         "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,iq4_xs";
@@ -299,14 +316,18 @@ int main(int argc, char **argv) {
             stream_mib = (size_t)atoll(argv[++i]);
         else if (!strcmp(argv[i], "-R") && i + 1 < argc)
             rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-c") && i + 1 < argc)
+            nc = atoi(argv[++i]);
         else {
-            fprintf(stderr,
-                    "usage: kernels [-t TYPE,...] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS]]\n");
+            fprintf(
+                stderr,
+                "usage: kernels [-t TYPE,...] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS] [-c NC]]\n");
             return 2;
         }
     }
-    if (in % 256 || rows < 1 || rounds < 1) {
-        fprintf(stderr, "kernels: -n must be a multiple of 256, -r and -R at least 1\n");
+    if (in % 256 || rows < 1 || rounds < 1 || nc < 1 || nc > ENG_DOT_COLS) {
+        fprintf(stderr, "kernels: -n must be a multiple of 256, -r and -R at least 1, -c 1..%d\n",
+                ENG_DOT_COLS);
         return 2;
     }
     openblas_set_num_threads(1);
@@ -321,7 +342,7 @@ int main(int argc, char **argv) {
             return 2;
         }
         if (stream_mib)
-            bench_stream((enum eng_type)t, in, stream_mib, rounds);
+            bench_stream((enum eng_type)t, in, stream_mib, rounds, nc);
         else
             bench_type((enum eng_type)t, in, rows);
     }

@@ -8,9 +8,11 @@ vec_dot path: it pays from B* = repack / (vec_dot - tile).
 For F32/F16/BF16, sgemm pays where its cost per token (to_float/B + sgemm at that B) drops below
 vec_dot. engine/internal.h's ENG_TILE_MIN_B and ENG_SGEMM_MIN_B are set from these figures.
 
-Streaming (`bench-kernels -m 384 -R 7`): how much of one core's read rate each decode kernel
-keeps on a matrix far larger than the caches, each kernel pass right after a plain read pass over
-the same bytes; the medians of the per-round ratios.
+Streaming (`bench-kernels -m 384 -R 7 [-c 4]`): how much of one core's read rate each decode
+kernel keeps on a matrix far larger than the caches, each kernel pass right after a plain read
+pass over the same bytes; the medians of the per-round ratios. Once with one activation row
+(single-sequence decode) and once with four (batched decode of four sequences: four times the
+arithmetic per weight byte).
 
 usage: /usr/bin/python3 tools/bench/kernels.py [--out BENCHMARKS.md] [-n 2048,5632]
        [--stream-mib 384] [--stream-types f16,q8_0,q4_0,q4_k,q6_k]
@@ -52,11 +54,18 @@ def main(argv):
         out = subprocess.run([exe, "-n", n], check=True, text=True, capture_output=True).stdout
         runs.append([json.loads(l) for l in out.splitlines() if l.strip()])
     stream = []
+    cols4 = {}
     if args.stream_mib > 0:
         for n in args.n.split(","):
-            cmd = [exe, "-t", args.stream_types, "-n", n, "-m", str(args.stream_mib), "-R", "7"]
-            out = subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
-            stream += [json.loads(l) for l in out.splitlines() if l.strip() and "ratio_median" in l]
+            for nc in (1, 4):
+                cmd = [exe, "-t", args.stream_types, "-n", n, "-m", str(args.stream_mib), "-R", "7",
+                       "-c", str(nc)]
+                out = subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
+                got = [json.loads(l) for l in out.splitlines() if l.strip() and "ratio_median" in l]
+                if nc == 1:
+                    stream += got
+                else:
+                    cols4.update({(r["type"], r["in"]): r for r in got})
     load1 = loadavg()
     L = [SECTION + "\n"]
     L.append(f"Written by `make bench-kernels` (tools/bench/kernels.py running "
@@ -100,18 +109,24 @@ def main(argv):
         L.append("")
     if stream:
         L.append(f"### Streaming from memory (`{build}/bench-kernels -t TYPES -n N -m "
-                 f"{args.stream_mib} -R 7`)\n")
+                 f"{args.stream_mib} -R 7 [-c 4]`)\n")
         L.append(f"One thread, a {args.stream_mib} MiB matrix in 2 MiB pages read by vec_dot_rows "
                  "in blocks of 64 rows, each pass right after a plain read pass (AVX2 loads) over "
                  "the same bytes, wall clock, 7 rounds: the median (min–max) of kernel GB/s ÷ "
                  "read GB/s, the share of one core's read rate the kernel keeps while it "
-                 "computes.\n")
-        L.append("| type | row length | read GB/s (mean) | kernel GB/s (mean) | kernel ÷ read |")
-        L.append("|---|---|---|---|---|")
+                 "computes. 4 columns (`-c 4`): a separate run, vec_dot_cols with four activation "
+                 "rows over blocks of eight weight rows, as batched decode of four sequences "
+                 "reads the weights.\n")
+        L.append("| type | row length | read GB/s (mean) | kernel GB/s (mean) | kernel ÷ read | "
+                 "4 columns GB/s (mean) | 4 columns ÷ read |")
+        L.append("|---|---|---|---|---|---|---|")
         for r in stream:
+            c = cols4.get((r["type"], r["in"]))
+            c4 = (f"{c['rows_gbs_mean']:.1f} | {c['ratio_median']:.2f} "
+                  f"({c['ratio_min']:.2f}–{c['ratio_max']:.2f})") if c else "- | -"
             L.append(f"| {r['type']} | {r['in']} | {r['read_gbs_mean']:.1f} | "
                      f"{r['rows_gbs_mean']:.1f} | {r['ratio_median']:.2f} "
-                     f"({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) |")
+                     f"({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) | {c4} |")
         L.append("")
     replace_section(args.out, SECTION, "\n".join(L))
     print(f"wrote the '{SECTION}' section of {args.out}", file=sys.stderr)
