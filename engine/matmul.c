@@ -255,9 +255,11 @@ static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *
     }
     if (B > 1 && tr->vec_dot_cols) {
         /* Up to ENG_DOT_COLS activation rows per pass over a weight row; with more, the groups
-         * take turns on a block of rows, which stays in L1 for the next group. */
-        for (int64_t rb = r0; rb < r1; rb += COLS_ROW_BLOCK) { /* hot loop */
-            int64_t nr = ENG_MIN(COLS_ROW_BLOCK, r1 - rb);
+         * take turns on a block of rows, which stays in L1 for the next group. With no more,
+         * the whole range in one call: a kernel's pipeline then runs across all its rows. */
+        const int64_t blk = B <= ENG_DOT_COLS ? r1 - r0 : COLS_ROW_BLOCK;
+        for (int64_t rb = r0; rb < r1; rb += blk) { /* hot loop */
+            int64_t nr = ENG_MIN(blk, r1 - rb);
             for (int b = 0; b < B; b += ENG_DOT_COLS)
                 tr->vec_dot_cols(in, ENG_MIN(ENG_DOT_COLS, B - b), nr, &y[(size_t)b * ldy + rb],
                                  (size_t)ldy, base + (size_t)rb * wrow, wrow,

@@ -209,17 +209,68 @@ q8x_prep(const int NC, const enum eng_type T, const uint8_t *p, __m512i q[4], __
     }
 }
 
-/* A q4_0, q5_0, iq4_nl or q8_0 row · NC Q8_0X rows (Q8_0X layout: see types.c; per group of
- * r <= 8 blocks d[r], c[r] = d·Σcodes, lo[r][16], hi[r][16]). Per group of eight blocks the
- * weight codes are gathered once for all columns as four registers of unsigned bytes against
- * the activations' lo and hi codes of blocks 0-3 and 4-7: the 4-bit families' nibbles (q5_0
- * with its fifth bits ored in from byte masks; iq4_nl's levels + 128 looked up by vpshufb),
- * q8_0's codes with the sign bit flipped (value + 128). vpdpbusd multiplies and accumulates;
- * the two halves' sums are folded into one register (unpack + add: half of the conversions,
- * permutes and fmas per column; q4_0 rows in cache 3.33 -> 3.17 ns per 256 weights, median of
- * ten interleaved rounds), and the offset (OFF = 8, 16 or 128) comes off as OFF·d·c per block,
- * once per row. Each column's arithmetic is the same sequence whatever NC is, so one token's
- * result does not depend on how many were decoded together. */
+/* Group g's products of NC Q8_0X activation rows with the weight codes q and scales dw (from
+ * q8x_prep), added to acc (codes) and accc (activation sums, for the offset): the two halves'
+ * vpdpbusd sums folded into one register (unpack + add: half of the conversions, permutes and
+ * fmas per column; q4_0 rows in cache 3.33 -> 3.17 ns per 256 weights, median of ten
+ * interleaved rounds). Q8_0X layout (see types.c): per group of r <= 8 blocks d[r], c[r] =
+ * d·Σcodes, lo[r][16], hi[r][16]. */
+static inline __attribute__((always_inline)) void q8x_group(const int NC, const __m512i q[4],
+                                                            __m256 dw, const uint8_t *a,
+                                                            size_t a_stride, int64_t g,
+                                                            __m512 acc[4], __m256 accc[4]) {
+    /* the blocks' scales where the folded sums t below hold their blocks */
+    const __m512i lanes = _mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        const uint8_t *ag = a + (size_t)c * a_stride + 40 * g;
+        const float *ad = (const float *)ag, *ac = ad + 8;
+        const int8_t *lo = (const int8_t *)(ac + 8), *hi = lo + 128;
+        const __m512 d = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(ad)));
+        accc[c] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(ac), accc[c]);
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_loadu_si512(lo));
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_loadu_si512(lo + 64));
+        p0 = _mm512_dpbusd_epi32(p0, q[1], _mm512_loadu_si512(hi));
+        p1 = _mm512_dpbusd_epi32(p1, q[3], _mm512_loadu_si512(hi + 64));
+        /* 128-bit lane L: two partial sums of block L, two of block L + 4 */
+        const __m512i t =
+            _mm512_add_epi32(_mm512_unpacklo_epi64(p0, p1), _mm512_unpackhi_epi64(p0, p1));
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(lanes, d), acc[c]);
+    }
+}
+
+/* The columns' totals of acc - off·accc, reduced together instead of by four separate
+ * reductions (q4_0 768-value rows, 4 columns in cache, min of seven interleaved runs: 1.60 ->
+ * 1.56 ns per 256 weights and column); each column's lanes are summed in the same order
+ * whatever NC is, which test-simd checks bit for bit against vec_dot. */
+static inline __attribute__((always_inline)) void
+q8x_totals(const int NC, float off, const __m512 acc[4], const __m256 accc[4], float tot[4]) {
+    __m256 h[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++)
+        h[c] = c < NC ? _mm256_fnmadd_ps(_mm256_set1_ps(off), accc[c],
+                                         _mm256_add_ps(_mm512_castps512_ps256(acc[c]),
+                                                       _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                                           _mm512_castps_pd(acc[c]), 1))))
+                      : _mm256_setzero_ps();
+    const __m256 h4 = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+    _mm_storeu_ps(tot, _mm_add_ps(_mm256_castps256_ps128(h4), _mm256_extractf128_ps(h4, 1)));
+}
+
+/* The offset of a type's unsigned weight codes (q8x_prep): OFF·d·c per block comes off. */
+static inline __attribute__((always_inline)) float q8x_off(const enum eng_type T) {
+    return T == ENG_TYPE_Q4_0 ? 8.0f : T == ENG_TYPE_Q5_0 ? 16.0f : 128.0f;
+}
+
+/* A q4_0, q5_0, iq4_nl or q8_0 row · NC Q8_0X rows. Per group of eight blocks the weight codes
+ * are gathered once for all columns as four registers of unsigned bytes against the
+ * activations' lo and hi codes of blocks 0-3 and 4-7: the 4-bit families' nibbles (q5_0 with
+ * its fifth bits ored in from byte masks; iq4_nl's levels + 128 looked up by vpshufb), q8_0's
+ * codes with the sign bit flipped (value + 128). vpdpbusd multiplies and accumulates
+ * (q8x_group), and the offset (OFF = 8, 16 or 128) comes off as OFF·d·c per block, once per
+ * row. Each column's arithmetic is the same sequence whatever NC is, so one token's result does
+ * not depend on how many were decoded together. A row whose length is not a multiple of 256
+ * ends with r < 8 blocks, summed here in scalar code. */
 static inline __attribute__((always_inline)) void q8x_cols(const int NC, const enum eng_type T,
                                                            int64_t n, float *s, size_t s_stride,
                                                            const void *vw, const uint8_t *a,
@@ -230,9 +281,6 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
                    "iq4_nl blocks are laid out as q4_0's");
     const bool nib = T != ENG_TYPE_Q8_0; /* the 4-bit families */
     const size_t bbytes = nib ? 2 * (size_t)nib_words(T) : sizeof(struct eng_block_q8_0);
-    const float off = T == ENG_TYPE_Q4_0 ? 8.0f : T == ENG_TYPE_Q5_0 ? 16.0f : 128.0f;
-    /* the blocks' scales where the folded sums t below hold their blocks */
-    const __m512i lanes = _mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7);
     __m512 acc[4];
     __m256 accc[4];
 #pragma GCC unroll 4
@@ -247,43 +295,13 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     if (nb8 > 0) q8x_prep(NC, T, (const uint8_t *)vw, q, &dw);
     for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
         if (g + 8 < nb8) q8x_prep(NC, T, (const uint8_t *)vw + (size_t)(g + 8) * bbytes, qn, &dwn);
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) {
-            const uint8_t *ag = a + (size_t)c * a_stride + 40 * g;
-            const float *ad = (const float *)ag, *ac = ad + 8;
-            const int8_t *lo = (const int8_t *)(ac + 8), *hi = lo + 128;
-            const __m512 d = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(ad)));
-            accc[c] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(ac), accc[c]);
-            __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_loadu_si512(lo));
-            __m512i p1 =
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_loadu_si512(lo + 64));
-            p0 = _mm512_dpbusd_epi32(p0, q[1], _mm512_loadu_si512(hi));
-            p1 = _mm512_dpbusd_epi32(p1, q[3], _mm512_loadu_si512(hi + 64));
-            /* 128-bit lane L: two partial sums of block L, two of block L + 4 */
-            const __m512i t =
-                _mm512_add_epi32(_mm512_unpacklo_epi64(p0, p1), _mm512_unpackhi_epi64(p0, p1));
-            acc[c] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(lanes, d), acc[c]);
-        }
+        q8x_group(NC, q, dw, a, a_stride, g, acc, accc);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) q[k] = qn[k];
         dw = dwn;
     }
-    /* The columns' totals of acc - off·accc, reduced together instead of by four separate
-     * reductions (q4_0 768-value rows, 4 columns in cache, min of seven interleaved runs: 1.60
-     * -> 1.56 ns per 256 weights and column); each column's lanes are summed in the same order
-     * whatever NC is, which test-simd checks bit for bit against vec_dot. */
-    __m256 h[4];
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++)
-        h[c] = c < NC ? _mm256_fnmadd_ps(_mm256_set1_ps(off), accc[c],
-                                         _mm256_add_ps(_mm512_castps512_ps256(acc[c]),
-                                                       _mm256_castpd_ps(_mm512_extractf64x4_pd(
-                                                           _mm512_castps_pd(acc[c]), 1))))
-                      : _mm256_setzero_ps();
-    const __m256 h4 = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
     float tot[4];
-    _mm_storeu_ps(tot, _mm_add_ps(_mm256_castps256_ps128(h4), _mm256_extractf128_ps(h4, 1)));
+    q8x_totals(NC, q8x_off(T), acc, accc, tot);
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) {
         float sum = tot[c];
@@ -312,10 +330,83 @@ static inline __attribute__((always_inline)) void q8x_cols(const int NC, const e
     }
 }
 
-ENG_TYPED_COLS_ENTRY_POINTS(q4_0_avx512, q8x_cols, ENG_TYPE_Q4_0)
-ENG_TYPED_COLS_ENTRY_POINTS(q5_0_avx512, q8x_cols, ENG_TYPE_Q5_0)
-ENG_TYPED_COLS_ENTRY_POINTS(iq4_nl_avx512, q8x_cols, ENG_TYPE_IQ4_NL)
-ENG_TYPED_COLS_ENTRY_POINTS(q8_0_avx512, q8x_cols, ENG_TYPE_Q8_0)
+/* nr rows of q8x_cols (row r's column c into s[r + c·s_stride]) with the software pipeline
+ * running across the rows: the last group of a row loads and unpacks the next row's first
+ * group, so that only the first row of a call waits for its codes. Rows of 768 weights (three
+ * groups) otherwise paid that wait three groups in every row: 4 columns in cache 1.86-1.96
+ * against 1.57-1.67 ns per 256 weights and column for rows of 2048-5632 weights. Rows with a
+ * partial last group take q8x_cols row by row. The same arithmetic per row as q8x_cols, so the
+ * results are the same bit for bit. */
+static inline __attribute__((always_inline)) void
+q8x_rows(const int NC, const enum eng_type T, int64_t n, int64_t nr, float *s, size_t s_stride,
+         const void *vw, size_t w_stride, const uint8_t *a, size_t a_stride) {
+    const int64_t nb = n / 32, nb8 = nb / 8 * 8;
+    if (nb8 < nb || nb8 == 0) {
+        for (int64_t r = 0; r < nr; r++) /* hot loop */
+            q8x_cols(NC, T, n, s + r, s_stride, (const uint8_t *)vw + (size_t)r * w_stride, a,
+                     a_stride);
+        return;
+    }
+    const bool nib = T != ENG_TYPE_Q8_0;
+    const size_t gbytes = 8 * (nib ? 2 * (size_t)nib_words(T) : sizeof(struct eng_block_q8_0));
+    const float off = q8x_off(T);
+    __m512i q[4], qn[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                           _mm512_setzero_si512()};
+    __m256 dw, dwn = _mm256_setzero_ps();
+    if (nr > 0) q8x_prep(NC, T, (const uint8_t *)vw, q, &dw);
+    for (int64_t r = 0; r < nr; r++) { /* hot loop */
+        const uint8_t *row = (const uint8_t *)vw + (size_t)r * w_stride;
+        __m512 acc[4];
+        __m256 accc[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps(), accc[c] = _mm256_setzero_ps();
+        for (int64_t g = 0; g < nb8; g += 8) {
+            const uint8_t *next = g + 8 < nb8  ? row + (size_t)(g + 8) / 8 * gbytes
+                                  : r + 1 < nr ? row + w_stride
+                                               : NULL;
+            if (next) q8x_prep(NC, T, next, qn, &dwn);
+            q8x_group(NC, q, dw, a, a_stride, g, acc, accc);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) q[k] = qn[k];
+            dw = dwn;
+        }
+        float tot[4];
+        q8x_totals(NC, off, acc, accc, tot);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) s[r + (size_t)c * s_stride] = tot[c];
+    }
+}
+
+/* vec_dot, vec_dot_rows and vec_dot_cols of one Q8_0X type: one row by q8x_cols, row ranges
+ * and column blocks by q8x_rows. */
+#define Q8X_ENTRY_POINTS(prefix, T)                                                                \
+    static void prefix##_vec_dot(int64_t n, float *s, const void *vw, const void *va) {            \
+        q8x_cols(1, T, n, s, 0, vw, va, 0);                                                        \
+    }                                                                                              \
+    static void prefix##_vec_dot_rows(int64_t n, int64_t nr, float *s, const void *vw,             \
+                                      size_t w_stride, const void *va) {                           \
+        q8x_rows(1, T, n, nr, s, 0, vw, w_stride, va, 0);                                          \
+    }                                                                                              \
+    ENG_COLS_SIG(prefix##_vec_dot_cols) {                                                          \
+        switch (nc) {                                                                              \
+        case 1:                                                                                    \
+            q8x_rows(1, T, n, nr, s, s_stride, vw, w_stride, va, a_stride);                        \
+            return;                                                                                \
+        case 2:                                                                                    \
+            q8x_rows(2, T, n, nr, s, s_stride, vw, w_stride, va, a_stride);                        \
+            return;                                                                                \
+        case 3:                                                                                    \
+            q8x_rows(3, T, n, nr, s, s_stride, vw, w_stride, va, a_stride);                        \
+            return;                                                                                \
+        default:                                                                                   \
+            q8x_rows(4, T, n, nr, s, s_stride, vw, w_stride, va, a_stride);                        \
+        }                                                                                          \
+    }
+
+Q8X_ENTRY_POINTS(q4_0_avx512, ENG_TYPE_Q4_0)
+Q8X_ENTRY_POINTS(q5_0_avx512, ENG_TYPE_Q5_0)
+Q8X_ENTRY_POINTS(iq4_nl_avx512, ENG_TYPE_IQ4_NL)
+Q8X_ENTRY_POINTS(q8_0_avx512, ENG_TYPE_Q8_0)
 
 /* iq4_xs (eight scales per block, one per 32 weights): word indices that spread scale 2k over
  * words 0-15 and scale 2k+1 over words 16-31, for the block's register k. */
