@@ -362,6 +362,12 @@ struct eng_ctx_params {
     /* Keys and values cached as fp16 instead of f32 (default false): half the KV memory and
      * half the bytes attention reads per token, for fp16 rounding of the cached values. */
     bool kv_f16;
+    /* Each of the n_threads threads on a performance core of its own (default true), when the
+     * process may run on that many (eng_default_threads counts them): the thread that calls
+     * eng_forward on the first, the pool's workers on the next. Left to the scheduler, a worker
+     * woken after an idle spell is often put on the caller's CPU, and the two take turns there
+     * for the first passes of a request. false leaves placement to the scheduler. */
+    bool pin_threads;
 };
 
 struct eng_ctx;
@@ -443,7 +449,8 @@ int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos);
 void eng_rope_llama3_factors(float *factors, int n_rot, float base, float factor, float low_freq,
                              float high_freq, int orig_ctx);
 
-/* Number of performance cores of this machine (the default thread count). */
+/* Number of performance cores this process may run on (the default thread count): of the CPUs
+ * in its affinity mask, one per core, only the cores of the highest capacity on big.LITTLE. */
 int eng_default_threads(void);
 /* The SIMD kernel level in use: "scalar", "avx2", "avx512" (x86-64), "neon", "dotprod" (aarch64).
  * The best one the CPU supports; the environment variable EDGELLM_SIMD=<level> caps it. */

@@ -72,46 +72,7 @@ struct eng_ctx {
 /* ---- defaults ---- */
 
 int eng_default_threads(void) {
-    /* Count distinct (package, core) pairs among online CPUs; on big.LITTLE boards only the cores
-     * of the highest cpu_capacity. Falls back to the online CPU count. */
-    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n_cpu < 1) return 1;
-    if (n_cpu > 1024) n_cpu = 1024;
-    long seen[1024];
-    int n_seen = 0, max_cap = -1, n_max_cap = 0;
-    for (long c = 0; c < n_cpu; c++) {
-        char path[128];
-        long core = -1, pkg = 0, cap = -1;
-        FILE *f;
-        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%ld/topology/core_id", c);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%ld", &core) != 1) core = -1;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%ld/topology/physical_package_id",
-                 c);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%ld", &pkg) != 1) pkg = 0;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%ld/cpu_capacity", c);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%ld", &cap) != 1) cap = -1;
-            fclose(f);
-        }
-        if (cap > max_cap) {
-            max_cap = (int)cap;
-            n_max_cap = 0;
-        }
-        if (cap == max_cap) n_max_cap++;
-        if (core < 0) continue;
-        long id = pkg * 100000 + core;
-        bool dup = false;
-        for (int i = 0; i < n_seen; i++) dup |= seen[i] == id;
-        if (!dup && n_seen < 1024) seen[n_seen++] = id;
-    }
-    int n = n_seen > 0 ? n_seen : (int)n_cpu;
-    if (max_cap > 0 && n_max_cap < n) n = n_max_cap;
+    int n = eng_perf_cpus(NULL, 0);
     return n < 1 ? 1 : n;
 }
 
@@ -122,6 +83,7 @@ void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p)
     p->n_outputs = 0; /* = n_slots */
     p->n_threads = eng_default_threads();
     p->kv_f16 = false;
+    p->pin_threads = true;
 }
 
 /* ---- context ---- */
@@ -240,7 +202,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->logits = s, s += O * V;
     c->exits_h = s;
     rope_tables(c);
-    c->pool = eng_pool_new(p.n_threads);
+    c->pool = eng_pool_new(p.n_threads, p.pin_threads);
     if (!c->pool) goto nomem;
     return c;
 nomem:

@@ -43,10 +43,18 @@ void eng_repack_install(struct eng_type_traits *table);
 
 /* ---- thread pool ---- */
 struct eng_pool;
-/* n_threads >= 1 (the calling thread counts as one). NULL on failure. */
-struct eng_pool *eng_pool_new(int n_threads);
+/* n_threads >= 1 (the calling thread counts as one). With pin, and when the process may run
+ * on at least n_threads performance cores (eng_perf_cpus), each thread gets one of them: worker
+ * i the (i+1)-th at once, the thread that calls eng_pool_run the first at its first run (its
+ * own affinity comes back at eng_pool_free, if that thread frees the pool). NULL on failure. */
+struct eng_pool *eng_pool_new(int n_threads, bool pin);
 void eng_pool_free(struct eng_pool *p);
 int eng_pool_size(const struct eng_pool *p);
+/* One CPU of each performance core this process may run on, in CPU order: the CPUs of its
+ * affinity mask, of the highest cpu_capacity where the kernel reports capacities (big.LITTLE),
+ * the first CPU of each (package, core) pair (SMT siblings share a core). Writes at most max of
+ * them to cpus (which may be NULL) and returns how many there are. */
+int eng_perf_cpus(int *cpus, int max);
 /* Calls fn(arg, ith, nth) on every thread (ith = 0 runs on the caller) and returns when all
  * are done. */
 void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);

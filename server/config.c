@@ -39,6 +39,10 @@ static const struct cfg_key keys[] = {
      "cache keys and values as fp16: half the KV memory and half the bytes attention reads per "
      "token (batches and long contexts decode faster), for fp16 rounding of the cached values; "
      "false caches them as f32"},
+    {"pin_threads", CFG_BOOL, OFF(pin_threads), 0, 0, "true", NULL, 0, "model",
+     "run each engine thread on a performance core of its own when there are enough of them "
+     "(the first passes after an idle spell then do not wait for the scheduler to spread the "
+     "threads: short replies come sooner); false leaves placement to the scheduler"},
 
     {"host", CFG_STRING, OFF(host), 0, 0, "127.0.0.1", NULL, 0, "network",
      "address to listen on; anything but loopback needs an API key or insecure_no_auth"},

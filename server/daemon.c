@@ -369,6 +369,7 @@ int srv_main(int argc, char **argv, char **envp) {
         .prefill_chunk = (int)s->cfg.prefill_chunk,
         .mlock = s->cfg.mlock,
         .kv_f16 = s->cfg.kv_f16,
+        .pin_threads = s->cfg.pin_threads,
         .stream_interval = s->cfg.stream_interval,
     };
     uv_timer_init(s->loop, &s->tick);

@@ -539,6 +539,7 @@ static int load(struct srv_sched *s) {
     cp.n_outputs = s->p.slots;
     if (s->p.threads > 0) cp.n_threads = s->p.threads;
     cp.kv_f16 = s->p.kv_f16;
+    cp.pin_threads = s->p.pin_threads;
     if (!(s->ctx = eng_ctx_new(s->model, &cp))) {
         snprintf(msg, sizeof(msg), "cannot create the inference context (%d slots x %d tokens): %s",
                  cp.n_slots, cp.n_ctx, eng_last_error());

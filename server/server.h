@@ -41,6 +41,7 @@ struct srv_config {
     long prefill_chunk;
     bool mlock;
     bool kv_f16;
+    bool pin_threads;
     /* network (restart needed) */
     char *host;
     long port;

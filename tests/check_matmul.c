@@ -54,7 +54,7 @@ static void check_product(enum eng_type type, int64_t in, int out, int B, int n_
                            .ne = {in, out, 1, 1},
                            .nbytes = wrow * out,
                            .data = wq};
-    struct eng_pool *pool = eng_pool_new(n_threads);
+    struct eng_pool *pool = eng_pool_new(n_threads, false);
     struct eng_mm_ws *ws = eng_mm_ws_new(in, B, n_threads);
     ck_assert(pool && ws);
     eng_matmul(pool, ws, &t, x, B, y, out, NULL, 0);
@@ -220,7 +220,7 @@ START_TEST(single_thread_equals_two_threads) {
             struct eng_tensor w = {
                 .type = types[t], .n_dims = 2, .ne = {in, out, 1, 1}, .data = wq};
             for (int nth = 1; nth <= 2; nth++) {
-                struct eng_pool *pool = eng_pool_new(nth);
+                struct eng_pool *pool = eng_pool_new(nth, false);
                 struct eng_mm_ws *ws = eng_mm_ws_new(in, B, nth);
                 eng_matmul(pool, ws, &w, f, B, nth == 1 ? y1 : y2, out, NULL, 0);
                 eng_mm_ws_free(ws);
@@ -284,7 +284,7 @@ START_TEST(fused_equals_separate) {
         w[p] = (struct eng_tensor){
             .type = types[p], .n_dims = 2, .ne = {in, outs[p], 1, 1}, .data = wq[p]};
     }
-    struct eng_pool *pool = eng_pool_new(2);
+    struct eng_pool *pool = eng_pool_new(2, false);
     struct eng_mm_ws *ws = eng_mm_ws_new(in, 64, 2);
     for (int B = 1; B <= 4; B += 3) {
         float *sep[3], *fus[3];
@@ -348,7 +348,7 @@ static void pool_probe_fn(void *arg, int ith, int nth) {
 }
 START_TEST(pool_jobs_complete_without_late_workers) {
     for (int nth = 2; nth <= 4; nth++) {
-        struct eng_pool *pool = eng_pool_new(nth);
+        struct eng_pool *pool = eng_pool_new(nth, false);
         ck_assert_ptr_nonnull(pool);
         int skipped_after_sleep = 0, late = 0;
         for (int k = 0; k < 600; k++) {

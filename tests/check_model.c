@@ -1,8 +1,10 @@
 /*
  * check_model.c — model loading and the forward pass beyond what the reference checks cover:
  * sequences interleaved over several slots in mixed batches give the same logits as each run
- * alone; exits equal a pass cut at that layer; slot copies; batch validation; and load errors
- * (unknown architecture, missing tensor, wrong shape) are refused with a message.
+ * alone; exits equal a pass cut at that layer; slot copies; batch validation; load errors
+ * (unknown architecture, missing tensor, wrong shape) are refused with a message; and the
+ * placement of a context's threads (pin_threads) and the default thread count follow the
+ * process's affinity mask.
  *
  * Models come from the generator ($BUILD/genmodel, built by `make`).
  */
@@ -11,6 +13,7 @@
 
 #include <check.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,6 +477,61 @@ START_TEST(replace_tensor) {
 }
 END_TEST
 
+/* One pass of a fresh 2-thread context with pin_threads = pin; the calling thread's affinity
+ * while the context lives is copied to during. */
+static void pass_with(struct eng_model *m, bool pin, cpu_set_t *during) {
+    struct eng_ctx_params p;
+    eng_ctx_params_default(m, &p);
+    ck_assert(p.pin_threads); /* on by default */
+    p.pin_threads = pin;
+    p.n_threads = 2;
+    struct eng_ctx *c = eng_ctx_new(m, &p);
+    ck_assert_msg(c != NULL, "%s", eng_last_error());
+    int32_t tok = 1;
+    struct eng_batch b = {.n_tokens = 1, .token = &tok};
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    ck_assert_int_eq(sched_getaffinity(0, sizeof(*during), during), 0);
+    eng_ctx_free(c);
+}
+
+/* pin_threads: with at least two performance cores allowed, the thread that runs the passes of
+ * a 2-thread context runs on one CPU while the context lives and gets its affinity back when it
+ * frees the context; pin_threads off, or a mask of one CPU, leaves it alone. The default thread
+ * count is the number of performance cores in the mask. */
+START_TEST(thread_placement) {
+    struct eng_model *m = eng_model_load(gen("m.gguf", "--arch llama --type f32 --seed 5"), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    cpu_set_t before, during, after;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof(before), &before), 0);
+    int cores = eng_default_threads();
+    ck_assert_int_ge(cores, 1);
+    ck_assert_int_le(cores, CPU_COUNT(&before));
+    for (int pin = 0; pin < 2; pin++) {
+        pass_with(m, pin, &during);
+        if (pin && cores >= 2)
+            ck_assert_int_eq(CPU_COUNT(&during), 1);
+        else
+            ck_assert(CPU_EQUAL(&during, &before));
+        ck_assert_int_eq(sched_getaffinity(0, sizeof(after), &after), 0);
+        ck_assert(CPU_EQUAL(&after, &before));
+    }
+    /* one CPU allowed: one default thread, and two threads are not pinned */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, &before)) {
+            CPU_SET(cpu, &one);
+            break;
+        }
+    ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+    ck_assert_int_eq(eng_default_threads(), 1);
+    pass_with(m, true, &during);
+    ck_assert(CPU_EQUAL(&during, &one));
+    ck_assert_int_eq(sched_setaffinity(0, sizeof(before), &before), 0);
+    eng_model_free(m);
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
@@ -490,6 +548,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, populate_at_load);
     tcase_add_test(tc, observer_and_first_layer);
     tcase_add_test(tc, replace_tensor);
+    tcase_add_test(tc, thread_placement);
     suite_add_tcase(s, tc);
     return s;
 }
