@@ -278,7 +278,11 @@ void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), v
     }
     if (p->pin && !p->caller_pinned) { /* the first run: the caller onto its CPU */
         p->caller = pthread_self();
-        if (pthread_getaffinity_np(p->caller, sizeof(p->caller_mask), &p->caller_mask) == 0) {
+        cpu_set_t *m = &p->caller_mask;
+        /* a caller already on that CPU alone (another pool of its placed it) is left as it is,
+         * so that only the pool that pinned it gives the caller its affinity back */
+        if (pthread_getaffinity_np(p->caller, sizeof(*m), m) == 0 &&
+            !(CPU_COUNT(m) == 1 && CPU_ISSET(p->cpu0, m))) {
             pin_thread(p->caller, p->cpu0);
             p->caller_pinned = true;
         } else {

@@ -515,6 +515,24 @@ START_TEST(thread_placement) {
         ck_assert_int_eq(sched_getaffinity(0, sizeof(after), &after), 0);
         ck_assert(CPU_EQUAL(&after, &before));
     }
+    /* two contexts pinning the same thread: whichever is freed first, the thread ends with the
+     * affinity it had before either */
+    if (cores >= 2)
+        for (int first = 0; first < 2; first++) {
+            struct eng_ctx_params p;
+            eng_ctx_params_default(m, &p);
+            p.n_threads = 2;
+            struct eng_ctx *c[2] = {eng_ctx_new(m, &p), eng_ctx_new(m, &p)};
+            ck_assert(c[0] && c[1]);
+            int32_t tok = 1;
+            struct eng_batch b = {.n_tokens = 1, .token = &tok};
+            ck_assert_int_eq(eng_forward(c[0], &b), 0);
+            ck_assert_int_eq(eng_forward(c[1], &b), 0);
+            eng_ctx_free(c[first]);
+            eng_ctx_free(c[1 - first]);
+            ck_assert_int_eq(sched_getaffinity(0, sizeof(after), &after), 0);
+            ck_assert(CPU_EQUAL(&after, &before));
+        }
     /* one CPU allowed: one default thread, and two threads are not pinned */
     cpu_set_t one;
     CPU_ZERO(&one);
