@@ -256,7 +256,9 @@ static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *
     if (B > 1 && tr->vec_dot_cols) {
         /* Up to ENG_DOT_COLS activation rows per pass over a weight row; with more, the groups
          * take turns on a block of rows, which stays in L1 for the next group. With no more,
-         * the whole range in one call: a kernel's pipeline then runs across all its rows. */
+         * the whole range in one call: a kernel's pipeline then runs across all its rows
+         * (L110M Q4_0 4 sequences, builds alternated, medians of 8 and of 10 rounds: blocks of
+         * COLS_ROW_BLOCK 1118 and 1127 tok/s, the whole range 1132 and 1190). */
         const int64_t blk = B <= ENG_DOT_COLS ? r1 - r0 : COLS_ROW_BLOCK;
         for (int64_t rb = r0; rb < r1; rb += blk) { /* hot loop */
             int64_t nr = ENG_MIN(blk, r1 - rb);

@@ -176,7 +176,7 @@ static inline __attribute__((always_inline)) int nib_value(const enum eng_type T
 }
 
 /* The weight codes of the group at p as four registers of unsigned bytes against Q8_0X's lo
- * and hi codes of blocks 0-3 and 4-7, and the eight scales (q8x_cols). */
+ * and hi codes of blocks 0-3 and 4-7, and the eight scales (q8x_rows). */
 static inline __attribute__((always_inline)) void
 q8x_prep(const int NC, const enum eng_type T, const uint8_t *p, __m512i q[4], __m256 *dw) {
     const bool nib = T != ENG_TYPE_Q8_0, q5 = T == ENG_TYPE_Q5_0;
@@ -262,98 +262,66 @@ static inline __attribute__((always_inline)) float q8x_off(const enum eng_type T
     return T == ENG_TYPE_Q4_0 ? 8.0f : T == ENG_TYPE_Q5_0 ? 16.0f : 128.0f;
 }
 
-/* A q4_0, q5_0, iq4_nl or q8_0 row · NC Q8_0X rows. Per group of eight blocks the weight codes
- * are gathered once for all columns as four registers of unsigned bytes against the
- * activations' lo and hi codes of blocks 0-3 and 4-7: the 4-bit families' nibbles (q5_0 with
- * its fifth bits ored in from byte masks; iq4_nl's levels + 128 looked up by vpshufb), q8_0's
- * codes with the sign bit flipped (value + 128). vpdpbusd multiplies and accumulates
- * (q8x_group), and the offset (OFF = 8, 16 or 128) comes off as OFF·d·c per block, once per
- * row. Each column's arithmetic is the same sequence whatever NC is, so one token's result does
- * not depend on how many were decoded together. A row whose length is not a multiple of 256
- * ends with r < 8 blocks, summed here in scalar code. */
-static inline __attribute__((always_inline)) void q8x_cols(const int NC, const enum eng_type T,
-                                                           int64_t n, float *s, size_t s_stride,
-                                                           const void *vw, const uint8_t *a,
-                                                           size_t a_stride) {
-    const int64_t nb = n / 32, nb8 = nb / 8 * 8;
-    _Static_assert(sizeof(struct eng_block_iq4_nl) == sizeof(struct eng_block_q4_0) &&
-                       offsetof(struct eng_block_iq4_nl, qs) == offsetof(struct eng_block_q4_0, qs),
-                   "iq4_nl blocks are laid out as q4_0's");
-    const bool nib = T != ENG_TYPE_Q8_0; /* the 4-bit families */
+/* The products of a row's last r < 8 blocks (a row whose length is not a multiple of 256) with
+ * column c, in scalar code. */
+static inline __attribute__((always_inline)) float
+q8x_tail(const enum eng_type T, int64_t nb8, int r, const uint8_t *vw, const uint8_t *ac) {
+    const bool nib = T != ENG_TYPE_Q8_0;
     const size_t bbytes = nib ? 2 * (size_t)nib_words(T) : sizeof(struct eng_block_q8_0);
-    __m512 acc[4];
-    __m256 accc[4];
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps(), accc[c] = _mm256_setzero_ps();
-    /* software-pipelined: the next group's codes are loaded and unpacked before this group's
-     * columns, so that their latency (loads, permutes, nibble split: tens of cycles before the
-     * first vpdpbusd) overlaps the columns' work (4 columns in cache 1.91 -> 1.67 ns per 256
-     * weights and column, rows 3.13 -> 3.00, medians of eight interleaved rounds) */
-    __m512i q[4], qn[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                           _mm512_setzero_si512()}; /* lo 0-3, hi 0-3, lo 4-7, hi 4-7 */
-    __m256 dw, dwn = _mm256_setzero_ps();
-    if (nb8 > 0) q8x_prep(NC, T, (const uint8_t *)vw, q, &dw);
-    for (int64_t g = 0; g < nb8; g += 8) { /* hot loop */
-        if (g + 8 < nb8) q8x_prep(NC, T, (const uint8_t *)vw + (size_t)(g + 8) * bbytes, qn, &dwn);
-        q8x_group(NC, q, dw, a, a_stride, g, acc, accc);
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) q[k] = qn[k];
-        dw = dwn;
-    }
-    float tot[4];
-    q8x_totals(NC, q8x_off(T), acc, accc, tot);
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) {
-        float sum = tot[c];
-        if (nb8 < nb) { /* the last group has r < 8 blocks */
-            int r = (int)(nb - nb8);
-            const float *ad = (const float *)(a + (size_t)c * a_stride + 40 * nb8);
-            const int8_t *lo = (const int8_t *)(ad + 2 * r), *hi = lo + 16 * r;
-            for (int k = 0; k < r; k++) {
-                const uint8_t *blk = (const uint8_t *)vw + (size_t)(nb8 + k) * bbytes;
-                int isum = 0;
-                if (nib) {
-                    for (int j = 0; j < 16; j++)
-                        isum += nib_value(T, blk, j) * lo[16 * k + j] +
-                                nib_value(T, blk, j + 16) * hi[16 * k + j];
-                } else {
-                    const struct eng_block_q8_0 *b = (const struct eng_block_q8_0 *)blk;
-                    for (int j = 0; j < 16; j++)
-                        isum += b->qs[j] * lo[16 * k + j] + b->qs[j + 16] * hi[16 * k + j];
-                }
-                uint16_t dk;
-                memcpy(&dk, blk, 2);
-                sum += h2f(dk) * ad[k] * (float)isum;
-            }
+    const float *ad = (const float *)(ac + 40 * nb8);
+    const int8_t *lo = (const int8_t *)(ad + 2 * r), *hi = lo + 16 * r;
+    float sum = 0.0f;
+    for (int k = 0; k < r; k++) {
+        const uint8_t *blk = vw + (size_t)(nb8 + k) * bbytes;
+        int isum = 0;
+        if (nib) {
+            for (int j = 0; j < 16; j++)
+                isum += nib_value(T, blk, j) * lo[16 * k + j] +
+                        nib_value(T, blk, j + 16) * hi[16 * k + j];
+        } else {
+            const struct eng_block_q8_0 *b = (const struct eng_block_q8_0 *)blk;
+            for (int j = 0; j < 16; j++)
+                isum += b->qs[j] * lo[16 * k + j] + b->qs[j + 16] * hi[16 * k + j];
         }
-        s[(size_t)c * s_stride] = sum;
+        uint16_t dk;
+        memcpy(&dk, blk, 2);
+        sum += h2f(dk) * ad[k] * (float)isum;
     }
+    return sum;
 }
 
-/* nr rows of q8x_cols (row r's column c into s[r + c·s_stride]) with the software pipeline
- * running across the rows: the last group of a row loads and unpacks the next row's first
- * group, so that only the first row of a call waits for its codes. Rows of 768 weights (three
- * groups) otherwise paid that wait three groups in every row: 4 columns in cache 1.86-1.96
- * against 1.57-1.67 ns per 256 weights and column for rows of 2048-5632 weights. Rows with a
- * partial last group take q8x_cols row by row. The same arithmetic per row as q8x_cols, so the
- * results are the same bit for bit. */
+/* nr q4_0, q5_0, iq4_nl or q8_0 rows · NC Q8_0X rows (row r's column c into s[r + c·s_stride]).
+ * Per group of eight blocks the weight codes are gathered once for all columns as four
+ * registers of unsigned bytes against the activations' lo and hi codes of blocks 0-3 and 4-7:
+ * the 4-bit families' nibbles (q5_0 with its fifth bits ored in from byte masks; iq4_nl's levels
+ * + 128 looked up by vpshufb), q8_0's codes with the sign bit flipped (value + 128). vpdpbusd
+ * multiplies and accumulates (q8x_group), and the offset (OFF = 8, 16 or 128) comes off as
+ * OFF·d·c per block, once per row. Each column's arithmetic is the same sequence whatever NC and
+ * nr are, so one token's result does not depend on how many were decoded together.
+ *
+ * Software-pipelined: the next group's codes are loaded and unpacked before this group's
+ * columns, so that their latency (loads, permutes, nibble split: tens of cycles before the first
+ * vpdpbusd) overlaps the columns' work (4 columns in cache 1.91 -> 1.67 ns per 256 weights and
+ * column, rows 3.13 -> 3.00, medians of eight interleaved rounds). The pipeline runs across the
+ * rows: a row's last group prepares the next row's first, so that only the first row of a call
+ * waits for its codes (rows of 768 weights, three groups, paid that wait in every row: 4
+ * columns in cache 1.81 -> 1.67 ns, min of ten interleaved rounds). */
 static inline __attribute__((always_inline)) void
 q8x_rows(const int NC, const enum eng_type T, int64_t n, int64_t nr, float *s, size_t s_stride,
          const void *vw, size_t w_stride, const uint8_t *a, size_t a_stride) {
+    _Static_assert(sizeof(struct eng_block_iq4_nl) == sizeof(struct eng_block_q4_0) &&
+                       offsetof(struct eng_block_iq4_nl, qs) == offsetof(struct eng_block_q4_0, qs),
+                   "iq4_nl blocks are laid out as q4_0's");
     const int64_t nb = n / 32, nb8 = nb / 8 * 8;
-    if (nb8 < nb || nb8 == 0) {
-        for (int64_t r = 0; r < nr; r++) /* hot loop */
-            q8x_cols(NC, T, n, s + r, s_stride, (const uint8_t *)vw + (size_t)r * w_stride, a,
-                     a_stride);
-        return;
-    }
-    const bool nib = T != ENG_TYPE_Q8_0;
+    const bool nib = T != ENG_TYPE_Q8_0; /* the 4-bit families */
     const size_t gbytes = 8 * (nib ? 2 * (size_t)nib_words(T) : sizeof(struct eng_block_q8_0));
     const float off = q8x_off(T);
-    __m512i q[4], qn[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                           _mm512_setzero_si512()};
-    __m256 dw, dwn = _mm256_setzero_ps();
-    if (nr > 0) q8x_prep(NC, T, (const uint8_t *)vw, q, &dw);
+    /* lo 0-3, hi 0-3, lo 4-7, hi 4-7 of this group (q) and the next (qn) */
+    __m512i q[4], qn[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) q[k] = qn[k] = _mm512_setzero_si512();
+    __m256 dw = _mm256_setzero_ps(), dwn = dw;
+    if (nr > 0 && nb8 > 0) q8x_prep(NC, T, (const uint8_t *)vw, q, &dw);
     for (int64_t r = 0; r < nr; r++) { /* hot loop */
         const uint8_t *row = (const uint8_t *)vw + (size_t)r * w_stride;
         __m512 acc[4];
@@ -373,15 +341,17 @@ q8x_rows(const int NC, const enum eng_type T, int64_t n, int64_t nr, float *s, s
         float tot[4];
         q8x_totals(NC, off, acc, accc, tot);
 #pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) s[r + (size_t)c * s_stride] = tot[c];
+        for (int c = 0; c < NC; c++)
+            s[r + (size_t)c * s_stride] =
+                nb8 < nb ? tot[c] + q8x_tail(T, nb8, (int)(nb - nb8), row, a + (size_t)c * a_stride)
+                         : tot[c];
     }
 }
 
-/* vec_dot, vec_dot_rows and vec_dot_cols of one Q8_0X type: one row by q8x_cols, row ranges
- * and column blocks by q8x_rows. */
+/* vec_dot, vec_dot_rows and vec_dot_cols of one Q8_0X type, all by q8x_rows. */
 #define Q8X_ENTRY_POINTS(prefix, T)                                                                \
     static void prefix##_vec_dot(int64_t n, float *s, const void *vw, const void *va) {            \
-        q8x_cols(1, T, n, s, 0, vw, va, 0);                                                        \
+        q8x_rows(1, T, n, 1, s, 0, vw, 0, va, 0);                                                  \
     }                                                                                              \
     static void prefix##_vec_dot_rows(int64_t n, int64_t nr, float *s, const void *vw,             \
                                       size_t w_stride, const void *va) {                           \

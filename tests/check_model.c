@@ -12,11 +12,14 @@
 #include "engine.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define TOL 1e-4f
 
@@ -477,9 +480,8 @@ START_TEST(replace_tensor) {
 }
 END_TEST
 
-/* One pass of a fresh 2-thread context with pin_threads = pin; the calling thread's affinity
- * while the context lives is copied to during. */
-static void pass_with(struct eng_model *m, bool pin, cpu_set_t *during) {
+/* A 2-thread context with pin_threads = pin after one pass. */
+static struct eng_ctx *ctx_after_pass(struct eng_model *m, bool pin) {
     struct eng_ctx_params p;
     eng_ctx_params_default(m, &p);
     ck_assert(p.pin_threads); /* on by default */
@@ -490,14 +492,34 @@ static void pass_with(struct eng_model *m, bool pin, cpu_set_t *during) {
     int32_t tok = 1;
     struct eng_batch b = {.n_tokens = 1, .token = &tok};
     ck_assert_int_eq(eng_forward(c, &b), 0);
-    ck_assert_int_eq(sched_getaffinity(0, sizeof(*during), during), 0);
-    eng_ctx_free(c);
+    return c;
+}
+
+/* The CPUs of this process's threads other than the caller that are held to one CPU: a mask
+ * with those CPUs set; how many such threads, in *n. */
+static cpu_set_t single_cpu_threads(int *n) {
+    cpu_set_t cpus, t;
+    CPU_ZERO(&cpus);
+    *n = 0;
+    DIR *d = opendir("/proc/self/task");
+    ck_assert_ptr_nonnull(d);
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    for (struct dirent *e; (e = readdir(d));) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid <= 0 || tid == self || sched_getaffinity(tid, sizeof(t), &t) != 0) continue;
+        if (CPU_COUNT(&t) != 1) continue;
+        CPU_OR(&cpus, &cpus, &t);
+        (*n)++;
+    }
+    closedir(d);
+    return cpus;
 }
 
 /* pin_threads: with at least two performance cores allowed, the thread that runs the passes of
- * a 2-thread context runs on one CPU while the context lives and gets its affinity back when it
- * frees the context; pin_threads off, or a mask of one CPU, leaves it alone. The default thread
- * count is the number of performance cores in the mask. */
+ * a 2-thread context and the pool's worker each run on one CPU, not the same, while the context
+ * lives, and the caller gets its affinity back when it frees the context; pin_threads off, or a
+ * mask of one CPU, leaves both alone. The default thread count is the number of performance
+ * cores in the mask. */
 START_TEST(thread_placement) {
     struct eng_model *m = eng_model_load(gen("m.gguf", "--arch llama --type f32 --seed 5"), NULL);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
@@ -507,11 +529,21 @@ START_TEST(thread_placement) {
     ck_assert_int_ge(cores, 1);
     ck_assert_int_le(cores, CPU_COUNT(&before));
     for (int pin = 0; pin < 2; pin++) {
-        pass_with(m, pin, &during);
-        if (pin && cores >= 2)
+        struct eng_ctx *c = ctx_after_pass(m, pin);
+        ck_assert_int_eq(sched_getaffinity(0, sizeof(during), &during), 0);
+        int n_single;
+        cpu_set_t workers = single_cpu_threads(&n_single);
+        if (pin && cores >= 2) {
             ck_assert_int_eq(CPU_COUNT(&during), 1);
-        else
+            ck_assert_int_eq(n_single, 1); /* the one worker */
+            cpu_set_t both;
+            CPU_AND(&both, &workers, &during);
+            ck_assert_int_eq(CPU_COUNT(&both), 0); /* not on the caller's CPU */
+        } else {
             ck_assert(CPU_EQUAL(&during, &before));
+            ck_assert_int_eq(n_single, 0);
+        }
+        eng_ctx_free(c);
         ck_assert_int_eq(sched_getaffinity(0, sizeof(after), &after), 0);
         ck_assert(CPU_EQUAL(&after, &before));
     }
@@ -519,15 +551,7 @@ START_TEST(thread_placement) {
      * affinity it had before either */
     if (cores >= 2)
         for (int first = 0; first < 2; first++) {
-            struct eng_ctx_params p;
-            eng_ctx_params_default(m, &p);
-            p.n_threads = 2;
-            struct eng_ctx *c[2] = {eng_ctx_new(m, &p), eng_ctx_new(m, &p)};
-            ck_assert(c[0] && c[1]);
-            int32_t tok = 1;
-            struct eng_batch b = {.n_tokens = 1, .token = &tok};
-            ck_assert_int_eq(eng_forward(c[0], &b), 0);
-            ck_assert_int_eq(eng_forward(c[1], &b), 0);
+            struct eng_ctx *c[2] = {ctx_after_pass(m, true), ctx_after_pass(m, true)};
             eng_ctx_free(c[first]);
             eng_ctx_free(c[1 - first]);
             ck_assert_int_eq(sched_getaffinity(0, sizeof(after), &after), 0);
@@ -543,8 +567,10 @@ START_TEST(thread_placement) {
         }
     ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
     ck_assert_int_eq(eng_default_threads(), 1);
-    pass_with(m, true, &during);
+    struct eng_ctx *c = ctx_after_pass(m, true);
+    ck_assert_int_eq(sched_getaffinity(0, sizeof(during), &during), 0);
     ck_assert(CPU_EQUAL(&during, &one));
+    eng_ctx_free(c);
     ck_assert_int_eq(sched_setaffinity(0, sizeof(before), &before), 0);
     eng_model_free(m);
 }
