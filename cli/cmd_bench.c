@@ -20,7 +20,7 @@
 
 static void usage(void) {
     printf("usage: edgellm bench -m MODEL [-m MODEL ...] [-t 1,2] [-p 64] [-n 32] [-r 5]\n"
-           "                     [-s SEQS] [--json] [--mlock] [--kv-f16]\n\n"
+           "                     [-s SEQS] [--json] [--mlock] [--kv-f16] [--file-layout]\n\n"
            "  -m MODEL   GGUF model (repeatable)\n"
            "  -t LIST    thread counts (default: the performance cores)\n"
            "  -p N       prompt tokens for the pp test (0 skips it; default 64)\n"
@@ -31,7 +31,10 @@ static void usage(void) {
            "             of them (default 1)\n"
            "  --json     print one JSON array of measurements instead of a table\n"
            "  --mlock    lock the model's pages in RAM\n"
-           "  --kv-f16   cache keys and values as fp16 (as edgellmd's kv_f16)\n");
+           "  --kv-f16   cache keys and values as fp16 (as edgellmd's kv_f16)\n"
+           "  --file-layout  keep the weights as the file lays them out (edgellmd's\n"
+           "             interleave = false); by default they are laid out for this CPU's\n"
+           "             kernels at load, as edgellmd does\n");
 }
 
 static double now_s(void) {
@@ -131,9 +134,10 @@ static const char *main_type(const struct eng_model *m) {
 }
 
 static int bench_model(const char *path, const int *threads, int n_threads, int n_prompt, int n_gen,
-                       int reps, int seqs, bool json, bool mlock, bool kv16, bool *first_json) {
+                       int reps, int seqs, bool json, bool mlock, bool kv16, bool interleave,
+                       bool *first_json) {
     rss_peak_reset();
-    struct eng_model_params mp = {.use_mlock = mlock};
+    struct eng_model_params mp = {.use_mlock = mlock, .interleave = interleave};
     struct eng_model *m = eng_model_load(path, &mp);
     if (!m) return cli_fail("bench", "%s", eng_last_error());
     const struct eng_hparams *hp = eng_model_hparams(m);
@@ -229,7 +233,7 @@ int cmd_bench(int argc, char **argv) {
     const char *models[64];
     int n_models = 0, threads[BENCH_MAX_THREADS] = {0}, n_threads = 1;
     long n_prompt = 64, n_gen = 32, reps = 5, seqs = 1;
-    bool json = false, mlock = false, kv16 = false;
+    bool json = false, mlock = false, kv16 = false, interleave = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
@@ -272,6 +276,8 @@ int cmd_bench(int argc, char **argv) {
             mlock = true;
         } else if (!strcmp(a, "--kv-f16")) {
             kv16 = true;
+        } else if (!strcmp(a, "--file-layout")) {
+            interleave = false;
         } else {
             return cli_usage_error("bench", "unknown or incomplete option '%s'", a);
         }
@@ -290,7 +296,7 @@ int cmd_bench(int argc, char **argv) {
     int rc = 0;
     for (int i = 0; i < n_models && rc == 0; i++)
         rc = bench_model(models[i], threads, n_threads, (int)n_prompt, (int)n_gen, (int)reps,
-                         (int)seqs, json, mlock, kv16, &first);
+                         (int)seqs, json, mlock, kv16, interleave, &first);
     if (json) printf(first ? "[]\n" : "\n]\n");
     return rc;
 }

@@ -85,6 +85,7 @@ enum eng_type {
     ENG_TYPE_BF16 = 30,
     ENG_TYPE_OWN_FIRST = 64, /* edgellm's own formats start here */
     ENG_TYPE_Q8_0X = 64,     /* activations only: Q8_0 laid out for the SIMD q4_0 kernels */
+    ENG_TYPE_Q4_0X16 = 65,   /* q4_0 weights, rows interleaved by 16 at load; never in a file */
     ENG_TYPE_COUNT = 96,     /* sentinel: size of the traits table */
 };
 
@@ -125,6 +126,13 @@ struct eng_type_traits {
      * Each result equals vec_dot's bit for bit. NULL where there is no such kernel. */
     void (*vec_dot_rows)(int64_t n, int64_t nr, float *s, const void *w, size_t w_stride,
                          const void *a);
+    /* Interleaved layouts (row_group > 1): the rows are stored in groups of row_group, each
+     * group's blocks interleaved (eng_interleave_rows), so a row is not at w + r * row size;
+     * eng_deinterleave_row reads one out as a row of row_type. vec_dot_rows / vec_dot_cols
+     * then take nr a multiple of row_group and w at the start of a group; vec_dot, to_float
+     * and repack are NULL (they are row_type's, on a row read out). */
+    int row_group;
+    enum eng_type row_type;
 };
 #define ENG_DOT_COLS 4
 
@@ -324,6 +332,10 @@ struct eng_hparams {
 struct eng_model_params {
     bool use_mlock; /* lock the mapping in RAM */
     bool populate;  /* read the weights in and map them at load, not during the first pass */
+    /* lay the weight matrices out for the kernels of the running CPU where it has such a
+     * layout (ENG_TYPE_Q4_0X16 on the AVX-512 level): a copy in memory replaces the mapped
+     * rows, which are let go; tensors the model returns are then of that type */
+    bool interleave;
 };
 
 struct eng_model;

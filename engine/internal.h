@@ -32,6 +32,15 @@ _Static_assert(sizeof(struct eng_block_q4_0) == 18, "q4_0 block: 4.5 bits per we
  * for it). Returns 0, or ENG_EUNSUPPORTED for an unknown id. */
 int eng_type_block_info(int type, int64_t *blck_size, size_t *type_size);
 
+/* Interleaved layouts (traits row_group > 1): nrows (a multiple of row_group) rows of n
+ * elements of the type's row_type at src, contiguous, into that layout at dst (the same number
+ * of bytes); and row r of such a tensor at base back into one row of row_type. */
+void eng_interleave_rows(enum eng_type type, const void *src, void *dst, int64_t n, int64_t nrows);
+void eng_deinterleave_row(enum eng_type type, const void *base, int64_t n, int64_t r, void *row);
+/* Blocks b0..b1-1 of that row only. */
+void eng_deinterleave_blocks(enum eng_type type, const void *base, int64_t n, int64_t r, int64_t b0,
+                             int64_t b1, void *out);
+
 /* Installs the scalar reference kernels of the core formats into the table. Called once. */
 void eng_types_init_core(struct eng_type_traits *table);
 /* Hook for additional formats and SIMD kernels (kernels code); may replace entries. */
@@ -86,16 +95,18 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
  * share and claims it front to back in steps, so it reads one continuous stream; a thread whose
  * share is done takes steps from the back of the share with the most rows left, so threads still
  * finish together when one core is slowed. Every row is claimed exactly once. Threads beyond
- * ENG_SPLIT_SHARES share shares (claims stay correct). */
+ * ENG_SPLIT_SHARES share shares (claims stay correct). With align > 1 every claim starts at a
+ * multiple of align and ends at one or at rows (interleaved weights: whole row groups). */
 #define ENG_SPLIT_SHARES 64
 struct eng_row_split {
-    int n;        /* shares */
-    int64_t step; /* rows per claim */
+    int n;         /* shares */
+    int64_t step;  /* rows per claim */
+    int64_t align; /* claims' starts are multiples of this */
     struct {
         _Alignas(64) atomic_ullong fb; /* front << 32 | back */
     } s[ENG_SPLIT_SHARES];
 };
-void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth);
+void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align);
 /* The next rows [*r0, *r1) for thread ith (0 <= ith < nth); false when every share is done. */
 bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1);
 
@@ -141,6 +152,11 @@ struct eng_model {
         float *bq, *bk, *bv;         /* biases or NULL */
         float *q_norm, *k_norm;      /* (head_dim) or NULL */
     } * lf;                          /* (n_layer) */
+    /* weights laid out for this CPU's kernels at load (eng_model_params.interleave): the
+     * tensors, which the slots above then point at, and their data, one allocation */
+    struct eng_tensor *xt;
+    int n_xt;
+    void *xbuf;
 };
 
 /* Reads a tensor's row r (of ne[0] elements) as floats. */

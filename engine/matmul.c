@@ -38,17 +38,19 @@
 struct eng_mm_ws {
     int max_b, n_threads;
     int64_t max_in;
-    size_t qrow;    /* bytes of the largest converted row */
-    void *qbuf;     /* (B, max_in) activations in a vec_dot type, sized for the largest */
-    void *qbuf2;    /* (ENG_FUSED_MAX_B, max_in) a second vec_dot type in fused products */
-    int8_t *acodes; /* (B, max_in) activation codes, contiguous (tile path) */
-    float *ad;      /* (B, max_in/32) activation scale per 32 codes as floats (tile path) */
-    float *ams;     /* (B, max_in/16) scale × sum of each 16 codes (tile path, minimums) */
-    int8_t *wq;     /* (T, TILE_CHUNK, max_in) repacked codes */
-    float *s16;     /* (T, TILE_CHUNK, max_in/16) repacked scales */
-    float *m16;     /* (T, TILE_CHUNK, max_in/16) repacked minimums */
-    float *s8;      /* (T, TILE_CHUNK, max_in/4) scales spread to the tile kernel's lanes */
-    float *ftile;   /* (T, SGEMM_CHUNK, max_in) rows converted to F32 (sgemm path) */
+    size_t qrow;     /* bytes of the largest converted row */
+    void *qbuf;      /* (B, max_in) activations in a vec_dot type, sized for the largest */
+    void *qbuf2;     /* (ENG_FUSED_MAX_B, max_in) a second vec_dot type in fused products */
+    int8_t *acodes;  /* (B, max_in) activation codes, contiguous (tile path) */
+    float *ad;       /* (B, max_in/32) activation scale per 32 codes as floats (tile path) */
+    float *ams;      /* (B, max_in/16) scale × sum of each 16 codes (tile path, minimums) */
+    int8_t *wq;      /* (T, TILE_CHUNK, max_in) repacked codes */
+    float *s16;      /* (T, TILE_CHUNK, max_in/16) repacked scales */
+    float *m16;      /* (T, TILE_CHUNK, max_in/16) repacked minimums */
+    float *s8;       /* (T, TILE_CHUNK, max_in/4) scales spread to the tile kernel's lanes */
+    float *ftile;    /* (T, SGEMM_CHUNK, max_in) rows converted to F32 (sgemm path) */
+    uint8_t *rowbuf; /* (T, rowbuf_len) one row read out of an interleaved weight */
+    size_t rowbuf_len;
 };
 
 struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
@@ -72,8 +74,10 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     ws->m16 = malloc(T * TILE_CHUNK * (in / 16 + 1) * sizeof(float));
     ws->s8 = malloc(T * TILE_CHUNK * (in / 4 + 8) * sizeof(float));
     ws->ftile = malloc(T * SGEMM_CHUNK * in * sizeof(float) + 1);
+    ws->rowbuf_len = (2 * in + 63) / 64 * 64; /* interleaved row types are below 2 bytes a weight */
+    ws->rowbuf = aligned_alloc(64, T * ws->rowbuf_len + 64);
     if (!ws->qbuf || !ws->qbuf2 || !ws->acodes || !ws->ad || !ws->ams || !ws->wq || !ws->s16 ||
-        !ws->m16 || !ws->s8 || !ws->ftile) {
+        !ws->m16 || !ws->s8 || !ws->ftile || !ws->rowbuf) {
         eng_mm_ws_free(ws);
         return NULL;
     }
@@ -84,7 +88,7 @@ void eng_mm_ws_free(struct eng_mm_ws *ws) {
     if (!ws) return;
     free(ws->qbuf), free(ws->qbuf2), free(ws->acodes), free(ws->ad), free(ws->ams), free(ws->wq),
         free(ws->s16), free(ws->m16);
-    free(ws->s8), free(ws->ftile);
+    free(ws->s8), free(ws->ftile), free(ws->rowbuf);
     free(ws);
 }
 
@@ -92,7 +96,7 @@ size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws) {
     size_t B = (size_t)ws->max_b, T = (size_t)ws->n_threads, in = (size_t)ws->max_in;
     return (B + ENG_FUSED_MAX_B) * ws->qrow + B * in + B * (in / 32 + in / 16 + 2) * sizeof(float) +
            T * TILE_CHUNK * (in + (in / 16 * 2 + in / 4 + 10) * sizeof(float)) +
-           T * SGEMM_CHUNK * in * sizeof(float);
+           T * SGEMM_CHUNK * in * sizeof(float) + T * ws->rowbuf_len;
 }
 
 /* OpenBLAS runs single-threaded inside our pool threads. */
@@ -101,16 +105,38 @@ static void blas_init(void) {
     openblas_set_num_threads(1);
 }
 
+/* ---- interleaved weights ---- */
+
+/* The traits that read w's rows one at a time: its row type's for an interleaved layout. */
+static const struct eng_type_traits *row_traits(const struct eng_type_traits *tr) {
+    return tr->row_group > 1 ? eng_type_traits(tr->row_type) : tr;
+}
+
+/* Weight row r of w as a row of its row type: in place, or read out into buf (a thread's
+ * rowbuf) from an interleaved layout. */
+static const uint8_t *weight_row(const struct eng_type_traits *tr, const struct eng_tensor *w,
+                                 int64_t r, size_t wrow, uint8_t *buf) {
+    if (tr->row_group <= 1) return (const uint8_t *)w->data + (size_t)r * wrow;
+    eng_deinterleave_row(w->type, w->data, w->ne[0], r, buf);
+    return buf;
+}
+
+static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
+    return ws->rowbuf + (size_t)ith * ws->rowbuf_len;
+}
+
 /* ---- jobs ---- */
 
 /* ---- row split of the decode paths (internal.h) ----
  * One share per thread measured faster than four chunks per thread handed out from one counter
  * (each chunk a new stream) on small models: L110M q4_0 tg 2 threads 545-597 tok/s against
  * 604-611. A share's front and back are one 64-bit word, changed by compare-and-swap. */
-void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth) {
+void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align) {
     sp->n = nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES;
-    int64_t share = (rows + sp->n - 1) / sp->n;
-    sp->step = ENG_MAX(8, share / 16);
+    const int64_t al = ENG_MAX(1, align);
+    int64_t share = ((rows + sp->n - 1) / sp->n + al - 1) / al * al;
+    sp->step = (ENG_MAX(8, share / 16) + al - 1) / al * al;
+    sp->align = al;
     for (int i = 0; i < sp->n; i++) {
         uint64_t f = (uint64_t)ENG_MIN(rows, share * i),
                  b = (uint64_t)ENG_MIN(rows, share * (i + 1));
@@ -144,7 +170,8 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
         v = atomic_load_explicit(best, memory_order_relaxed);
         uint64_t f = v >> 32, b = v & 0xffffffffu;
         if (f >= b) continue;
-        uint64_t nb = b - f > step ? b - step : f;
+        uint64_t nb = b - f > step ? (b - step) / (uint64_t)sp->align * (uint64_t)sp->align : f;
+        if (nb < f) nb = f;
         if (atomic_compare_exchange_weak_explicit(best, &v, f << 32 | nb, memory_order_relaxed,
                                                   memory_order_relaxed)) {
             *r0 = (int64_t)nb, *r1 = (int64_t)b;
@@ -157,7 +184,8 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
 
 struct matmul_job {
     const struct eng_tensor *w;
-    const struct eng_type_traits *tr;
+    const struct eng_type_traits *tr;  /* the tile path: those of w's row type */
+    const struct eng_type_traits *wtr; /* w's own */
     struct eng_mm_ws *ws;
     const float *x; /* (B, in) */
     const void *xq; /* (B, in) converted activations */
@@ -246,7 +274,7 @@ static int64_t n_out_rows(const struct matmul_job *j) {
  * interleaved measured much slower in decode). */
 static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *w, int64_t r0,
                      int64_t r1, int64_t in, int B, const uint8_t *xq, size_t xq_row, float *y,
-                     int64_t ldy) {
+                     int64_t ldy, uint8_t *rowbuf) {
     size_t wrow = eng_row_size(w->type, in);
     const uint8_t *base = (const uint8_t *)w->data;
     if (B == 1 && tr->vec_dot_rows) {
@@ -258,8 +286,9 @@ static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *
          * take turns on a block of rows, which stays in L1 for the next group. With no more,
          * the whole range in one call: a kernel's pipeline then runs across all its rows
          * (L110M Q4_0 4 sequences, builds alternated, medians of 8 and of 10 rounds: blocks of
-         * COLS_ROW_BLOCK 1118 and 1127 tok/s, the whole range 1132 and 1190). */
-        const int64_t blk = B <= ENG_DOT_COLS ? r1 - r0 : COLS_ROW_BLOCK;
+         * COLS_ROW_BLOCK 1118 and 1127 tok/s, the whole range 1132 and 1190). An interleaved
+         * layout's blocks are whole row groups. */
+        const int64_t blk = B <= ENG_DOT_COLS ? r1 - r0 : ENG_MAX(COLS_ROW_BLOCK, tr->row_group);
         for (int64_t rb = r0; rb < r1; rb += blk) { /* hot loop */
             int64_t nr = ENG_MIN(blk, r1 - rb);
             for (int b = 0; b < B; b += ENG_DOT_COLS)
@@ -269,10 +298,12 @@ static void dot_rows(const struct eng_type_traits *tr, const struct eng_tensor *
         }
         return;
     }
+    /* one row at a time (an interleaved layout without kernels at this level: read out) */
+    const struct eng_type_traits *rt = row_traits(tr);
     for (int64_t r = r0; r < r1; r++) { /* hot loop: one weight row, all B activations */
-        const uint8_t *wp = base + (size_t)r * wrow;
+        const uint8_t *wp = weight_row(tr, w, r, wrow, rowbuf);
         for (int b = 0; b < B; b++)
-            tr->vec_dot(in, &y[(size_t)b * ldy + r], wp, xq + (size_t)b * xq_row);
+            rt->vec_dot(in, &y[(size_t)b * ldy + r], wp, xq + (size_t)b * xq_row);
     }
 }
 
@@ -282,15 +313,17 @@ static void matmul_rows(void *arg, int ith, int nth) {
     size_t wrow = eng_row_size(j->w->type, in);
     const uint8_t *xq = j->xq;
     int64_t r0, r1;
+    uint8_t *rowbuf = thread_rowbuf(j->ws, ith);
+    const struct eng_type_traits *rt = row_traits(j->tr);
     while (eng_row_split_claim(&j->split, ith, &r0, &r1)) {
         if (!j->rows) {
-            dot_rows(j->tr, j->w, r0, r1, in, j->B, xq, j->xq_row, j->y, j->ldy);
+            dot_rows(j->tr, j->w, r0, r1, in, j->B, xq, j->xq_row, j->y, j->ldy, rowbuf);
             continue;
         }
         for (int64_t r = r0; r < r1; r++) { /* one weight row, all B activations */
-            const uint8_t *wp = (const uint8_t *)j->w->data + (size_t)j->rows[r] * wrow;
+            const uint8_t *wp = weight_row(j->tr, j->w, j->rows[r], wrow, rowbuf);
             for (int b = 0; b < j->B; b++)
-                j->tr->vec_dot(in, &j->y[(size_t)b * j->ldy + r], wp, xq + (size_t)b * j->xq_row);
+                rt->vec_dot(in, &j->y[(size_t)b * j->ldy + r], wp, xq + (size_t)b * j->xq_row);
         }
     }
 }
@@ -310,7 +343,7 @@ static void matmul_tile(void *arg, int ith, int nth) {
         if (r0 >= n) break;
         int nr = (int)ENG_MIN(TILE_CHUNK, n - r0);
         for (int r = 0; r < nr; r++)
-            j->tr->repack((const uint8_t *)j->w->data + (size_t)(r0 + r) * wrow,
+            j->tr->repack(weight_row(j->wtr, j->w, r0 + r, wrow, thread_rowbuf(ws, ith)),
                           wq + (size_t)r * in, s16 + (size_t)r * nb * 2, m16 + (size_t)r * nb * 2,
                           in);
         for (int64_t i = 0; i < (int64_t)nr * nb; i++) { /* lanes of the tile kernel */
@@ -382,6 +415,7 @@ static void matmul_sgemm(void *arg, int ith, int nth) {
 enum eng_mm_path eng_matmul_path(enum eng_type type, int B) {
     const struct eng_type_traits *tr = eng_type_traits(type);
     if (!tr) return ENG_MM_VEC_DOT;
+    tr = row_traits(tr); /* prefill repacks an interleaved weight's rows read out */
     if (tr->repack && B >= tr->tile_min_b) return ENG_MM_TILE;
     if ((type == ENG_TYPE_F32 || type == ENG_TYPE_F16 || type == ENG_TYPE_BF16) &&
         B >= ENG_SGEMM_MIN_B)
@@ -393,6 +427,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
                 const float *x, int B, float *y, int64_t ldy, const int32_t *rows, int n_rows) {
     struct matmul_job j = {.w = w,
                            .tr = eng_type_traits(w->type),
+                           .wtr = eng_type_traits(w->type),
                            .ws = ws,
                            .x = x,
                            .B = B,
@@ -420,7 +455,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
     j.xq_type = j.tr->vec_dot_type;
     if (path == ENG_MM_TILE && j.xq_type == ENG_TYPE_Q8_0X)
         j.xq_type = ENG_TYPE_Q8_0; /* the same codes, in the layout the tile path reads */
-    if (path == ENG_MM_TILE) j.tile = eng_tile_kernel();
+    if (path == ENG_MM_TILE) j.tile = eng_tile_kernel(), j.tr = row_traits(j.tr);
     if (j.xq_type == ENG_TYPE_F32) {
         j.xq = x;
         j.xq_row = (size_t)w->ne[0] * sizeof(float);
@@ -439,7 +474,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
         eng_pool_run(pool, matmul_tile, &j);
         return;
     }
-    eng_row_split_init(&j.split, n_out_rows(&j), nth);
+    eng_row_split_init(&j.split, n_out_rows(&j), nth, rows ? 1 : j.tr->row_group);
     eng_pool_run(pool, matmul_rows, &j);
 }
 
@@ -460,6 +495,7 @@ struct fused_job {
     size_t xq_row[ENG_FUSED_MAX];
     int64_t first[ENG_FUSED_MAX + 1]; /* part i owns joint rows first[i] .. first[i+1]-1 */
     eng_glu_fn glu_fn;                /* glu: the active level's silu(g) · u */
+    struct eng_mm_ws *ws;
     struct eng_row_split split;
 };
 
@@ -474,7 +510,7 @@ static void fused_rows(void *arg, int ith, int nth) {
             const struct eng_tensor *w = j->w[p];
             if (a < b)
                 dot_rows(eng_type_traits(w->type), w, a, b, w->ne[0], j->B, j->xq[p], j->xq_row[p],
-                         j->y[p], w->ne[1]);
+                         j->y[p], w->ne[1], thread_rowbuf(j->ws, ith));
         }
         if (j->glu) {
             int64_t ldy = j->w[0]->ne[1];
@@ -492,7 +528,12 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
         if (eng_matmul_path(w[p]->type, B) != ENG_MM_VEC_DOT || w[p]->ne[0] != w[0]->ne[0] ||
             (glu && w[p]->ne[1] != w[0]->ne[1]))
             return false;
-    struct fused_job j = {.n = n, .B = B, .glu = glu, .glu_fn = eng_vec_ops().glu};
+    /* interleaved parts take whole row groups: every part's rows a multiple of the largest */
+    int align = 1;
+    for (int p = 0; p < n; p++) align = ENG_MAX(align, eng_type_traits(w[p]->type)->row_group);
+    for (int p = 0; p < n; p++)
+        if (w[p]->ne[1] % align) return false;
+    struct fused_job j = {.n = n, .B = B, .glu = glu, .glu_fn = eng_vec_ops().glu, .ws = ws};
     enum eng_type conv[2];
     int n_conv = 0;
     int64_t in = w[0]->ne[0];
@@ -521,7 +562,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     }
     int nth = eng_pool_size(pool);
     int64_t total = glu ? w[0]->ne[1] : j.first[n];
-    eng_row_split_init(&j.split, total, nth);
+    eng_row_split_init(&j.split, total, nth, align);
     eng_pool_run(pool, fused_rows, &j);
     return true;
 }

@@ -54,7 +54,19 @@ size_t eng_model_weight_bytes(const struct eng_model *m) {
 void eng_tensor_row_f32(const struct eng_tensor *t, int64_t r, float *out) {
     const struct eng_type_traits *tr = eng_type_traits(t->type);
     size_t rs = eng_row_size(t->type, t->ne[0]);
-    tr->to_float((const uint8_t *)t->data + (size_t)r * rs, out, t->ne[0]);
+    if (tr->row_group <= 1) {
+        tr->to_float((const uint8_t *)t->data + (size_t)r * rs, out, t->ne[0]);
+        return;
+    }
+    /* an interleaved layout: read out and converted 64 blocks at a time */
+    const struct eng_type_traits *rt = eng_type_traits(tr->row_type);
+    const int64_t nb = t->ne[0] / tr->blck_size;
+    _Alignas(64) uint8_t part[64 * 64];
+    for (int64_t b0 = 0; b0 < nb; b0 += 64) {
+        int64_t b1 = ENG_MIN(nb, b0 + 64);
+        eng_deinterleave_blocks(t->type, t->data, t->ne[0], r, b0, b1, part);
+        rt->to_float(part, out + b0 * tr->blck_size, (b1 - b0) * tr->blck_size);
+    }
 }
 
 /* ---- hyperparameters ---- */
@@ -329,6 +341,79 @@ static void populate(const struct eng_model *m) {
 #endif
 }
 
+/* The layout a weight takes for this CPU's kernels, or -1 to keep the file's: q4_0 matrices
+ * whose rows come in whole groups become Q4_0X16 where the level has kernels for it. */
+static int interleaved_type(const struct eng_tensor *t) {
+    const struct eng_type_traits *x = eng_type_traits(ENG_TYPE_Q4_0X16);
+    if (t->type != ENG_TYPE_Q4_0 || !x || !x->vec_dot_cols || !x->vec_dot_rows) return -1;
+    if (t->ne[0] % ENG_QK4_0 || t->ne[1] % x->row_group || t->ne[2] != 1 || t->ne[3] != 1)
+        return -1;
+    return ENG_TYPE_Q4_0X16;
+}
+
+/* Every weight matrix slot of the model (the output once when tied to the embedding). */
+static int matrix_slots(struct eng_model *m, const struct eng_tensor ***slots) {
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        struct eng_layer *ly = &m->layers[l];
+        const struct eng_tensor **ls[] = {&ly->wq,     &ly->wk,   &ly->wv,    &ly->wo,
+                                          &ly->w_gate, &ly->w_up, &ly->w_down};
+        for (size_t i = 0; i < sizeof(ls) / sizeof(ls[0]); i++) slots[n++] = ls[i];
+    }
+    slots[n++] = &m->output;
+    return n;
+}
+
+/* Lays the weights out for the kernels (eng_model_params.interleave): one allocation holds the
+ * converted matrices (2 MiB aligned, huge pages advised, as the mapping's), the model's slots
+ * point at tensors of the new type, and the mapped pages of the originals are let go (the file
+ * stays in the page cache; they are mapped again only if something reads them). Called before
+ * any pass. */
+static int interleave(struct eng_model *m, const char *path) {
+    const int max_slots = 7 * m->hp.n_layer + 1;
+    const struct eng_tensor ***slots = malloc(sizeof(*slots) * (size_t)max_slots);
+    if (!slots) return eng_fail(ENG_ENOMEM, "%s: out of memory", path);
+    int n = matrix_slots(m, slots), n_x = 0;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (interleaved_type(*slots[i]) >= 0) total += ((*slots[i])->nbytes + 63) / 64 * 64, n_x++;
+    if (n_x == 0) {
+        free(slots);
+        return 0;
+    }
+    const size_t huge = (size_t)2 << 20;
+    void *buf = NULL;
+    m->xt = calloc((size_t)n_x, sizeof(*m->xt));
+    if (!m->xt || posix_memalign(&buf, huge, (total + huge - 1) / huge * huge) != 0) {
+        free(slots);
+        return eng_fail(ENG_ENOMEM, "%s: out of memory laying out the weights (%zu bytes)", path,
+                        total);
+    }
+    m->xbuf = buf;
+    (void)madvise(buf, (total + huge - 1) / huge * huge, MADV_HUGEPAGE);
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uint8_t *p = buf;
+    for (int i = 0; i < n; i++) {
+        const struct eng_tensor *t = *slots[i];
+        int type = interleaved_type(t);
+        if (type < 0) continue;
+        struct eng_tensor *x = &m->xt[m->n_xt++];
+        *x = *t;
+        x->type = (enum eng_type)type;
+        x->data = p;
+        eng_interleave_rows(x->type, t->data, p, t->ne[0], t->ne[1]);
+        p += (t->nbytes + 63) / 64 * 64;
+        /* the whole pages inside the original */
+        uintptr_t lo = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+        uintptr_t hi = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+        if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        if (m->tok_embd == t) m->tok_embd = x; /* tied output: the embedding reads the same */
+        *slots[i] = x;
+    }
+    free(slots);
+    return 0;
+}
+
 struct eng_model *eng_model_load(const char *path, const struct eng_model_params *params) {
     struct eng_model *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -359,9 +444,23 @@ struct eng_model *eng_model_load(const char *path, const struct eng_model_params
     if (load_tensors(&L, m) != 0) goto err;
     if (copy_small(m) != 0) goto err;
     if (params && params->populate && !params->use_mlock) populate(m);
+    if (params && params->interleave && interleave(m, path) != 0) goto err;
     if (params && params->use_mlock) {
+        if (m->xbuf && m->n_xt > 0) {
+            const struct eng_tensor *last = &m->xt[m->n_xt - 1];
+            size_t len =
+                (size_t)((const uint8_t *)last->data - (const uint8_t *)m->xbuf) + last->nbytes;
+            if (mlock(m->xbuf, len) != 0) {
+                eng_fail(ENG_EIO, "%s: mlock failed: %s (raise RLIMIT_MEMLOCK or drop --mlock)",
+                         path, strerror(errno));
+                goto err;
+            }
+        }
         for (int64_t i = 0; i < eng_gguf_n_tensors(m->gguf); i++) {
             const struct eng_tensor *t = eng_gguf_tensor_at(m->gguf, i);
+            bool replaced = false; /* by an interleaved copy, locked above */
+            for (int k = 0; k < m->n_xt; k++) replaced |= m->xt[k].name == t->name;
+            if (replaced) continue;
             if (mlock(t->data, t->nbytes) != 0) {
                 eng_fail(ENG_EIO, "%s: mlock failed: %s (raise RLIMIT_MEMLOCK or drop --mlock)",
                          path, strerror(errno));
@@ -380,6 +479,8 @@ void eng_model_free(struct eng_model *m) {
     free(m->layers);
     free(m->small);
     free(m->lf);
+    free(m->xt);
+    free(m->xbuf);
     eng_gguf_close(m->gguf);
     free(m);
 }

@@ -139,6 +139,22 @@ static inline int eng_nearest_int(float x) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* ---- Q4_0X16: q4_0 rows interleaved by 16 ----
+ * A group of 16 rows of nb blocks keeps its 16 · nb · 18 bytes, laid out block pair by block
+ * pair (576 bytes each: the two blocks' scales, then their codes) so that the kernel reads one
+ * sequential stream and its 64-byte loads stay within cache lines: a block's scales are 16
+ * fp16 (row i's at 2i), its codes four 64-byte chunks, chunk k holding bytes 4k..4k+3 of every
+ * row's qs (row i's at 4i) — one 32-bit lane per row, the layout vpdpbusd multiplies with four
+ * broadcast activation codes. A row with an odd number of blocks ends with one block alone
+ * (scales, then codes). eng_interleave_rows / eng_deinterleave_row convert. */
+#define ENG_X16_ROWS 16
+static inline size_t eng_x16_scales_at(int64_t b, int64_t nb) {
+    return 576 * (size_t)(b >> 1) + ((b | 1) < nb ? 32 * (size_t)(b & 1) : 0);
+}
+static inline size_t eng_x16_codes_at(int64_t b, int64_t nb) {
+    return 576 * (size_t)(b >> 1) + ((b | 1) < nb ? 64 + 256 * (size_t)(b & 1) : 32);
+}
+
 /* ---- reference table ---- */
 
 /* Fills t with the scalar reference kernels of every supported format (core + quants.c). */

@@ -378,6 +378,95 @@ Q8X_ENTRY_POINTS(q5_0_avx512, ENG_TYPE_Q5_0)
 Q8X_ENTRY_POINTS(iq4_nl_avx512, ENG_TYPE_IQ4_NL)
 Q8X_ENTRY_POINTS(q8_0_avx512, ENG_TYPE_Q8_0)
 
+/* Q4_0X16 (quants.h): groups of 16 interleaved q4_0 rows · NC Q8_0X rows. A 32-bit lane is a
+ * row: each of a block's four code chunks gives the low nibbles (codes 4k..4k+3 of all 16 rows)
+ * and the high ones (16+4k..), and vpdpbusd multiplies them with the column's four codes
+ * broadcast, so a block costs eight vpdpbusd per column for 16 rows, its scales one fp16
+ * conversion for all columns, and the rows' sums never need reducing across lanes (the
+ * row-major kernel above spends three shuffles, a conversion and an fma per column and 256
+ * weights on that, and its nibble gather more). In cache (768-weight rows, 64 rows), against
+ * q8x_rows on the same weights: 4 columns 7.4 -> 4.2 ns per 256 weights, one 3.9 -> 1.6. The
+ * offset 8 comes off as 8·d·c per block (Q8_0X's c), as there. Each column's arithmetic is the
+ * same whatever NC is. */
+static inline __attribute__((always_inline)) void x16_rows(const int NC, int64_t n, int64_t nr,
+                                                           float *s, size_t s_stride,
+                                                           const uint8_t *vw, const uint8_t *a,
+                                                           size_t a_stride) {
+    const int64_t nb = n / 32;
+    const size_t gbytes = (size_t)nb * 18 * ENG_X16_ROWS;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t r = 0; r < nr; r += ENG_X16_ROWS) { /* hot loop */
+        const uint8_t *gw = vw + (size_t)(r / ENG_X16_ROWS) * gbytes;
+        __m512 acc[4], accc[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[c] = accc[c] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < nb; g += 8) {
+            const int rb = (int)(nb - g < 8 ? nb - g : 8); /* blocks in this activation group */
+            const uint8_t *ag = a + 40 * g;
+            for (int k8 = 0; k8 < rb; k8++) {
+                const int64_t b = g + k8;
+                if (!(b & 1)) prefetch_ahead(gw + 576 * (size_t)(b >> 1), 576, NC);
+                const uint8_t *cw = gw + eng_x16_codes_at(b, nb);
+                __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const __m512i v = _mm512_loadu_si512(cw + 64 * k);
+                    lo[k] = _mm512_and_si512(v, m4);
+                    hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+                const __m512 dw = _mm512_cvtph_ps(
+                    _mm256_loadu_si256((const __m256i *)(gw + eng_x16_scales_at(b, nb))));
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const float *ad = (const float *)(ag + (size_t)c * a_stride), *ac = ad + rb;
+                    const uint8_t *al = (const uint8_t *)(ac + rb) + 16 * k8, *ah = al + 16 * rb;
+                    int32_t w[8];
+                    memcpy(w, al, 16), memcpy(w + 4, ah, 16);
+                    __m512i p0 =
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], _mm512_set1_epi32(w[0]));
+                    __m512i p1 =
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[1], _mm512_set1_epi32(w[1]));
+                    p0 = _mm512_dpbusd_epi32(p0, lo[2], _mm512_set1_epi32(w[2]));
+                    p1 = _mm512_dpbusd_epi32(p1, lo[3], _mm512_set1_epi32(w[3]));
+                    p0 = _mm512_dpbusd_epi32(p0, hi[0], _mm512_set1_epi32(w[4]));
+                    p1 = _mm512_dpbusd_epi32(p1, hi[1], _mm512_set1_epi32(w[5]));
+                    p0 = _mm512_dpbusd_epi32(p0, hi[2], _mm512_set1_epi32(w[6]));
+                    p1 = _mm512_dpbusd_epi32(p1, hi[3], _mm512_set1_epi32(w[7]));
+                    const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(p0, p1));
+                    acc[c] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(ad[k8])), acc[c]);
+                    accc[c] = _mm512_fmadd_ps(dw, _mm512_set1_ps(ac[k8]), accc[c]);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++)
+            _mm512_storeu_ps(s + (size_t)c * s_stride + r,
+                             _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), accc[c], acc[c]));
+    }
+}
+
+static void q4_0x16_avx512_vec_dot_rows(int64_t n, int64_t nr, float *s, const void *vw,
+                                        size_t w_stride, const void *va) {
+    (void)w_stride;
+    x16_rows(1, n, nr, s, 0, vw, va, 0);
+}
+ENG_COLS_SIG(q4_0x16_avx512_vec_dot_cols) {
+    (void)w_stride;
+    switch (nc) {
+    case 1:
+        x16_rows(1, n, nr, s, s_stride, vw, va, a_stride);
+        return;
+    case 2:
+        x16_rows(2, n, nr, s, s_stride, vw, va, a_stride);
+        return;
+    case 3:
+        x16_rows(3, n, nr, s, s_stride, vw, va, a_stride);
+        return;
+    default:
+        x16_rows(4, n, nr, s, s_stride, vw, va, a_stride);
+    }
+}
+
 /* iq4_xs (eight scales per block, one per 32 weights): word indices that spread scale 2k over
  * words 0-15 and scale 2k+1 over words 16-31, for the block's register k. */
 static const uint16_t k_pair_sidx[4][32] = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -736,6 +825,8 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
          * does (L1B pp64 100-103 against 85 tok/s, pp256 81-91 against 91) and batched decode
          * better (84 against 61 tok/s at 16 sequences), so q4_0 never takes the tile path here. */
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
+        t[ENG_TYPE_Q4_0X16].vec_dot_cols = q4_0x16_avx512_vec_dot_cols;
+        t[ENG_TYPE_Q4_0X16].vec_dot_rows = q4_0x16_avx512_vec_dot_rows;
     }
     t[ENG_TYPE_F16].vec_dot = f16_avx512_vec_dot;
     t[ENG_TYPE_F16].vec_dot_rows = f16_avx512_vec_dot_rows;

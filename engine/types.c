@@ -219,6 +219,46 @@ static void q8_0x_to_float(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* ---- Q4_0X16 (quants.h) ---- */
+
+void eng_interleave_rows(enum eng_type type, const void *src, void *dst, int64_t n, int64_t nrows) {
+    (void)type; /* Q4_0X16, the only interleaved layout */
+    const int64_t nb = n / ENG_QK4_0;
+    const size_t wrow = (size_t)nb * sizeof(struct eng_block_q4_0);
+    for (int64_t g = 0; g < nrows / ENG_X16_ROWS; g++) {
+        uint8_t *gd = (uint8_t *)dst + (size_t)g * ENG_X16_ROWS * wrow;
+        for (int i = 0; i < ENG_X16_ROWS; i++) {
+            const struct eng_block_q4_0 *row =
+                (const struct eng_block_q4_0 *)((const uint8_t *)src +
+                                                (size_t)(g * ENG_X16_ROWS + i) * wrow);
+            for (int64_t b = 0; b < nb; b++) {
+                memcpy(gd + eng_x16_scales_at(b, nb) + 2 * i, &row[b].d, 2);
+                uint8_t *cd = gd + eng_x16_codes_at(b, nb) + 4 * i;
+                for (int k = 0; k < 4; k++) memcpy(cd + 64 * k, row[b].qs + 4 * k, 4);
+            }
+        }
+    }
+}
+
+void eng_deinterleave_blocks(enum eng_type type, const void *base, int64_t n, int64_t r, int64_t b0,
+                             int64_t b1, void *out) {
+    (void)type;
+    const int64_t nb = n / ENG_QK4_0;
+    const size_t wrow = (size_t)nb * sizeof(struct eng_block_q4_0);
+    const uint8_t *gs = (const uint8_t *)base + (size_t)(r / ENG_X16_ROWS) * ENG_X16_ROWS * wrow;
+    const int i = (int)(r % ENG_X16_ROWS);
+    struct eng_block_q4_0 *blk = out;
+    for (int64_t b = b0; b < b1; b++, blk++) {
+        memcpy(&blk->d, gs + eng_x16_scales_at(b, nb) + 2 * i, 2);
+        const uint8_t *cd = gs + eng_x16_codes_at(b, nb) + 4 * i;
+        for (int k = 0; k < 4; k++) memcpy(blk->qs + 4 * k, cd + 64 * k, 4);
+    }
+}
+
+void eng_deinterleave_row(enum eng_type type, const void *base, int64_t n, int64_t r, void *row) {
+    eng_deinterleave_blocks(type, base, n, r, 0, n / ENG_QK4_0, row);
+}
+
 /* ---- Q4_0 ---- */
 
 static void q4_0_to_float(const void *x, float *y, int64_t n) {
@@ -275,16 +315,17 @@ static void q4_0_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) 
 
 /* Names of every ggml type id, so tools can list tensors of types without kernels here. */
 static const char *const type_names[ENG_TYPE_COUNT] = {
-    [ENG_TYPE_F32] = "f32",       [ENG_TYPE_F16] = "f16",         [ENG_TYPE_Q4_0] = "q4_0",
-    [ENG_TYPE_Q4_1] = "q4_1",     [ENG_TYPE_Q5_0] = "q5_0",       [ENG_TYPE_Q5_1] = "q5_1",
-    [ENG_TYPE_Q8_0] = "q8_0",     [ENG_TYPE_Q8_1] = "q8_1",       [ENG_TYPE_Q2_K] = "q2_k",
-    [ENG_TYPE_Q3_K] = "q3_k",     [ENG_TYPE_Q4_K] = "q4_k",       [ENG_TYPE_Q5_K] = "q5_k",
-    [ENG_TYPE_Q6_K] = "q6_k",     [ENG_TYPE_Q8_K] = "q8_k",       [ENG_TYPE_IQ2_XXS] = "iq2_xxs",
-    [ENG_TYPE_IQ2_XS] = "iq2_xs", [ENG_TYPE_IQ3_XXS] = "iq3_xxs", [ENG_TYPE_IQ1_S] = "iq1_s",
-    [ENG_TYPE_IQ4_NL] = "iq4_nl", [ENG_TYPE_IQ3_S] = "iq3_s",     [ENG_TYPE_IQ2_S] = "iq2_s",
-    [ENG_TYPE_IQ4_XS] = "iq4_xs", [ENG_TYPE_I8] = "i8",           [ENG_TYPE_I16] = "i16",
-    [ENG_TYPE_I32] = "i32",       [ENG_TYPE_I64] = "i64",         [ENG_TYPE_F64] = "f64",
-    [ENG_TYPE_IQ1_M] = "iq1_m",   [ENG_TYPE_BF16] = "bf16",       [ENG_TYPE_Q8_0X] = "q8_0x",
+    [ENG_TYPE_F32] = "f32",         [ENG_TYPE_F16] = "f16",         [ENG_TYPE_Q4_0] = "q4_0",
+    [ENG_TYPE_Q4_1] = "q4_1",       [ENG_TYPE_Q5_0] = "q5_0",       [ENG_TYPE_Q5_1] = "q5_1",
+    [ENG_TYPE_Q8_0] = "q8_0",       [ENG_TYPE_Q8_1] = "q8_1",       [ENG_TYPE_Q2_K] = "q2_k",
+    [ENG_TYPE_Q3_K] = "q3_k",       [ENG_TYPE_Q4_K] = "q4_k",       [ENG_TYPE_Q5_K] = "q5_k",
+    [ENG_TYPE_Q6_K] = "q6_k",       [ENG_TYPE_Q8_K] = "q8_k",       [ENG_TYPE_IQ2_XXS] = "iq2_xxs",
+    [ENG_TYPE_IQ2_XS] = "iq2_xs",   [ENG_TYPE_IQ3_XXS] = "iq3_xxs", [ENG_TYPE_IQ1_S] = "iq1_s",
+    [ENG_TYPE_IQ4_NL] = "iq4_nl",   [ENG_TYPE_IQ3_S] = "iq3_s",     [ENG_TYPE_IQ2_S] = "iq2_s",
+    [ENG_TYPE_IQ4_XS] = "iq4_xs",   [ENG_TYPE_I8] = "i8",           [ENG_TYPE_I16] = "i16",
+    [ENG_TYPE_I32] = "i32",         [ENG_TYPE_I64] = "i64",         [ENG_TYPE_F64] = "f64",
+    [ENG_TYPE_IQ1_M] = "iq1_m",     [ENG_TYPE_BF16] = "bf16",       [ENG_TYPE_Q8_0X] = "q8_0x",
+    [ENG_TYPE_Q4_0X16] = "q4_0x16",
 };
 
 static struct eng_type_traits table[ENG_TYPE_COUNT];
@@ -309,6 +350,16 @@ void eng_types_init_core(struct eng_type_traits *t) {
         (struct eng_type_traits){"q4_0",        ENG_QK4_0,       sizeof(struct eng_block_q4_0),
                                  true,          q4_0_to_float,   q4_0_from_float,
                                  ENG_TYPE_Q8_0, q4_0_vec_dot_ref};
+    /* kernels only where a level installs them; activations as q4_0's (eng_types_build) */
+    t[ENG_TYPE_Q4_0X16] = (struct eng_type_traits){
+        .name = "q4_0x16",
+        .blck_size = ENG_QK4_0,
+        .type_size = sizeof(struct eng_block_q4_0),
+        .is_quantized = true,
+        .vec_dot_type = ENG_TYPE_Q8_0,
+        .row_group = ENG_X16_ROWS,
+        .row_type = ENG_TYPE_Q4_0,
+    };
 }
 
 void eng_types_init_ref(struct eng_type_traits *t) {
@@ -391,6 +442,9 @@ int eng_types_build(struct eng_type_traits *t, enum eng_simd s) {
     if (s >= ENG_SIMD_NEON) eng_simd_install_neon(t);
     if (s >= ENG_SIMD_DOTPROD) eng_simd_install_dotprod(t);
 #endif
+    /* an interleaved row read out is dotted by its row type's vec_dot: same activations */
+    for (int k = 0; k < ENG_TYPE_COUNT; k++)
+        if (t[k].row_group > 1) t[k].vec_dot_type = t[t[k].row_type].vec_dot_type;
     return 0;
 }
 

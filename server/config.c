@@ -43,6 +43,11 @@ static const struct cfg_key keys[] = {
      "run each engine thread on a performance core of its own when there are enough of them "
      "(the first passes after an idle spell then do not wait for the scheduler to spread the "
      "threads: short replies come sooner); false leaves placement to the scheduler"},
+    {"interleave", CFG_BOOL, OFF(interleave), 0, 0, "true", NULL, 0, "model",
+     "lay the weight matrices out for this CPU's kernels at load, where it has such a layout "
+     "(q4_0 on AVX-512: rows interleaved by 16, which batched decode multiplies with half the "
+     "instructions); a copy in memory replaces the mapped weights; false serves them as the "
+     "file lays them out"},
 
     {"host", CFG_STRING, OFF(host), 0, 0, "127.0.0.1", NULL, 0, "network",
      "address to listen on; anything but loopback needs an API key or insecure_no_auth"},

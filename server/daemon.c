@@ -370,6 +370,7 @@ int srv_main(int argc, char **argv, char **envp) {
         .mlock = s->cfg.mlock,
         .kv_f16 = s->cfg.kv_f16,
         .pin_threads = s->cfg.pin_threads,
+        .interleave = s->cfg.interleave,
         .stream_interval = s->cfg.stream_interval,
     };
     uv_timer_init(s->loop, &s->tick);

@@ -192,7 +192,7 @@ struct srv_sched;
 struct srv_sched_params {
     const char *model_path; /* copied */
     int threads, slots, ctx, batch, prefill_chunk;
-    bool mlock, kv_f16, pin_threads;
+    bool mlock, kv_f16, pin_threads, interleave;
     double stream_interval; /* seconds; see srv_sched_set_stream_interval */
 };
 

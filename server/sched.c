@@ -519,7 +519,8 @@ static void set_failed(struct srv_sched *s, const char *what) {
 
 static int load(struct srv_sched *s) {
     char msg[512];
-    struct eng_model_params mp = {.use_mlock = s->p.mlock, .populate = true};
+    struct eng_model_params mp = {
+        .use_mlock = s->p.mlock, .populate = true, .interleave = s->p.interleave};
     if (!(s->model = eng_model_load(s->model_path, &mp))) {
         snprintf(msg, sizeof(msg), "cannot load model: %s", eng_last_error());
         set_failed(s, msg);

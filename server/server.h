@@ -42,6 +42,7 @@ struct srv_config {
     bool mlock;
     bool kv_f16;
     bool pin_threads;
+    bool interleave;
     /* network (restart needed) */
     char *host;
     long port;

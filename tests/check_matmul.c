@@ -141,7 +141,7 @@ END_TEST
  * is used up (stealing from the back of another). */
 static void check_split(int64_t rows, int nth, const int *pace) {
     struct eng_row_split sp;
-    eng_row_split_init(&sp, rows, nth);
+    eng_row_split_init(&sp, rows, nth, 1);
     int *seen = calloc((size_t)(rows > 0 ? rows : 1), sizeof(int));
     int64_t *next_own = calloc((size_t)nth, sizeof(int64_t));
     bool *done = calloc((size_t)nth, sizeof(bool)), *stolen = calloc((size_t)nth, sizeof(bool));
@@ -191,7 +191,7 @@ START_TEST(row_split_claims_every_row_once) {
     check_split(300, 70, even); /* more threads than shares */
     /* a thread that never runs has its whole share taken by the others: here one thread alone */
     struct eng_row_split sp;
-    eng_row_split_init(&sp, 600, 3);
+    eng_row_split_init(&sp, 600, 3, 1);
     int64_t got = 0, r0, r1;
     while (eng_row_split_claim(&sp, 0, &r0, &r1)) got += r1 - r0;
     ck_assert_int_eq(got, 600);
@@ -329,6 +329,120 @@ START_TEST(fused_equals_separate) {
 }
 END_TEST
 
+/* Q4_0X16, q4_0 rows interleaved by 16 (quants.h): reading rows back gives the file's bytes;
+ * every path (the level's kernels, or rows read out where it has none; prefill; a subset of
+ * rows; fused) agrees with the same weights in the file's layout up to float rounding; and a
+ * column's result does not depend on how many were computed together, bit for bit, wherever
+ * the product stays on the vec_dot path. */
+static void check_interleaved(int64_t in, int out) {
+    const struct eng_type_traits *q4 = eng_type_traits(ENG_TYPE_Q4_0);
+    const struct eng_type_traits *x16 = eng_type_traits(ENG_TYPE_Q4_0X16);
+    ck_assert_ptr_nonnull(x16);
+    ck_assert_int_eq(x16->row_group, 16);
+    ck_assert_int_eq(x16->vec_dot_type, q4->vec_dot_type);
+    const size_t wrow = eng_row_size(ENG_TYPE_Q4_0, in);
+    ck_assert_uint_eq(eng_row_size(ENG_TYPE_Q4_0X16, in), wrow);
+    float *f = malloc(sizeof(float) * in * 70), *g = malloc(sizeof(float) * in);
+    uint8_t *wq = malloc(wrow * out), *wx = malloc(wrow * out), *row = malloc(wrow);
+    for (int r = 0; r < out; r++) {
+        for (int64_t i = 0; i < in; i++) f[i] = frand() * (1.0f + (r % 5) * 0.5f);
+        q4->from_float(f, wq + (size_t)r * wrow, in);
+    }
+    eng_interleave_rows(ENG_TYPE_Q4_0X16, wq, wx, in, out);
+    ck_assert(memcmp(wq, wx, wrow * out) != 0);
+    struct eng_tensor tp = {.name = "p",
+                            .type = ENG_TYPE_Q4_0,
+                            .n_dims = 2,
+                            .ne = {in, out, 1, 1},
+                            .nbytes = wrow * out,
+                            .data = wq};
+    struct eng_tensor tx = tp;
+    tx.type = ENG_TYPE_Q4_0X16, tx.data = wx;
+    for (int r = 0; r < out; r++) {
+        eng_deinterleave_row(ENG_TYPE_Q4_0X16, wx, in, r, row);
+        ck_assert_msg(memcmp(row, wq + (size_t)r * wrow, wrow) == 0, "in %lld row %d",
+                      (long long)in, r);
+        eng_tensor_row_f32(&tx, r, f);
+        eng_tensor_row_f32(&tp, r, g);
+        ck_assert(memcmp(f, g, sizeof(float) * in) == 0);
+    }
+    struct eng_pool *pool = eng_pool_new(2, false);
+    struct eng_mm_ws *ws = eng_mm_ws_new(in, 70, 2);
+    float *x = malloc(sizeof(float) * in * 70);
+    for (int64_t i = 0; i < in * 70; i++) x[i] = frand() * (i % 5 == 0 ? 4.0f : 1.0f);
+    float *yp = malloc(sizeof(float) * out * 70), *yx = malloc(sizeof(float) * out * 70);
+    float *y1 = malloc(sizeof(float) * out);
+    const int batches[] = {1, 2, 3, 4, 5, 9, 70};
+    for (size_t k = 0; k < sizeof(batches) / sizeof(batches[0]); k++) {
+        const int B = batches[k];
+        eng_matmul(pool, ws, &tp, x, B, yp, out, NULL, 0);
+        eng_matmul(pool, ws, &tx, x, B, yx, out, NULL, 0);
+        const bool vec_dot = eng_matmul_path(ENG_TYPE_Q4_0X16, B) == ENG_MM_VEC_DOT;
+        for (int b = 0; b < B; b++) {
+            eng_matmul(pool, ws, &tx, x + (size_t)b * in, 1, y1, out, NULL, 0);
+            for (int r = 0; r < out; r++) {
+                eng_tensor_row_f32(&tp, r, f);
+                double mag = 0;
+                for (int64_t i = 0; i < in; i++) mag += fabs(f[i] * x[(size_t)b * in + i]);
+                const float got = yx[(size_t)b * out + r];
+                ck_assert_msg(fabs(got - yp[(size_t)b * out + r]) <= 1e-5 * mag + 1e-6,
+                              "in %lld B=%d y[%d][%d]: %.8g vs file layout %.8g", (long long)in, B,
+                              b, r, got, yp[(size_t)b * out + r]);
+                if (vec_dot)
+                    ck_assert_msg(memcmp(&got, &y1[r], sizeof(float)) == 0,
+                                  "in %lld B=%d y[%d][%d]: %.9g, alone %.9g", (long long)in, B, b,
+                                  r, got, y1[r]);
+            }
+        }
+    }
+    /* a subset of the rows (exit logits of chosen tokens) */
+    const int32_t ids[4] = {5, 0, out - 1, 17};
+    float sub[4];
+    eng_matmul(pool, ws, &tx, x, 1, yx, out, NULL, 0);
+    eng_matmul(pool, ws, &tx, x, 1, sub, 4, ids, 4);
+    for (int k = 0; k < 4; k++) ck_assert_float_le(fabsf(sub[k] - yx[ids[k]]), 1e-4f);
+    /* fused with the same weight twice (gate/up): bit for bit the separate products */
+    for (int B = 1; B <= 4; B += 3) {
+        const struct eng_tensor *gu[2] = {&tx, &tx};
+        float *o[2] = {malloc(sizeof(float) * out * B), malloc(sizeof(float) * out * B)};
+        float *want = malloc(sizeof(float) * out * B);
+        eng_matmul(pool, ws, &tx, x, B, want, out, NULL, 0);
+        ck_assert(eng_matmul_fused(pool, ws, 2, gu, x, B, o, false));
+        ck_assert(memcmp(o[0], want, sizeof(float) * out * B) == 0);
+        ck_assert(memcmp(o[1], want, sizeof(float) * out * B) == 0);
+        free(o[0]), free(o[1]), free(want);
+    }
+    /* a part whose rows do not come in whole groups cannot share the split: refused */
+    struct eng_tensor odd = tp;
+    odd.ne[1] = 40;
+    const struct eng_tensor *mixed[2] = {&odd, &tx};
+    float *dummy[2] = {NULL, NULL};
+    ck_assert(!eng_matmul_fused(pool, ws, 2, mixed, x, 1, dummy, false));
+    eng_mm_ws_free(ws);
+    eng_pool_free(pool);
+    free(f), free(g), free(wq), free(wx), free(row), free(x), free(yp), free(yx), free(y1);
+}
+
+START_TEST(interleaved_weights_match_file_layout) {
+    rng_state = 4242;
+    check_interleaved(96, 48);  /* three blocks a row: the last one alone */
+    check_interleaved(512, 64); /* two activation groups */
+    check_interleaved(800, 32); /* 25 blocks: a last activation group of one */
+    /* claims of an aligned split start on group boundaries and end on one or at the end */
+    struct eng_row_split sp;
+    for (int nth = 1; nth <= 3; nth++) {
+        eng_row_split_init(&sp, 800, nth, 16);
+        int64_t got = 0, r0, r1;
+        for (int t = 0; eng_row_split_claim(&sp, t % nth, &r0, &r1); t++) {
+            ck_assert_int_eq(r0 % 16, 0);
+            ck_assert(r1 % 16 == 0 || r1 == 800);
+            got += r1 - r0;
+        }
+        ck_assert_int_eq(got, 800);
+    }
+}
+END_TEST
+
 /* The pool: every item of every job is done exactly once whichever threads take part; no job
  * function runs after eng_pool_run has returned; and a worker that wakes after the caller has
  * finished a job skips it instead of being waited for (a job whose items the caller takes at
@@ -400,6 +514,7 @@ Suite *matmul_suite(void) {
     tcase_add_test(tc, row_split_claims_every_row_once);
     tcase_add_test(tc, tile_kernel_matches_reference);
     tcase_add_test(tc, fused_equals_separate);
+    tcase_add_test(tc, interleaved_weights_match_file_layout);
     tcase_add_test(tc, axpy_matches_reference);
     tcase_add_test(tc, pool_jobs_complete_without_late_workers);
     suite_add_tcase(s, tc);
