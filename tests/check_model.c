@@ -77,8 +77,11 @@ static const int32_t seqs[N_SEQ][9] = {
 };
 static const int seq_len[N_SEQ] = {7, 5, 9};
 
+static bool interleave; /* models loaded by check_slots are laid out for the kernels */
+
 static void check_slots(const char *genargs) {
-    struct eng_model *m = eng_model_load(gen("m.gguf", genargs), NULL);
+    struct eng_model_params mp = {.interleave = interleave};
+    struct eng_model *m = eng_model_load(gen("m.gguf", genargs), &mp);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
     int V = eng_model_hparams(m)->n_vocab;
     /* alone: logits at every position */
@@ -144,6 +147,67 @@ END_TEST
 
 START_TEST(slots_qwen3_q8) {
     check_slots("--arch qwen3 --type q8_0 --seed 4 --head-dim 32");
+}
+END_TEST
+
+/* Weights laid out for the kernels at load (eng_model_params.interleave): where the level has
+ * the layout (q4_0 on AVX-512) the model's matrices, the tied embedding with them, are of the
+ * new type; mixed batches and slot copies agree with each sequence alone as before; and the
+ * logits stay within float rounding of the file layout's (rel = max|diff| / max|logit|; a
+ * wrong row or block order gives rel of order 1) with the same argmax, exit logits of chosen
+ * tokens included. */
+#define X16_GEN                                                                                    \
+    "--arch llama --type q4_0 --seed 8 --n-embd 96 --n-head 6 --n-head-kv 2 --head-dim 16 "        \
+    "--n-ff 96 --tied"
+START_TEST(interleaved_at_load) {
+    interleave = true;
+    check_slots(X16_GEN);
+    interleave = false;
+    const char *path = gen("x.gguf", X16_GEN);
+    struct eng_model_params mp = {.interleave = true};
+    struct eng_model *m0 = eng_model_load(path, NULL), *m1 = eng_model_load(path, &mp);
+    ck_assert_msg(m0 && m1, "%s", eng_last_error());
+    const struct eng_type_traits *x = eng_type_traits(ENG_TYPE_Q4_0X16);
+    const int want = x && x->vec_dot_cols ? ENG_TYPE_Q4_0X16 : ENG_TYPE_Q4_0;
+    const char *names[] = {"blk.0.attn_q.weight", "blk.1.ffn_down.weight", "token_embd.weight"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(eng_model_tensor(m0, names[i])->type, ENG_TYPE_Q4_0);
+        ck_assert_int_eq(eng_model_tensor(m1, names[i])->type, want);
+    }
+    int V = eng_model_hparams(m0)->n_vocab;
+    int32_t ids[9] = {1, 17, 250, 3, 99, 42, 7, 300, 5};
+    int8_t out[9];
+    memset(out, 1, sizeof(out));
+    struct eng_batch b = {9, ids, NULL, NULL, out};
+    struct eng_ctx *c0 = ctx(m0, 1, 16, 9, 9), *c1 = ctx(m1, 1, 16, 9, 9);
+    int layers[1] = {1};
+    ck_assert_int_eq(eng_ctx_set_exits(c1, layers, 1), 0);
+    ck_assert_int_eq(eng_forward(c0, &b), 0);
+    ck_assert_int_eq(eng_forward(c1, &b), 0);
+    float *row = malloc(sizeof(float) * (size_t)V);
+    for (int i = 0; i < 9; i++) {
+        const float *l0 = eng_logits(c0, i), *l1 = eng_logits(c1, i);
+        float mx = 0.0f;
+        int a0 = 0, a1 = 0;
+        for (int v = 0; v < V; v++) {
+            mx = fmaxf(mx, fabsf(l0[v]));
+            if (l0[v] > l0[a0]) a0 = v;
+            if (l1[v] > l1[a1]) a1 = v;
+        }
+        float rel = max_diff(l0, l1, V) / mx;
+        ck_assert_msg(rel <= 1e-3f, "position %d: rel %g", i, rel);
+        ck_assert_int_eq(a0, a1);
+        int32_t pick[3] = {0, 7, V - 1};
+        float sel[3];
+        ck_assert_int_eq(eng_exit_logits(c1, 0, i, NULL, 0, row), 0);
+        ck_assert_int_eq(eng_exit_logits(c1, 0, i, pick, 3, sel), 0);
+        for (int k = 0; k < 3; k++) ck_assert_float_le(fabsf(sel[k] - row[pick[k]]), TOL);
+    }
+    free(row);
+    eng_ctx_free(c0);
+    eng_ctx_free(c1);
+    eng_model_free(m0);
+    eng_model_free(m1);
 }
 END_TEST
 
@@ -584,6 +648,7 @@ Suite *model_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, slots_llama);
     tcase_add_test(tc, slots_qwen3_q8);
+    tcase_add_test(tc, interleaved_at_load);
     tcase_add_test(tc, kv_f16_llama);
     tcase_add_test(tc, kv_f16_qwen3_q8);
     tcase_add_test(tc, exits);

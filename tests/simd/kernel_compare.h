@@ -140,6 +140,72 @@ static uint8_t *kc_weight_rows(const struct eng_type_traits *rt, enum eng_type t
     return rows;
 }
 
+/* An interleaved layout t (row_group > 1) of level lvl, n weights a row: two groups of rows of
+ * its row type, interleaved; vec_dot_rows against the reference vec_dot of each row (its
+ * tolerance), vec_dot_cols with 1..ENG_DOT_COLS columns each column exactly vec_dot_rows'
+ * result, and nothing written past the rows asked for. */
+static void kc_interleaved(struct kc_result *r, const struct eng_type_traits *ref,
+                           const struct eng_type_traits *lvl, enum eng_type t, int64_t n,
+                           const char *level, FILE *log) {
+    const struct eng_type_traits *lt = &lvl[t], *rr = &ref[lt->row_type];
+    if (!lt->vec_dot_rows || !lt->vec_dot_cols || n % rr->blck_size) return;
+    const int G = lt->row_group, NR = 2 * G;
+    const size_t wr = eng_row_size(lt->row_type, n);
+    const enum eng_type lv = lt->vec_dot_type, rv = rr->vec_dot_type;
+    const size_t ar = eng_row_size(lv, n);
+    float *x = malloc(sizeof(float) * (size_t)n), *wf = malloc(sizeof(float) * (size_t)n);
+    float *af = malloc(sizeof(float) * (size_t)n);
+    uint8_t *rows = malloc(wr * (size_t)NR), *xr = malloc(wr * (size_t)NR);
+    uint8_t *cols = malloc(ar * ENG_DOT_COLS), *aref = malloc(eng_row_size(rv, n));
+    for (int k = 0; k < NR; k++) {
+        kc_fill(x, n, 0.5f + 0.1f * (float)k);
+        rr->from_float(x, rows + (size_t)k * wr, n);
+    }
+    eng_interleave_rows(t, rows, xr, n, NR);
+    float *got = malloc(sizeof(float) * (size_t)(NR + 1) * ENG_DOT_COLS);
+    float one[2 * ENG_X16_ROWS + 1];
+    float *xc = malloc(sizeof(float) * (size_t)n * ENG_DOT_COLS);
+    for (int c = 0; c < ENG_DOT_COLS; c++) {
+        kc_fill(xc + (size_t)c * n, n, 1.0f + (float)c);
+        lvl[lv].from_float(xc + (size_t)c * n, cols + (size_t)c * ar, n);
+    }
+    for (int c = 0; c < ENG_DOT_COLS; c++) {
+        /* the same codes in the reference's activation type */
+        ref[rv].from_float(xc + (size_t)c * n, aref, n);
+        ref[rv].to_float(aref, af, n);
+        one[NR] = 12345.0f;
+        lt->vec_dot_rows(n, NR, one, xr, wr, cols + (size_t)c * ar);
+        for (int k = 0; k < NR; k++) {
+            float want;
+            rr->vec_dot(n, &want, rows + (size_t)k * wr, aref);
+            rr->to_float(rows + (size_t)k * wr, wf, n);
+            double mag = 0.0;
+            for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * af[i]);
+            r->checks++;
+            if (!(fabs((double)want - one[k]) <= KC_DOT_REL_TOL * mag + KC_DOT_ABS_TOL))
+                kc_fail(r, log, "%s %s vec_dot_rows n=%lld row %g: %.9g, reference %.9g", level,
+                        lt->name, (long long)n, (double)k, one[k], want);
+        }
+        r->checks++;
+        if (one[NR] != 12345.0f)
+            kc_fail(r, log, "%s %s vec_dot_rows n=%lld: wrote past row %g (%g %g)", level, lt->name,
+                    (long long)n, (double)NR, 0.0, 0.0);
+        for (int nc = c + 1; nc <= ENG_DOT_COLS; nc++) {
+            for (int i = 0; i < (NR + 1) * ENG_DOT_COLS; i++) got[i] = 12345.0f;
+            lt->vec_dot_cols(n, nc, NR, got, NR + 1, xr, wr, cols, ar);
+            for (int k = 0; k <= NR; k++) {
+                r->checks++;
+                if (k < NR ? memcmp(&got[(NR + 1) * c + k], &one[k], sizeof(float)) != 0
+                           : got[(NR + 1) * c + k] != 12345.0f)
+                    kc_fail(r, log, "%s %s vec_dot_cols n=%lld row %g: %.9g, one column %.9g",
+                            level, lt->name, (long long)n, (double)k, got[(NR + 1) * c + k],
+                            k < NR ? one[k] : 12345.0);
+            }
+        }
+    }
+    free(x), free(wf), free(af), free(rows), free(xr), free(cols), free(aref), free(got), free(xc);
+}
+
 /* Compares level s (already built into `lvl`) with `ref` for every type; returns counts. */
 static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
                                           const struct eng_type_traits *lvl, const char *level,
@@ -156,6 +222,11 @@ static struct kc_result kc_compare_tables(const struct eng_type_traits *ref,
         const struct eng_type_traits *rt = &ref[t], *lt = &lvl[t];
         if (!rt->name) continue;
         const char *name = rt->name;
+        if (rt->row_group > 1) { /* no row kernels of its own: products of whole groups */
+            for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
+                kc_interleaved(&r, ref, lvl, (enum eng_type)t, sizes[si], level, log);
+            continue;
+        }
         for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]) + 1; si++) {
             /* the extra size checks the tails of the element-wise formats */
             int64_t n = si < sizeof(sizes) / sizeof(sizes[0]) ? sizes[si] : 77;
