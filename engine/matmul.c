@@ -15,8 +15,10 @@
  *   on the AVX-512 level instead by a 4 × 4 tile kernel reading the fp16 rows in place.
  *
  * The thresholds were measured with tools/bench/kernels.c (BENCHMARKS.md, Kernels). Weights are
- * read in place from the mapping; the repacked / converted chunks are scratch of the workspace, a
- * few hundred kilobytes per thread, never a second copy of the weights. It does not own buffers.
+ * read in place, from the mapping or from the interleaved copy a model made at load (traits
+ * row_group > 1: the vec_dot path takes whole row groups, the others read rows back out into a
+ * thread's rowbuf); the repacked / converted chunks are scratch of the workspace, a few hundred
+ * kilobytes per thread, never a second copy of the weights. It does not own buffers.
  */
 #include "quants.h"
 
