@@ -5,7 +5,8 @@
  *
  * For every weight format with kernels: vec_dot over a weight matrix small enough to stay in L2
  * (compute cost, ns per 256 weights and the GB/s of weight bytes one core can consume), to_float
- * (dequantization cost), and OpenBLAS sgemm GFLOP/s at a few batch sizes.
+ * (dequantization cost), and OpenBLAS sgemm GFLOP/s at a few batch sizes. An interleaved layout
+ * (q4_0x16, where the level has its kernels) has only the whole-group figures (rows, cols4).
  *
  * Prints one JSON object per line (tools/bench/kernels.py turns them into BENCHMARKS.md's
  * "Kernels" section); ns figures are per 256 weights (tile and sgemm: per 256 weights per token).
@@ -63,9 +64,30 @@ static int passes_per_read(int64_t weights) {
     return p < 1 ? 1 : (int)p;
 }
 
+/* rows weight rows of type t from the floats f (rows × in) into w: quantized by the type, or
+ * for an interleaved layout by its row type and then interleaved (rows a multiple of its group). */
+static void make_weights(enum eng_type t, const float *f, int64_t in, int64_t rows, uint8_t *w) {
+    const struct eng_type_traits *tr = eng_type_traits(t);
+    const enum eng_type rt = tr->row_group > 1 ? tr->row_type : t;
+    const size_t wrow = eng_row_size(rt, in);
+    uint8_t *q = tr->row_group > 1 ? malloc(wrow * (size_t)rows) : w;
+    for (int64_t r = 0; r < rows; r++)
+        eng_type_traits(rt)->from_float(f + (size_t)r * in, q + (size_t)r * wrow, in);
+    if (q == w) return;
+    eng_interleave_rows(t, q, w, in, rows);
+    free(q);
+}
+
+/* Whether bench_type and bench_stream can build rows of t: a quantizer, or an interleaved layout
+ * whose rows come in whole groups. */
+static bool can_make(const struct eng_type_traits *tr, int64_t rows) {
+    if (tr->row_group > 1) return rows % tr->row_group == 0 && tr->vec_dot_rows;
+    return tr->from_float != NULL;
+}
+
 static void bench_type(enum eng_type t, int64_t in, int rows) {
     const struct eng_type_traits *tr = eng_type_traits(t);
-    if (!tr || !tr->vec_dot || !tr->from_float) return;
+    if (!tr || !can_make(tr, rows) || !(tr->vec_dot || tr->row_group > 1)) return;
     const struct eng_type_traits *vt = eng_type_traits(tr->vec_dot_type);
     size_t wrow = eng_row_size(t, in), arow = eng_row_size(tr->vec_dot_type, in);
     float *x = malloc((size_t)in * sizeof(float));
@@ -73,46 +95,47 @@ static void bench_type(enum eng_type t, int64_t in, int rows) {
     uint8_t *w = malloc(wrow * (size_t)rows), *a = aligned_alloc(64, (arow + 63) / 64 * 64);
     float *f = malloc((size_t)in * rows * sizeof(float));
     for (int64_t i = 0; i < in; i++) x[i] = frand();
-    for (int r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < in; i++) f[(size_t)r * in + i] = frand();
-        tr->from_float(f + (size_t)r * in, w + (size_t)r * wrow, in);
-    }
+    for (int64_t i = 0; i < in * rows; i++) f[i] = frand();
+    make_weights(t, f, in, rows, w);
     if (vt->from_float)
         vt->from_float(x, a, in);
     else
         memcpy(a, x, arow);
-    /* vec_dot: repeat over the L2-resident matrix */
     const int per = passes_per_read(in * rows);
     int reps = 0;
     double t0 = cpu_s(), t1;
     float s = 0;
-    do {
-        for (int k = 0; k < per; k++)
-            for (int r = 0; r < rows; r++) {
-                float v;
-                tr->vec_dot(in, &v, w + (size_t)r * wrow, a);
-                s += v;
-            }
-        reps += per;
-        t1 = cpu_s();
-    } while (t1 - t0 < 0.3);
-    double dot_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
-    double dot_gbs = (double)reps * rows * wrow / (t1 - t0) / 1e9;
-    /* to_float */
-    reps = 0;
-    t0 = cpu_s();
-    do {
-        for (int k = 0; k < per; k++)
-            for (int r = 0; r < rows; r++)
-                tr->to_float(w + (size_t)r * wrow, f + (size_t)r * in, in);
-        reps += per;
-        t1 = cpu_s();
-    } while (t1 - t0 < 0.3);
-    double deq_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
-    sink = s;
-    printf("{\"type\": \"%s\", \"in\": %lld, \"vec_dot_ns\": %.2f, \"vec_dot_gbs\": %.2f, "
-           "\"to_float_ns\": %.2f",
-           tr->name, (long long)in, dot_ns, dot_gbs, deq_ns);
+    printf("{\"type\": \"%s\", \"in\": %lld", tr->name, (long long)in);
+    /* vec_dot: repeat over the L2-resident matrix (an interleaved layout has only the
+     * whole-group kernels below) */
+    if (tr->vec_dot) {
+        do {
+            for (int k = 0; k < per; k++)
+                for (int r = 0; r < rows; r++) {
+                    float v;
+                    tr->vec_dot(in, &v, w + (size_t)r * wrow, a);
+                    s += v;
+                }
+            reps += per;
+            t1 = cpu_s();
+        } while (t1 - t0 < 0.3);
+        double dot_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
+        double dot_gbs = (double)reps * rows * wrow / (t1 - t0) / 1e9;
+        /* to_float */
+        reps = 0;
+        t0 = cpu_s();
+        do {
+            for (int k = 0; k < per; k++)
+                for (int r = 0; r < rows; r++)
+                    tr->to_float(w + (size_t)r * wrow, f + (size_t)r * in, in);
+            reps += per;
+            t1 = cpu_s();
+        } while (t1 - t0 < 0.3);
+        double deq_ns = (t1 - t0) * 1e9 / ((double)reps * rows * in / 256);
+        sink = s;
+        printf(", \"vec_dot_ns\": %.2f, \"vec_dot_gbs\": %.2f, \"to_float_ns\": %.2f", dot_ns,
+               dot_gbs, deq_ns);
+    }
     if (tr->vec_dot_rows) {
         /* the whole matrix in one vec_dot_rows call, as decode's row ranges go */
         float *v = malloc(sizeof(float) * (size_t)rows);
@@ -246,7 +269,7 @@ static int cmp_double(const void *x, const void *y) {
 
 static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds, int nc) {
     const struct eng_type_traits *tr = eng_type_traits(t);
-    if (!tr || !tr->vec_dot_rows || !tr->from_float || (nc > 1 && !tr->vec_dot_cols)) return;
+    if (!tr || !tr->vec_dot_rows || !can_make(tr, 64) || (nc > 1 && !tr->vec_dot_cols)) return;
     const struct eng_type_traits *vt = eng_type_traits(tr->vec_dot_type);
     size_t wrow = eng_row_size(t, in), arow = eng_row_size(tr->vec_dot_type, in);
     int64_t rows = (int64_t)(mib * 1048576 / wrow) / 64 * 64;
@@ -259,10 +282,10 @@ static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds, in
     size_t astride = (arow + 63) / 64 * 64; /* the NC activation rows, 64-byte aligned each */
     uint8_t *a = aligned_alloc(64, astride * ENG_DOT_COLS);
     /* 64 distinct rows, repeated: the bytes, not the values, matter; x ends as the activations */
-    for (int r = 0; r < 64; r++) {
-        for (int64_t i = 0; i < in; i++) x[i] = frand();
-        tr->from_float(x, w + (size_t)r * wrow, in);
-    }
+    float *f = malloc((size_t)in * 64 * sizeof(float));
+    for (int64_t i = 0; i < in * 64; i++) f[i] = frand();
+    make_weights(t, f, in, 64, w);
+    free(f);
     for (int64_t r = 64; r < rows; r += 64) memcpy(w + (size_t)r * wrow, w, 64 * wrow);
     for (int c = 0; c < nc; c++) {
         for (int64_t i = 0; i < in; i++) x[i] = frand();
@@ -271,6 +294,8 @@ static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds, in
         else
             memcpy(a + (size_t)c * astride, x, arow);
     }
+    /* an interleaved layout's blocks are whole row groups, as in dot_rows */
+    const int blk = STREAM_COLS_BLOCK > tr->row_group ? STREAM_COLS_BLOCK : tr->row_group;
     double *ratio = malloc(sizeof(double) * (size_t)rounds), rd_sum = 0, kn_sum = 0;
     read_pass(w, map / 128 * 128); /* warm-up: pages mapped, TLB entries */
     for (int k = 0; k < rounds; k++) {
@@ -281,9 +306,9 @@ static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds, in
                 tr->vec_dot_rows(in, 64, v, w + (size_t)r * wrow, wrow, a);
                 continue;
             }
-            for (int rb = 0; rb < 64; rb += STREAM_COLS_BLOCK)
-                tr->vec_dot_cols(in, nc, STREAM_COLS_BLOCK, v + rb, 64, w + (size_t)(r + rb) * wrow,
-                                 wrow, a, astride);
+            for (int rb = 0; rb < 64; rb += blk)
+                tr->vec_dot_cols(in, nc, blk, v + rb, 64, w + (size_t)(r + rb) * wrow, wrow, a,
+                                 astride);
         }
         double kn = (double)bytes / (wall_s() - t0) / 1e9;
         ratio[k] = kn / rd, rd_sum += rd, kn_sum += kn;
@@ -304,7 +329,7 @@ int main(int argc, char **argv) {
     int rows = 64, rounds = 9, nc = 1;
     size_t stream_mib = 0;
     const char *types =
-        "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,iq4_xs";
+        "f32,f16,bf16,q8_0,q4_0,q4_0x16,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,iq4_xs";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc)
             types = argv[++i];

@@ -15,7 +15,7 @@ pass over the same bytes; the medians of the per-round ratios. Once with one act
 arithmetic per weight byte).
 
 usage: /usr/bin/python3 tools/bench/kernels.py [--out BENCHMARKS.md] [-n 2048,5632]
-       [--stream-mib 384] [--stream-types f16,q8_0,q4_0,q4_k,q6_k]
+       [--stream-mib 384] [--stream-types f16,q8_0,q4_0,q4_0x16,q4_k,q6_k]
 """
 
 import argparse
@@ -42,7 +42,7 @@ def main(argv):
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("-n", default="2048,5632", help="row lengths (input widths)")
     ap.add_argument("--stream-mib", type=int, default=384, help="streaming matrix size (0: skip)")
-    ap.add_argument("--stream-types", default="f16,q8_0,q4_0,q4_k,q6_k")
+    ap.add_argument("--stream-types", default="f16,q8_0,q4_0,q4_0x16,q4_k,q6_k")
     args = ap.parse_args(argv)
     build = os.environ.get("BUILD", "build")
     exe = os.path.join(ROOT, build, "bench-kernels") if not os.path.isabs(build) else \
@@ -87,18 +87,20 @@ def main(argv):
         for r in rows:
             if "type" not in r:
                 continue
-            dot = r["vec_dot_ns"]
+            dot = r.get("vec_dot_ns", float("nan"))
             bstar = "-"
-            if "tile_ns" in r:
+            if "vec_dot_ns" not in r:  # an interleaved layout: whole-group kernels only
+                pass
+            elif "tile_ns" in r:
                 gain = dot - r["tile_ns"]
                 bstar = f"{r['repack_ns'] / gain:.1f}" if gain > 0 else "never"
             elif r["type"] in ("f32", "f16", "bf16"):
                 paying = [b for b in sorted(sg) if r["to_float_ns"] / b + sg[b]["ns"] < dot]
                 bstar = f"sgemm ≥ {paying[0]}" if paying else "sgemm never"
-            L.append(f"| {r['type']} | {r['vec_dot_ns']:.1f} | {r['vec_dot_gbs']:.1f} | "
+            L.append(f"| {r['type']} | {dot:.1f} | {r.get('vec_dot_gbs', float('nan')):.1f} | "
                      f"{r.get('rows_ns', float('nan')):.1f} | "
                      f"{r.get('cols4_ns', float('nan')):.2f} | "
-                     f"{r['to_float_ns']:.0f} | "
+                     f"{r.get('to_float_ns', float('nan')):.0f} | "
                      f"{r.get('repack_ns', float('nan')):.0f} | "
                      f"{r.get('tile_ns', float('nan')):.2f} | {bstar} |".replace("nan", "-"))
         L.append("")
