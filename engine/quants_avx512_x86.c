@@ -388,6 +388,14 @@ Q8X_ENTRY_POINTS(q8_0_avx512, ENG_TYPE_Q8_0)
  * q8x_rows on the same weights: 4 columns 7.4 -> 4.2 ns per 256 weights, one 3.9 -> 1.6. The
  * offset 8 comes off as 8·d·c per block (Q8_0X's c), as there. Each column's arithmetic is the
  * same whatever NC is. */
+/* Four bytes at p in every 32-bit lane: a broadcast load. Copied into an int array first, the
+ * codes went through general registers, each broadcast a transfer and a shuffle: 4 columns in
+ * cache 1.48 -> 1.19 ns per 256 weights and column, L110M Q4_0 4 sequences 1423 -> 1518 tok/s
+ * (medians of six and eight alternated rounds). */
+static inline __m512i bcast4(const uint8_t *p) {
+    return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
+}
+
 static inline __attribute__((always_inline)) void x16_rows(const int NC, int64_t n, int64_t nr,
                                                            float *s, size_t s_stride,
                                                            const uint8_t *vw, const uint8_t *a,
@@ -420,18 +428,14 @@ static inline __attribute__((always_inline)) void x16_rows(const int NC, int64_t
                 for (int c = 0; c < NC; c++) {
                     const float *ad = (const float *)(ag + (size_t)c * a_stride), *ac = ad + rb;
                     const uint8_t *al = (const uint8_t *)(ac + rb) + 16 * k8, *ah = al + 16 * rb;
-                    int32_t w[8];
-                    memcpy(w, al, 16), memcpy(w + 4, ah, 16);
-                    __m512i p0 =
-                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], _mm512_set1_epi32(w[0]));
-                    __m512i p1 =
-                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[1], _mm512_set1_epi32(w[1]));
-                    p0 = _mm512_dpbusd_epi32(p0, lo[2], _mm512_set1_epi32(w[2]));
-                    p1 = _mm512_dpbusd_epi32(p1, lo[3], _mm512_set1_epi32(w[3]));
-                    p0 = _mm512_dpbusd_epi32(p0, hi[0], _mm512_set1_epi32(w[4]));
-                    p1 = _mm512_dpbusd_epi32(p1, hi[1], _mm512_set1_epi32(w[5]));
-                    p0 = _mm512_dpbusd_epi32(p0, hi[2], _mm512_set1_epi32(w[6]));
-                    p1 = _mm512_dpbusd_epi32(p1, hi[3], _mm512_set1_epi32(w[7]));
+                    __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], bcast4(al));
+                    __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[1], bcast4(al + 4));
+                    p0 = _mm512_dpbusd_epi32(p0, lo[2], bcast4(al + 8));
+                    p1 = _mm512_dpbusd_epi32(p1, lo[3], bcast4(al + 12));
+                    p0 = _mm512_dpbusd_epi32(p0, hi[0], bcast4(ah));
+                    p1 = _mm512_dpbusd_epi32(p1, hi[1], bcast4(ah + 4));
+                    p0 = _mm512_dpbusd_epi32(p0, hi[2], bcast4(ah + 8));
+                    p1 = _mm512_dpbusd_epi32(p1, hi[3], bcast4(ah + 12));
                     const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(p0, p1));
                     acc[c] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(ad[k8])), acc[c]);
                     accc[c] = _mm512_fmadd_ps(dw, _mm512_set1_ps(ac[k8]), accc[c]);
