@@ -132,12 +132,18 @@ static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
 /* ---- row split of the decode paths (internal.h) ----
  * One share per thread measured faster than four chunks per thread handed out from one counter
  * (each chunk a new stream) on small models: L110M q4_0 tg 2 threads 545-597 tok/s against
- * 604-611. A share's front and back are one 64-bit word, changed by compare-and-swap. */
+ * 604-611. A share's front and back are one 64-bit word, changed by compare-and-swap. A claim
+ * takes an eighth of a share: with a sixteenth the claims' compare-and-swaps, their cache line
+ * pulled over by the other thread's scans at a job's end, took 4.3% of edgellmd's cycles on
+ * one L110M stream (perf); builds alternated, L110M Q4_0 tg128 722.3 -> 744.6 tok/s (7 of 10)
+ * and 763.6 -> 801.2 (6 of 8), four sequences even (0.997), L1B Q4_0 61.7 -> 62.5; a quarter
+ * lost on L1B (56.5, 1 of 6). */
+#define SPLIT_DIV 8
 void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align) {
     sp->n = nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES;
     const int64_t al = ENG_MAX(1, align);
     int64_t share = ((rows + sp->n - 1) / sp->n + al - 1) / al * al;
-    sp->step = (ENG_MAX(8, share / 16) + al - 1) / al * al;
+    sp->step = (ENG_MAX(8, share / SPLIT_DIV) + al - 1) / al * al;
     sp->align = al;
     for (int i = 0; i < sp->n; i++) {
         uint64_t f = (uint64_t)ENG_MIN(rows, share * i),
