@@ -378,16 +378,6 @@ Q8X_ENTRY_POINTS(q5_0_avx512, ENG_TYPE_Q5_0)
 Q8X_ENTRY_POINTS(iq4_nl_avx512, ENG_TYPE_IQ4_NL)
 Q8X_ENTRY_POINTS(q8_0_avx512, ENG_TYPE_Q8_0)
 
-/* Q4_0X16 (quants.h): groups of 16 interleaved q4_0 rows · NC Q8_0X rows. A 32-bit lane is a
- * row: each of a block's four code chunks gives the low nibbles (codes 4k..4k+3 of all 16 rows)
- * and the high ones (16+4k..), and vpdpbusd multiplies them with the column's four codes
- * broadcast, so a block costs eight vpdpbusd per column for 16 rows, its scales one fp16
- * conversion for all columns, and the rows' sums never need reducing across lanes (the
- * row-major kernel above spends three shuffles, a conversion and an fma per column and 256
- * weights on that, and its nibble gather more). In cache (768-weight rows, 64 rows), against
- * q8x_rows on the same weights: 4 columns 7.4 -> 4.2 ns per 256 weights, one 3.9 -> 1.6. The
- * offset 8 comes off as 8·d·c per block (Q8_0X's c), as there. Each column's arithmetic is the
- * same whatever NC is. */
 /* Four bytes at p in every 32-bit lane: a broadcast load. Copied into an int array first, the
  * codes went through general registers, each broadcast a transfer and a shuffle: 4 columns in
  * cache 1.48 -> 1.19 ns per 256 weights and column, L110M Q4_0 4 sequences 1423 -> 1518 tok/s
@@ -396,6 +386,18 @@ static inline __m512i bcast4(const uint8_t *p) {
     return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
 
+/* Q4_0X16 (quants.h): groups of 16 interleaved q4_0 rows · NC Q8_0X rows. A 32-bit lane is a
+ * row: each of a block's four code chunks gives the low nibbles (codes 4k..4k+3 of all 16 rows)
+ * and the high ones (16+4k..), and vpdpbusd multiplies them with the column's four codes
+ * broadcast, so a block costs eight vpdpbusd per column for 16 rows, its scales one fp16
+ * conversion for all columns, and the rows' sums never need reducing across lanes (the
+ * row-major kernel above spends three shuffles, a conversion and an fma per column and 256
+ * weights on that, and its nibble gather more). In cache, 768-weight rows, against q8x_rows
+ * on the same weights (bench-kernels -t q4_0,q4_0x16 -n 768 -r 64, three alternated runs): per
+ * column with four columns 2.7-3.1 -> 1.9-2.2 ns per 256 weights, one column (rows) 5.8-6.7 ->
+ * 3.9-4.7; with rows of 2048 and 5632 weights the two are within a few percent (the row-major
+ * kernel's per-row work is spread over more blocks). The offset 8 comes off as 8·d·c per block
+ * (Q8_0X's c), as there. Each column's arithmetic is the same whatever NC is. */
 static inline __attribute__((always_inline)) void x16_rows(const int NC, int64_t n, int64_t nr,
                                                            float *s, size_t s_stride,
                                                            const uint8_t *vw, const uint8_t *a,
