@@ -169,6 +169,14 @@ $(BUILD)/tests/simd_test: tests/simd/simd_test.c tests/simd/kernel_compare.h $(L
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBENGINE) $(LDLIBS) -o $@
 test-simd: $(BUILD)/tests/simd_test
 	$(BUILD)/tests/simd_test
+# The matrix products again with the kernel level capped (EDGELLM_SIMD): below AVX-512 an
+# interleaved weight has no kernels, and its rows are read back out on the decode paths (avx2)
+# and prefill's tile path (scalar, where q4_0 takes it), which the native run never takes.
+TEST_TARGETS += test-matmul-levels
+.PHONY: test-matmul-levels
+test-matmul-levels: $(CHECK_RUNNER)
+	EDGELLM_SIMD=avx2 CK_RUN_SUITE=matmul $(CHECK_RUNNER)
+	EDGELLM_SIMD=scalar CK_RUN_SUITE=matmul $(CHECK_RUNNER)
 test-aarch64:
 	@mkdir -p $(BUILD)/aarch64
 	$(AARCH64_CC) $(CPPFLAGS) -std=c11 -O2 -pthread $(WARN) -c engine/quants_arm.c $(ARM_FLAGS) \

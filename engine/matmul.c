@@ -192,8 +192,7 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
 
 struct matmul_job {
     const struct eng_tensor *w;
-    const struct eng_type_traits *tr;  /* the tile path: those of w's row type */
-    const struct eng_type_traits *wtr; /* w's own */
+    const struct eng_type_traits *tr;
     struct eng_mm_ws *ws;
     const float *x; /* (B, in) */
     const void *xq; /* (B, in) converted activations */
@@ -212,6 +211,7 @@ struct matmul_job {
 
 static void convert_rows(struct matmul_job *j, int b0, int b1) {
     const struct eng_type_traits *vt = eng_type_traits(j->xq_type);
+    const bool has_min = row_traits(j->tr)->repack_has_min;
     int64_t in = j->w->ne[0], nb = in / 32;
     for (int b = b0; b < b1; b++) {
         uint8_t *row = (uint8_t *)j->xq + (size_t)b * j->xq_row;
@@ -245,7 +245,7 @@ static void convert_rows(struct matmul_job *j, int b0, int b1) {
             }
             }
             memcpy(codes + 32 * k, qs, 32);
-            if (!j->tr->repack_has_min) continue;
+            if (!has_min) continue;
             if (j->xq_type == ENG_TYPE_Q8_1) { /* its stored sum, rounded as vec_dot uses it */
                 ams[2 * k] = eng_fp16_to_fp32(((const struct eng_block_q8_1 *)row + k)->s);
                 ams[2 * k + 1] = 0.0f; /* q4_1 / q5_1 minimums are per 32: m·(ams0 + ams1) */
@@ -346,14 +346,14 @@ static void matmul_tile(void *arg, int ith, int nth) {
     float *m16 = ws->m16 + (size_t)ith * TILE_CHUNK * (ws->max_in / 16 + 1);
     float *s8 = ws->s8 + (size_t)ith * TILE_CHUNK * (ws->max_in / 4 + 8);
     const struct eng_type_traits *f32 = eng_type_traits(ENG_TYPE_F32);
+    const struct eng_type_traits *rt = row_traits(j->tr); /* repacks rows read out */
     for (;;) {
         int64_t r0 = atomic_fetch_add_explicit(&j->next, TILE_CHUNK, memory_order_relaxed);
         if (r0 >= n) break;
         int nr = (int)ENG_MIN(TILE_CHUNK, n - r0);
         for (int r = 0; r < nr; r++)
-            j->tr->repack(weight_row(j->wtr, j->w, r0 + r, wrow, thread_rowbuf(ws, ith)),
-                          wq + (size_t)r * in, s16 + (size_t)r * nb * 2, m16 + (size_t)r * nb * 2,
-                          in);
+            rt->repack(weight_row(j->tr, j->w, r0 + r, wrow, thread_rowbuf(ws, ith)),
+                       wq + (size_t)r * in, s16 + (size_t)r * nb * 2, m16 + (size_t)r * nb * 2, in);
         for (int64_t i = 0; i < (int64_t)nr * nb; i++) { /* lanes of the tile kernel */
             float a = s16[2 * i], b = s16[2 * i + 1], *o = s8 + 8 * i;
             o[0] = a, o[1] = a, o[2] = a, o[3] = a, o[4] = b, o[5] = b, o[6] = b, o[7] = b;
@@ -367,7 +367,7 @@ static void matmul_tile(void *arg, int ith, int nth) {
                                ws->acodes + (size_t)c * in, (size_t)in, ws->ad + (size_t)c * nb,
                                j->y + (size_t)c * j->ldy + r0 + r, j->ldy);
         }
-        if (j->tr->repack_has_min)
+        if (rt->repack_has_min)
             for (int c = 0; c < j->B; c++)
                 for (int r = 0; r < nr; r++) {
                     float mdot;
@@ -435,7 +435,6 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
                 const float *x, int B, float *y, int64_t ldy, const int32_t *rows, int n_rows) {
     struct matmul_job j = {.w = w,
                            .tr = eng_type_traits(w->type),
-                           .wtr = eng_type_traits(w->type),
                            .ws = ws,
                            .x = x,
                            .B = B,
@@ -463,7 +462,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
     j.xq_type = j.tr->vec_dot_type;
     if (path == ENG_MM_TILE && j.xq_type == ENG_TYPE_Q8_0X)
         j.xq_type = ENG_TYPE_Q8_0; /* the same codes, in the layout the tile path reads */
-    if (path == ENG_MM_TILE) j.tile = eng_tile_kernel(), j.tr = row_traits(j.tr);
+    if (path == ENG_MM_TILE) j.tile = eng_tile_kernel();
     if (j.xq_type == ENG_TYPE_F32) {
         j.xq = x;
         j.xq_row = (size_t)w->ne[0] * sizeof(float);

@@ -316,6 +316,21 @@ static int copy_small(struct eng_model *m) {
     return 0;
 }
 
+/* The weight matrices of a layer: GGUF name part and slot in struct eng_layer. */
+static const struct {
+    const char *kind;
+    size_t off;
+} kinds[] = {
+    {"attn_q", offsetof(struct eng_layer, wq)},
+    {"attn_k", offsetof(struct eng_layer, wk)},
+    {"attn_v", offsetof(struct eng_layer, wv)},
+    {"attn_output", offsetof(struct eng_layer, wo)},
+    {"ffn_gate", offsetof(struct eng_layer, w_gate)},
+    {"ffn_up", offsetof(struct eng_layer, w_up)},
+    {"ffn_down", offsetof(struct eng_layer, w_down)},
+};
+#define N_KINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
+
 /* Faults the pages of the tensor data in now (MADV_POPULATE_READ, Linux 5.14): what the file
  * system has not cached is read, and the page tables are filled, so that the first forward pass
  * does not wait for the file. edgellmd asks for it, so that reading the model is part of its
@@ -330,7 +345,8 @@ static void populate(struct eng_model *m) {
      * vectors (copied to F32 at load: with 2 MiB entries each of those would map the 2 MiB
      * around it, in between interleaved copies' released originals, 57 MiB of L110M's 73) */
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const struct eng_tensor ***slots = malloc(sizeof(*slots) * (7 * (size_t)m->hp.n_layer + 1));
+    const struct eng_tensor ***slots =
+        malloc(sizeof(*slots) * ((size_t)N_KINDS * m->hp.n_layer + 1));
     if (!slots) return; /* advice only */
     int n = matrix_slots(m, slots);
     for (int i = 0; i <= n; i++) {
@@ -362,47 +378,15 @@ static int interleaved_type(const struct eng_tensor *t) {
     return ENG_TYPE_Q4_0X16;
 }
 
-/* Every weight matrix slot of the model (the output once when tied to the embedding). */
+/* Every weight matrix slot of the model (N_KINDS per layer, then the output; the output once
+ * when tied to the embedding). slots holds N_KINDS · n_layer + 1. */
 static int matrix_slots(struct eng_model *m, const struct eng_tensor ***slots) {
     int n = 0;
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        struct eng_layer *ly = &m->layers[l];
-        const struct eng_tensor **ls[] = {&ly->wq,     &ly->wk,   &ly->wv,    &ly->wo,
-                                          &ly->w_gate, &ly->w_up, &ly->w_down};
-        for (size_t i = 0; i < sizeof(ls) / sizeof(ls[0]); i++) slots[n++] = ls[i];
-    }
+    for (int l = 0; l < m->hp.n_layer; l++)
+        for (int i = 0; i < N_KINDS; i++)
+            slots[n++] = (const struct eng_tensor **)((char *)&m->layers[l] + kinds[i].off);
     slots[n++] = &m->output;
     return n;
-}
-
-static int cmp_range(const void *a, const void *b) {
-    uintptr_t x = ((const uintptr_t *)a)[0], y = ((const uintptr_t *)b)[0];
-    return (x > y) - (x < y);
-}
-
-/* Lets go of the mapped pages of the interleaved copies' originals once more, in runs: a
- * mapping with 2 MiB entries maps a whole 2 MiB of the file again when the next tensor's
- * first page in it is read, so after the per-tensor release most of a model of small matrices
- * (L110M's are 0.3-0.9 MiB) was still mapped (57 of 73 MiB). A run spans the small vectors
- * between matrices (norm weights, copied to F32 at load and not read from the mapping). */
-static void release_originals(const struct eng_model *m) {
-    int64_t n = eng_gguf_n_tensors(m->gguf), k = 0;
-    uintptr_t(*r)[2] = malloc(sizeof(*r) * (size_t)(n > 0 ? n : 1));
-    if (!r) return; /* advice only */
-    for (int64_t i = 0; i < n; i++) {
-        const struct eng_tensor *t = eng_gguf_tensor_at(m->gguf, i);
-        if (t->nbytes && replaced(m, t))
-            r[k][0] = (uintptr_t)t->data, r[k][1] = (uintptr_t)t->data + t->nbytes, k++;
-    }
-    qsort(r, (size_t)k, sizeof(*r), cmp_range);
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), gap = 64 << 10;
-    for (int64_t i = 0; i < k;) {
-        uintptr_t lo = r[i][0], hi = r[i][1];
-        for (i++; i < k && r[i][0] <= hi + gap; i++) hi = ENG_MAX(hi, r[i][1]);
-        lo = (lo + page - 1) & ~(page - 1), hi &= ~(page - 1);
-        if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-    }
-    free(r);
 }
 
 /* Lays the weights out for the kernels (eng_model_params.interleave): one allocation holds the
@@ -411,7 +395,7 @@ static void release_originals(const struct eng_model *m) {
  * stays in the page cache; they are mapped again only if something reads them). Called before
  * any pass. */
 static int interleave(struct eng_model *m, const char *path) {
-    const int max_slots = 7 * m->hp.n_layer + 1;
+    const int max_slots = N_KINDS * m->hp.n_layer + 1;
     const struct eng_tensor ***slots = malloc(sizeof(*slots) * (size_t)max_slots);
     if (!slots) return eng_fail(ENG_ENOMEM, "%s: out of memory", path);
     int n = matrix_slots(m, slots), n_x = 0;
@@ -444,7 +428,8 @@ static int interleave(struct eng_model *m, const char *path) {
         x->data = p;
         eng_interleave_rows(x->type, t->data, p, t->ne[0], t->ne[1]);
         p += (t->nbytes + 63) / 64 * 64;
-        /* the whole pages inside the original, as it goes (the peak stays near one copy) */
+        /* the whole pages inside the original, as it goes (the peak stays near one copy;
+         * model/interleave_releases_mapping) */
         uintptr_t lo = ((uintptr_t)t->data + page - 1) & ~(page - 1);
         uintptr_t hi = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
         if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
@@ -452,7 +437,6 @@ static int interleave(struct eng_model *m, const char *path) {
         *slots[i] = x;
     }
     free(slots);
-    release_originals(m);
     return 0;
 }
 
@@ -554,19 +538,7 @@ static const struct eng_tensor **tensor_slot(struct eng_model *m, const char *na
         l >= m->hp.n_layer)
         return NULL;
     struct eng_layer *ly = &m->layers[l];
-    static const struct {
-        const char *kind;
-        size_t off;
-    } kinds[] = {
-        {"attn_q", offsetof(struct eng_layer, wq)},
-        {"attn_k", offsetof(struct eng_layer, wk)},
-        {"attn_v", offsetof(struct eng_layer, wv)},
-        {"attn_output", offsetof(struct eng_layer, wo)},
-        {"ffn_gate", offsetof(struct eng_layer, w_gate)},
-        {"ffn_up", offsetof(struct eng_layer, w_up)},
-        {"ffn_down", offsetof(struct eng_layer, w_down)},
-    };
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+    for (int i = 0; i < N_KINDS; i++)
         if (!strcmp(kind, kinds[i].kind))
             return (const struct eng_tensor **)((char *)ly + kinds[i].off);
     return NULL;
