@@ -217,10 +217,12 @@ static long mapped_rss_kb(const char *path) {
     ck_assert_ptr_nonnull(f);
     char line[512];
     long kb = 0, v;
+    unsigned long lo, hi;
     bool in = false;
     while (fgets(line, sizeof(line), f)) {
-        if (strchr(line, '-') && strchr(line, '/') && strstr(line, " r"))
-            in = strstr(line, path) != NULL; /* a mapping's header line */
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) ==
+            2) /* a mapping's header, with or without a file */
+            in = strstr(line, path) != NULL;
         else if (in && sscanf(line, "Rss: %ld kB", &v) == 1)
             kb += v;
     }
