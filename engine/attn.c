@@ -1,8 +1,9 @@
 /*
  * attn.c — attention of one query head over one sequence's cached keys and values:
  * out = softmax(scale · q · K[0..n)ᵀ) · V[0..n). The scalar reference (also what the scalar
- * level runs), the aarch64 kernel, and the choice for the running CPU; the x86 kernel lives in
- * attn_x86.c. forward.c splits the work over sequences and heads. It does not allocate.
+ * level runs), the aarch64 kernel, and the choice for the running CPU; the x86 kernels live in
+ * attn_x86.c (AVX2) and attn_avx512_x86.c. forward.c splits the work over sequences and heads. It
+ * does not allocate.
  */
 #include "quants.h"
 
@@ -119,7 +120,8 @@ static void attn_neon(int hd, int n, const float *q, const void *k, const void *
 
 eng_attn_fn eng_attn_kernel_for(enum eng_simd s) {
 #if defined(__x86_64__)
-    if (s == ENG_SIMD_AVX2 || eng_simd_is_avx512(s)) return eng_attn_avx2;
+    if (eng_simd_is_avx512(s)) return eng_attn_avx512;
+    if (s == ENG_SIMD_AVX2) return eng_attn_avx2;
 #elif defined(__aarch64__)
     if (s == ENG_SIMD_NEON || s == ENG_SIMD_DOTPROD) return attn_neon;
 #endif

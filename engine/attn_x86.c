@@ -1,12 +1,12 @@
 /*
- * attn_x86.c — AVX2/FMA attention of one query head (the AVX-512 level uses it too: eight
- * lanes hold a head's 64 or 128 values in few registers, and scores of eight positions are
- * reduced together). Scores: eight key rows against the query at once, summed across lanes by
- * one hadd tree; exponentials: vexp.h's polynomial over eight scores at a time; values: the output
- * kept in registers, 64 values per pass over the positions. Cached keys and values are floats
- * or fp16 values widened on load (F16C). Equal to eng_attn_ref up to float rounding (the check
- * names the tolerance).
+ * attn_x86.c — AVX2/FMA attention of one query head (the AVX-512 level's kernel,
+ * attn_avx512_x86.c, hands it head sizes that are not multiples of 16). Scores: eight key rows
+ * against the query at once, summed across lanes by one hadd tree; exponentials: vexp.h's
+ * polynomial over eight scores at a time; values: the output kept in registers, 64 values per pass
+ * over the positions. Cached keys and values are floats or fp16 values widened on load (F16C).
+ * Equal to eng_attn_ref up to float rounding (the check names the tolerance).
  */
+#include "attn_x86.h"
 #include "quants_x86.h"
 #include "vexp.h"
 
@@ -20,25 +20,6 @@ static inline __m256 totals8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 
     __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
     return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20),
                          _mm256_permute2f128_ps(h0, h1, 0x31));
-}
-
-/* Software prefetch of the cache rows ATTN_PF_ROWS positions ahead of the ones being read (row
- * bytes apart, bytes of each): a head's rows stream from memory, and the hardware prefetchers
- * stop at every 4 KiB page, which an f32 head of 64 values crosses every 16 positions.
- * prefetcht0: the other query heads of a key/value group read the same rows next. L110M Q4_0,
- * 2 threads, builds interleaved (edgellm bench -p 0 -r 3): tg128 with 4 sequences faster in 7
- * of 8 rounds, by up to 12% (the eighth 2% slower; 819-941 / 842-957 tok/s without / with), tg1024
- * 326-361 / 343-367; tg32 even within this host's noise. 8 and 32 rows ahead measured no better.
- * Rows past the last one are not prefetched (at short contexts they would be most of what is
- * fetched). */
-#define ATTN_PF_ROWS 16
-static inline __attribute__((always_inline)) void pf_range(const void *p, size_t bytes) {
-    const char *q = (const char *)p;
-    for (size_t k = 0; k < bytes; k += 64) __asm__ __volatile__("prefetcht0 %0" : : "m"(q[k]));
-}
-static inline __attribute__((always_inline)) void pf_rows(const void *row, size_t ld_bytes,
-                                                          size_t bytes) {
-    pf_range((const char *)row + ATTN_PF_ROWS * ld_bytes, bytes);
 }
 
 /* Eight elements of a cache row block from element i: floats, or fp16 values widened. */
