@@ -387,7 +387,8 @@ static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE
         if (log) fprintf(log, "%s: no attention kernel\n", level);
         return r;
     }
-    static const int hds[] = {64, 128, 96, 80, 40, 24, 12, 256}, ns[] = {1, 3, 4, 5, 8, 9, 16, 17, 33, 130};
+    static const int hds[] = {64, 128, 96, 80, 40, 24, 12, 256},
+                     ns[] = {1, 3, 4, 5, 8, 9, 16, 17, 33, 130};
     static const float mags[] = {0.1f, 4.0f, 40.0f};
     const size_t ld = 256 + 4;
     float *k = malloc(130 * ld * sizeof(float)), *v = malloc(130 * ld * sizeof(float));
