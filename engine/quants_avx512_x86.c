@@ -386,6 +386,20 @@ static inline __m512i bcast4(const uint8_t *p) {
     return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
 
+/* acc + the products of u's bytes with the four signed codes at p, broadcast (vpdpbusd). With
+ * one column the broadcast is the instruction's own memory operand ({1to16}): one instruction
+ * where GCC 12 emits a load-and-broadcast and the product (it does not fold the broadcast). In
+ * cache, 768-weight rows (bench-kernels -t q4_0x16 -n 768 -r 64, builds alternated): one
+ * column 1.93-1.99 -> 1.83-1.85 ns per 256 weights; L110M Q4_0 tg128, one sequence, 2 threads
+ * (edgellm bench, builds alternated) 1112.9 -> 1139.9 tok/s (6 of 8 rounds); L1B even. Four
+ * columns measured slower that way (1.00-1.04 -> 1.16-1.18 ns), so several columns keep the
+ * separate broadcast. */
+static inline __m512i dpbusd_b4(__m512i acc, __m512i u, const uint8_t *p, const int NC) {
+    if (NC > 1) return _mm512_dpbusd_epi32(acc, u, bcast4(p));
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int *)p));
+    return acc;
+}
+
 /* Q4_0X16 (quants.h): groups of 16 interleaved q4_0 rows · NC Q8_0X rows. A 32-bit lane is a
  * row: each of a block's four code chunks gives the low nibbles (codes 4k..4k+3 of all 16 rows)
  * and the high ones (16+4k..), and vpdpbusd multiplies them with the column's four codes
@@ -430,14 +444,14 @@ static inline __attribute__((always_inline)) void x16_rows(const int NC, int64_t
                 for (int c = 0; c < NC; c++) {
                     const float *ad = (const float *)(ag + (size_t)c * a_stride), *ac = ad + rb;
                     const uint8_t *al = (const uint8_t *)(ac + rb) + 16 * k8, *ah = al + 16 * rb;
-                    __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], bcast4(al));
-                    __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[1], bcast4(al + 4));
-                    p0 = _mm512_dpbusd_epi32(p0, lo[2], bcast4(al + 8));
-                    p1 = _mm512_dpbusd_epi32(p1, lo[3], bcast4(al + 12));
-                    p0 = _mm512_dpbusd_epi32(p0, hi[0], bcast4(ah));
-                    p1 = _mm512_dpbusd_epi32(p1, hi[1], bcast4(ah + 4));
-                    p0 = _mm512_dpbusd_epi32(p0, hi[2], bcast4(ah + 8));
-                    p1 = _mm512_dpbusd_epi32(p1, hi[3], bcast4(ah + 12));
+                    __m512i p0 = dpbusd_b4(_mm512_setzero_si512(), lo[0], al, NC);
+                    __m512i p1 = dpbusd_b4(_mm512_setzero_si512(), lo[1], al + 4, NC);
+                    p0 = dpbusd_b4(p0, lo[2], al + 8, NC);
+                    p1 = dpbusd_b4(p1, lo[3], al + 12, NC);
+                    p0 = dpbusd_b4(p0, hi[0], ah, NC);
+                    p1 = dpbusd_b4(p1, hi[1], ah + 4, NC);
+                    p0 = dpbusd_b4(p0, hi[2], ah + 8, NC);
+                    p1 = dpbusd_b4(p1, hi[3], ah + 12, NC);
                     const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(p0, p1));
                     acc[c] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(ad[k8])), acc[c]);
                     accc[c] = _mm512_fmadd_ps(dw, _mm512_set1_ps(ac[k8]), accc[c]);
