@@ -1,15 +1,19 @@
 /*
  * attn_avx512_x86.c — AVX-512 attention of one query head whose size is a multiple of 16 (the
  * other sizes go to eng_attn_avx2). A 16-lane register holds a quarter of a 64-value head, so
- * a position costs half the conversions and multiply-adds of the eight-lane kernel: scores of
- * sixteen key rows against the query, summed across lanes by one transposing tree into a
+ * a position takes half the conversion and multiply-add instructions of the eight-lane kernel:
+ * scores of sixteen key rows against the query, summed across lanes by one transposing tree into a
  * register of sixteen scores; values: the output kept in registers, up to 128 values per pass
  * over the positions. Exponentials are vexp.h's polynomial, as in the AVX2 kernel. Cached keys
  * and values are floats or fp16 values widened on load. Equal to eng_attn_ref up to float
  * rounding (the check names the tolerance). Prefetching as in attn_x86.c (attn_x86.h).
- * L110M Q4_0 (head 64, fp16 cache), 2 threads, against the AVX2 kernel, builds alternated
- * (edgellm bench -p 0 -r 1): four sequences tg128 1841 -> 1893 tok/s (5 of 6 rounds faster),
- * tg512 1456 -> 1542 (4 of 4); one sequence tg512 773 -> 783 (2 of 4).
+ * In cache the two cost about the same per position (bench-kernels -a, BENCHMARKS.md: 3.7-4.2
+ * against 3.9-4.3 ns for head 64), so the instruction count is not what limits them there; from
+ * memory, where decode reads the rows, head 64 at 128
+ * positions 11.4 -> 9.6 ns per position, head 128 23.1 -> 19.2. L110M Q4_0 (head 64, fp16
+ * cache), 2 threads, against the AVX2 kernel, builds alternated (edgellm bench -p 0 -r 1): four
+ * sequences tg128 1841 -> 1893 tok/s (5 of 6 rounds faster), tg512 1456 -> 1542 (4 of 4); one
+ * sequence tg512 773 -> 783 (2 of 4).
  */
 #include "attn_x86.h"
 #include "quants_x86.h"

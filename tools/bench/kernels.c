@@ -22,12 +22,15 @@
  * eight weight rows, as matmul.c's dot_rows calls it, so that the ratio tells how much of the
  * read rate a column kernel keeps when it computes NC times as much per byte.
  *
- * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS] [-c NC]]
+ * With -a it measures the attention kernels instead (bench_attn).
+ *
+ * usage: kernels [-t TYPE[,TYPE...]] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS] [-c NC]] | -a
  */
 #include "quants.h"
 
 #include <cblas.h>
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -324,10 +327,64 @@ static void bench_stream(enum eng_type t, int64_t in, size_t mib, int rounds, in
     munmap(w, map);
 }
 
+/* Attention of one query head (eng_attn_fn) over n cached fp16 positions, head size hd, with
+ * the kernel of each SIMD level up to the active one (x86: avx2, then the AVX-512 levels, whose
+ * kernels are the same): ns per position, in cache (one head's keys and values again and again,
+ * thread CPU time) and from memory (a 256 MiB cache of heads read one after the other, each once
+ * per sweep, wall clock), as decode reads a head's rows for every token. */
+static void bench_attn(void) {
+    static const int hds[] = {64, 128}, ns[] = {128, 512, 2048};
+    const size_t mem_bytes = (size_t)256 << 20;
+    uint16_t *kv = malloc(mem_bytes);
+    float q[128], att[2048], out[128];
+    if (!kv) return;
+    for (size_t i = 0; i < mem_bytes / 2; i++) kv[i] = eng_fp32_to_fp16(frand());
+    for (int i = 0; i < 128; i++) q[i] = frand();
+    for (int s = 0; s < ENG_SIMD_COUNT; s++) {
+        if (s == ENG_SIMD_AVX512_GFNI || s > (int)eng_simd_active() || !eng_simd_supported(s))
+            continue;
+        eng_attn_fn f = eng_attn_kernel_for((enum eng_simd)s);
+        if (!f) continue;
+        for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
+            for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
+                const int hd = hds[hi], n = ns[ni];
+                const size_t head = (size_t)n * hd; /* values of one head's keys */
+                const float scale = 1.0f / sqrtf((float)hd);
+                int reps = 0, per = passes_per_read(2 * (int64_t)head);
+                double t0 = cpu_s(), t1;
+                do {
+                    for (int k = 0; k < per; k++)
+                        f(hd, n, q, kv, kv + head, hd, true, scale, att, out);
+                    reps += per;
+                    t1 = cpu_s();
+                } while (t1 - t0 < 0.2);
+                const double cache_ns = (t1 - t0) / reps / n * 1e9;
+                const size_t n_heads = mem_bytes / 2 / (2 * head);
+                double w0 = wall_s();
+                int sweeps = 0;
+                do {
+                    for (size_t h = 0; h < n_heads; h++) {
+                        const uint16_t *k = kv + h * 2 * head;
+                        f(hd, n, q, k, k + head, hd, true, scale, att, out);
+                    }
+                    sweeps++;
+                } while (wall_s() - w0 < 0.5);
+                const double mem_ns = (wall_s() - w0) / ((double)sweeps * n_heads) / n * 1e9;
+                sink += out[0];
+                printf("{\"attn\": \"%s\", \"hd\": %d, \"n\": %d, \"cache_ns\": %.2f, "
+                       "\"memory_ns\": %.2f}\n",
+                       eng_simd_name((enum eng_simd)s), hd, n, cache_ns, mem_ns);
+                fflush(stdout);
+            }
+    }
+    free(kv);
+}
+
 int main(int argc, char **argv) {
     int64_t in = 2048;
     int rows = 64, rounds = 9, nc = 1;
     size_t stream_mib = 0;
+    bool attn = false;
     const char *types =
         "f32,f16,bf16,q8_0,q4_0,q4_0x16,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,iq4_xs";
     for (int i = 1; i < argc; i++) {
@@ -343,10 +400,11 @@ int main(int argc, char **argv) {
             rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-c") && i + 1 < argc)
             nc = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-a"))
+            attn = true;
         else {
-            fprintf(
-                stderr,
-                "usage: kernels [-t TYPE,...] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS] [-c NC]]\n");
+            fprintf(stderr, "usage: kernels [-t TYPE,...] [-n IN] [-r ROWS] [-m MIB [-R ROUNDS] "
+                            "[-c NC]] | -a\n");
             return 2;
         }
     }
@@ -356,6 +414,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     openblas_set_num_threads(1);
+    if (attn) {
+        bench_attn();
+        return 0;
+    }
     printf("{\"simd\": \"%s\", \"in\": %lld, \"rows\": %d}\n", eng_simd_level(), (long long)in,
            rows);
     char buf[512];

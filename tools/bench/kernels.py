@@ -14,8 +14,11 @@ pass over the same bytes; the medians of the per-round ratios. Once with one act
 (single-sequence decode) and once with four (batched decode of four sequences: four times the
 arithmetic per weight byte).
 
+Attention (`bench-kernels -a`): one query head over 128, 512 and 2048 cached fp16 positions,
+the kernel of each SIMD level, ns per position in cache and from memory.
+
 usage: /usr/bin/python3 tools/bench/kernels.py [--out BENCHMARKS.md] [-n 2048,5632]
-       [--stream-mib 384] [--stream-types f16,q8_0,q4_0,q4_0x16,q4_k,q6_k]
+       [--stream-mib 384] [--stream-types f16,q8_0,q4_0,q4_0x16,q4_k,q6_k] [--no-attn]
 """
 
 import argparse
@@ -43,6 +46,7 @@ def main(argv):
     ap.add_argument("-n", default="2048,5632", help="row lengths (input widths)")
     ap.add_argument("--stream-mib", type=int, default=384, help="streaming matrix size (0: skip)")
     ap.add_argument("--stream-types", default="f16,q8_0,q4_0,q4_0x16,q4_k,q6_k")
+    ap.add_argument("--no-attn", action="store_true", help="skip the attention kernels (-a)")
     args = ap.parse_args(argv)
     build = os.environ.get("BUILD", "build")
     exe = os.path.join(ROOT, build, "bench-kernels") if not os.path.isabs(build) else \
@@ -66,6 +70,10 @@ def main(argv):
                     stream += got
                 else:
                     cols4.update({(r["type"], r["in"]): r for r in got})
+    attn = []
+    if not args.no_attn:
+        out = subprocess.run([exe, "-a"], check=True, text=True, capture_output=True).stdout
+        attn = [json.loads(l) for l in out.splitlines() if l.strip()]
     load1 = loadavg()
     L = [SECTION + "\n"]
     L.append(f"Written by `make bench-kernels` (tools/bench/kernels.py running "
@@ -129,6 +137,20 @@ def main(argv):
             L.append(f"| {r['type']} | {r['in']} | {r['read_gbs_mean']:.1f} | "
                      f"{r['rows_gbs_mean']:.1f} | {r['ratio_median']:.2f} "
                      f"({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) | {c4} |")
+        L.append("")
+    if attn:
+        L.append(f"### Attention of one head (`{build}/bench-kernels -a`)\n")
+        L.append("One query head over n cached positions of fp16 keys and values, the kernel of "
+                 "each SIMD level (the AVX-512 levels share theirs): ns per position. In cache: "
+                 "one head again and again, thread CPU time. From memory: a 256 MiB cache of "
+                 "heads read one after the other, wall clock, as decode reads every head's rows "
+                 "once per token.\n")
+        L.append("| kernel level | head size | positions | in cache ns/position | "
+                 "from memory ns/position |")
+        L.append("|---|---|---|---|---|")
+        for r in attn:
+            L.append(f"| {r['attn']} | {r['hd']} | {r['n']} | {r['cache_ns']:.2f} | "
+                     f"{r['memory_ns']:.2f} |")
         L.append("")
     replace_section(args.out, SECTION, "\n".join(L))
     print(f"wrote the '{SECTION}' section of {args.out}", file=sys.stderr)
