@@ -272,7 +272,8 @@ $(STREAM_BW): tools/bench/stream.c
 bench: $(CLI) $(BUILD)/genmodel $(STREAM_BW)
 	$(PY) tools/bench/run.py
 
-# Single-core cost of every kernel and the batch sizes where prefill's paths pay ("## Kernels").
+# Single-core cost of every kernel, the batch sizes where prefill's paths pay and the attention
+# kernels per position ("## Kernels").
 BENCH_KERNELS := $(BUILD)/bench-kernels
 $(BENCH_KERNELS): tools/bench/kernels.c $(LIBENGINE)
 	@mkdir -p $(dir $@)

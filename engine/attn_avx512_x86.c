@@ -31,7 +31,7 @@ static inline __m512 ld16(const void *p, size_t i, const bool h) {
 /* The sixteen totals of a[0..15], in order: pairs of registers interleaved and added (each
  * 128-bit lane then holds two rows' partial sums), pairs of those (four rows' per lane), then
  * the lanes of two registers exchanged and added twice. 15 additions and 30 shuffles for
- * sixteen rows, against 15 horizontal sums of four steps each. */
+ * sixteen rows, against sixteen horizontal sums of four steps each. */
 static inline __m512 totals16(const __m512 *a) {
     __m512 x[8], y[4];
 #pragma GCC unroll 8
