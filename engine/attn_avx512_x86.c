@@ -16,10 +16,7 @@
  * sequence tg512 773 -> 783 (2 of 4).
  */
 #include "attn_x86.h"
-#include "quants_x86.h"
-#include "vexp.h"
 
-#include <immintrin.h>
 #include <math.h>
 
 /* Sixteen elements of a cache row block from element i: floats, or fp16 values widened. */
@@ -114,17 +111,7 @@ static inline __attribute__((always_inline)) void attn16(const bool h, int hd, i
         max = fmaxf(max, att[p]);
     }
 
-    const __m256 vm = _mm256_set1_ps(max);
-    __m256 vsum = _mm256_setzero_ps();
-    for (p = 0; p + 8 <= n; p += 8) {
-        const __m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(att + p), vm));
-        _mm256_storeu_ps(att + p, e);
-        vsum = _mm256_add_ps(vsum, e);
-    }
-    float sum = hsum_ps(vsum);
-    for (; p < n; p++) sum += att[p] = expf(att[p] - max);
-
-    const float inv = 1.0f / sum;
+    const float inv = 1.0f / exp_scores(att, n, max);
     int i0 = 0;
     for (; i0 + 128 <= hd; i0 += 128) weighted16(8, h, n, att, v, (size_t)i0, ld, inv, out + i0);
     for (; i0 + 64 <= hd; i0 += 64) weighted16(4, h, n, att, v, (size_t)i0, ld, inv, out + i0);

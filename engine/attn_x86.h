@@ -1,11 +1,16 @@
 /*
  * attn_x86.h — what the x86-64 attention kernels share (attn_x86.c for AVX2, attn_avx512_x86.c
- * for AVX-512): the software prefetch of a head's cached rows. Only for files compiled with at
- * least AVX2 enabled.
+ * for AVX-512): the software prefetch of a head's cached rows and the softmax's exponentials.
+ * Only for files compiled with at least AVX2/FMA enabled.
  */
 #ifndef EDGELLM_ENGINE_ATTN_X86_H
 #define EDGELLM_ENGINE_ATTN_X86_H
 
+#include "quants_x86.h"
+#include "vexp.h"
+
+#include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 
 /* Software prefetch of the cache rows ATTN_PF_ROWS positions ahead of the ones being read (row
@@ -25,6 +30,22 @@ static inline __attribute__((always_inline)) void pf_range(const void *p, size_t
 static inline __attribute__((always_inline)) void pf_rows(const void *row, size_t ld_bytes,
                                                           size_t bytes) {
     pf_range((const char *)row + ATTN_PF_ROWS * ld_bytes, bytes);
+}
+
+/* att[p] = e^(att[p] - max) for p < n, eight at a time by vexp.h's polynomial (the rest by
+ * expf); returns their sum. */
+static inline float exp_scores(float *att, int n, float max) {
+    const __m256 vm = _mm256_set1_ps(max);
+    __m256 vsum = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + 8 <= n; p += 8) {
+        const __m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(att + p), vm));
+        _mm256_storeu_ps(att + p, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum_ps(vsum);
+    for (; p < n; p++) sum += att[p] = expf(att[p] - max);
+    return sum;
 }
 
 #endif
