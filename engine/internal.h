@@ -107,6 +107,8 @@ struct eng_row_split {
     } s[ENG_SPLIT_SHARES];
 };
 void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align);
+/* The same split over n work items claimed one at a time (items whose costs differ). */
+void eng_item_split_init(struct eng_row_split *sp, int64_t n, int nth);
 /* The next rows [*r0, *r1) for thread ith (0 <= ith < nth); false when every share is done. */
 bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1);
 

@@ -152,6 +152,11 @@ void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int ali
     }
 }
 
+void eng_item_split_init(struct eng_row_split *sp, int64_t n, int nth) {
+    eng_row_split_init(sp, n, nth, 1);
+    sp->step = 1;
+}
+
 bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1) {
     const uint64_t step = (uint64_t)sp->step;
     atomic_ullong *own = &sp->s[ith % sp->n].fb;

@@ -138,10 +138,14 @@ END_TEST
 /* Claims of nth simulated threads in a fixed interleaving (thread t claims `pace[t]` times per
  * round): every row exactly once; each thread's claims inside its own share come front to back
  * and adjacent (one continuous stream), and a thread only strays from its share once that share
- * is used up (stealing from the back of another). */
-static void check_split(int64_t rows, int nth, const int *pace) {
+ * is used up (stealing from the back of another). With items, the split of eng_item_split_init:
+ * the same, and every claim one row. */
+static void check_split(int64_t rows, int nth, const int *pace, bool items) {
     struct eng_row_split sp;
-    eng_row_split_init(&sp, rows, nth, 1);
+    if (items)
+        eng_item_split_init(&sp, rows, nth);
+    else
+        eng_row_split_init(&sp, rows, nth, 1);
     int *seen = calloc((size_t)(rows > 0 ? rows : 1), sizeof(int));
     int64_t *next_own = calloc((size_t)nth, sizeof(int64_t));
     bool *done = calloc((size_t)nth, sizeof(bool)), *stolen = calloc((size_t)nth, sizeof(bool));
@@ -157,6 +161,7 @@ static void check_split(int64_t rows, int nth, const int *pace) {
                     break;
                 }
                 ck_assert(0 <= r0 && r0 < r1 && r1 <= rows);
+                if (items) ck_assert_int_eq(r1 - r0, 1);
                 for (int64_t r = r0; r < r1; r++) seen[r]++;
                 int own = t % (nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES);
                 bool in_own = r0 >= share * own && r1 <= share * (own + 1);
@@ -181,14 +186,17 @@ START_TEST(row_split_claims_every_row_once) {
                           1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     const int fast0[3] = {5, 1, 1}; /* thread 0 finishes first and steals */
     const int slow0[2] = {1, 7};
-    check_split(1000, 1, even);
-    check_split(1000, 2, even);
-    check_split(1000, 3, fast0);
-    check_split(777, 2, slow0);
-    check_split(5, 3, fast0);   /* fewer rows than a step */
-    check_split(2, 3, fast0);   /* fewer rows than threads: one share is empty */
-    check_split(0, 2, even);    /* nothing to claim */
-    check_split(300, 70, even); /* more threads than shares */
+    for (int items = 0; items < 2; items++) {
+        check_split(1000, 1, even, items);
+        check_split(1000, 2, even, items);
+        check_split(1000, 3, fast0, items);
+        check_split(777, 2, slow0, items);
+        check_split(48, 2, slow0, items);  /* attention's items: four L110M tokens */
+        check_split(5, 3, fast0, items);   /* fewer rows than a step */
+        check_split(2, 3, fast0, items);   /* fewer rows than threads: one share is empty */
+        check_split(0, 2, even, items);    /* nothing to claim */
+        check_split(300, 70, even, items); /* more threads than shares */
+    }
     /* a thread that never runs has its whole share taken by the others: here one thread alone */
     struct eng_row_split sp;
     eng_row_split_init(&sp, 600, 3, 1);
