@@ -403,7 +403,7 @@ struct attn_job {
     struct eng_ctx *c;
     int layer;
     eng_attn_fn attn;
-    struct eng_row_split items; /* the work items, one per claim */
+    struct eng_row_split items; /* the work items (eng_item_split_init) */
 };
 
 /* Query heads per work item: the heads of one item share a key/value head, so its cached rows
@@ -420,15 +420,15 @@ static int attn_items(const struct eng_ctx *c) {
 }
 
 /* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over tokens
- * and key/value heads. The items are claimed one at a time (eng_item_split_init), each thread
- * from its own share and then from the back of another's: prefill's longer rows spread evenly,
- * and a thread the OS takes off its core (a daemon's loop thread or a client sharing the cores)
- * holds up at most the item it is on, not a fixed share. One counter shared by every thread did
- * that too, but each claim then pulled its cache line over from the other core: 144 claims a
- * pass for one L110M sequence, 576 for four. L110M Q4_0 tg128, 2 threads (edgellm bench,
- * builds alternated): four sequences 1816.2 -> 1912.4 tok/s (7 of 8 rounds) and 1787.8 ->
- * 1956.9 (6 of 6), one sequence 980.2 -> 1026.4 (4 of 6); L1B four sequences and L110M pp512
- * even. */
+ * and key/value heads. The items are split like a product's rows (eng_item_split_init): each
+ * thread claims from its own share, down to single items, then from the back of another's, so
+ * prefill's longer rows spread evenly and a thread the OS takes off its core (a daemon's loop
+ * thread or a client sharing the cores) holds up only what it has claimed. Items handed out one
+ * by one from a counter shared by every thread pulled the counter's cache line over from the
+ * other core at each claim (144 claims a pass for one L110M sequence, 576 for four); against
+ * that, with one item per claim from the shares (edgellm bench, 2 threads, builds alternated):
+ * L110M Q4_0 four sequences 1816.2 -> 1912.4 tok/s (7 of 8 rounds) and 1787.8 -> 1956.9 (6 of
+ * 6), one sequence 980.2 -> 1026.4 (4 of 6); L1B four sequences and L110M pp512 even. */
 static void attention(void *arg, int ith, int nth) {
     struct attn_job *j = arg;
     struct eng_ctx *c = j->c;

@@ -92,9 +92,10 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
                 const float *x, int B, float *y, int64_t ldy, const int32_t *rows, int n_rows);
 
 /* The rows of a decode product split over the pool (matmul.c): each thread owns a contiguous
- * share and claims it front to back in steps, so it reads one continuous stream; a thread whose
- * share is done takes steps from the back of the share with the most rows left, so threads still
- * finish together when one core is slowed. Every row is claimed exactly once. Threads beyond
+ * share and claims it front to back, a third of what is left at a time but never less than a
+ * step, so it reads one continuous stream; a thread whose share is done takes half of what is
+ * left of the share with the most rows left, from its back, so threads still finish together
+ * when one core is slowed. Every row is claimed exactly once. Threads beyond
  * ENG_SPLIT_SHARES share shares (claims stay correct). With align > 1 every claim starts at a
  * multiple of align and ends at one or at rows (interleaved weights: whole row groups). */
 #define ENG_SPLIT_SHARES 64
@@ -107,7 +108,8 @@ struct eng_row_split {
     } s[ENG_SPLIT_SHARES];
 };
 void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align);
-/* The same split over n work items claimed one at a time (items whose costs differ). */
+/* The same split over n work items whose costs differ: a step of one item, so the last claims
+ * of a share are single items. */
 void eng_item_split_init(struct eng_row_split *sp, int64_t n, int nth);
 /* The next rows [*r0, *r1) for thread ith (0 <= ith < nth); false when every share is done. */
 bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1);

@@ -137,7 +137,16 @@ static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
  * pulled over by the other thread's scans at a job's end, took 4.3% of edgellmd's cycles on
  * one L110M stream (perf); builds alternated, L110M Q4_0 tg128 722.3 -> 744.6 tok/s (7 of 10)
  * and 763.6 -> 801.2 (6 of 8), four sequences even (0.997), L1B Q4_0 61.7 -> 62.5; a quarter
- * lost on L1B (56.5, 1 of 6). */
+ * lost on L1B (56.5, 1 of 6).
+ * Claims shrink as a share empties: the owner takes a third of what is left of it, never less
+ * than that eighth (the step), and a thread that steals takes half of what is left of the
+ * other share. The first claims are large and few, the last ones small, so threads still end
+ * together, and fewer claims meet the other thread at a share's line. Against claims of one
+ * step (builds alternated, edgellm bench, 2 threads): L110M Q4_0 four sequences 1856.2 ->
+ * 1992.1 tok/s (6 of 6 rounds), one sequence 809.4 -> 830.6 (6 of 8), pp512 2249.2 -> 2321.3
+ * (4 of 4); L1B Q4_0 one sequence 69.8 -> 71.6 (4 of 4), four 251.1 -> 254.4 (4 of 4). In
+ * edgellmd (L110M, four pairs of fresh daemons, the order swapped every other pair): one stream
+ * +6.8%, +5.7%, +7.3%, +0.5%; four streams +1.7%, 0, 0, +1.1%. */
 #define SPLIT_DIV 8
 void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align) {
     sp->n = nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES;
@@ -164,7 +173,9 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
     for (;;) { /* own share, from the front */
         uint64_t f = v >> 32, b = v & 0xffffffffu;
         if (f >= b) break;
-        uint64_t nf = b - f > step ? f + step : b;
+        uint64_t take = (b - f) / 3;
+        take = take > step ? (take + sp->align - 1) / sp->align * sp->align : step;
+        uint64_t nf = b - f > take ? f + take : b;
         if (atomic_compare_exchange_weak_explicit(own, &v, nf << 32 | b, memory_order_relaxed,
                                                   memory_order_relaxed)) {
             *r0 = (int64_t)f, *r1 = (int64_t)nf;
@@ -183,7 +194,8 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
         v = atomic_load_explicit(best, memory_order_relaxed);
         uint64_t f = v >> 32, b = v & 0xffffffffu;
         if (f >= b) continue;
-        uint64_t nb = b - f > step ? (b - step) / (uint64_t)sp->align * (uint64_t)sp->align : f;
+        uint64_t take = (b - f) / 2 > step ? (b - f) / 2 : step;
+        uint64_t nb = b - f > take ? (b - take) / (uint64_t)sp->align * (uint64_t)sp->align : f;
         if (nb < f) nb = f;
         if (atomic_compare_exchange_weak_explicit(best, &v, f << 32 | nb, memory_order_relaxed,
                                                   memory_order_relaxed)) {
@@ -574,7 +586,10 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     }
     int nth = eng_pool_size(pool);
     int64_t total = glu ? w[0]->ne[1] : j.first[n];
-    eng_row_split_init(&j.split, total, nth, align);
+    /* glu: the vector GLU kernels take 8 (AVX2) or 4 (NEON) values at a time and the rest
+     * with scalar code, so claims start at multiples of 16: each value gets the arithmetic of
+     * a whole row's pass whichever thread claims it, and outputs do not depend on timing */
+    eng_row_split_init(&j.split, total, nth, glu ? (align + 15) / 16 * 16 : align);
     eng_pool_run(pool, fused_rows, &j);
     return true;
 }

@@ -136,10 +136,10 @@ START_TEST(float_paths_match_exact_product) {
 END_TEST
 
 /* Claims of nth simulated threads in a fixed interleaving (thread t claims `pace[t]` times per
- * round): every row exactly once; each thread's claims inside its own share come front to back
- * and adjacent (one continuous stream), and a thread only strays from its share once that share
- * is used up (stealing from the back of another). With items, the split of eng_item_split_init:
- * the same, and every claim one row. */
+ * round): every row exactly once; each thread's claims inside its own share come front to back,
+ * adjacent (one continuous stream) and never growing, and a thread only strays from its share
+ * once that share is used up (stealing from the back of another). With items, the split of
+ * eng_item_split_init. */
 static void check_split(int64_t rows, int nth, const int *pace, bool items) {
     struct eng_row_split sp;
     if (items)
@@ -148,6 +148,7 @@ static void check_split(int64_t rows, int nth, const int *pace, bool items) {
         eng_row_split_init(&sp, rows, nth, 1);
     int *seen = calloc((size_t)(rows > 0 ? rows : 1), sizeof(int));
     int64_t *next_own = calloc((size_t)nth, sizeof(int64_t));
+    int64_t *last_size = calloc((size_t)nth, sizeof(int64_t));
     bool *done = calloc((size_t)nth, sizeof(bool)), *stolen = calloc((size_t)nth, sizeof(bool));
     int64_t share = nth < ENG_SPLIT_SHARES ? (rows + nth - 1) / nth
                                            : (rows + ENG_SPLIT_SHARES - 1) / ENG_SPLIT_SHARES;
@@ -161,14 +162,15 @@ static void check_split(int64_t rows, int nth, const int *pace, bool items) {
                     break;
                 }
                 ck_assert(0 <= r0 && r0 < r1 && r1 <= rows);
-                if (items) ck_assert_int_eq(r1 - r0, 1);
                 for (int64_t r = r0; r < r1; r++) seen[r]++;
                 int own = t % (nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES);
                 bool in_own = r0 >= share * own && r1 <= share * (own + 1);
                 if (in_own && nth <= ENG_SPLIT_SHARES) {
                     ck_assert_msg(!stolen[t], "thread %d back in its share after stealing", t);
                     if (next_own[t]) ck_assert_int_eq(r0, next_own[t]); /* adjacent */
+                    if (last_size[t]) ck_assert_int_le(r1 - r0, last_size[t]);
                     next_own[t] = r1;
+                    last_size[t] = r1 - r0;
                 } else {
                     stolen[t] = true;
                 }
@@ -177,7 +179,27 @@ static void check_split(int64_t rows, int nth, const int *pace, bool items) {
     for (int64_t r = 0; r < rows; r++)
         ck_assert_msg(seen[r] == 1, "rows %lld nth %d: row %lld claimed %d times", (long long)rows,
                       nth, (long long)r, seen[r]);
-    free(seen), free(next_own), free(done), free(stolen);
+    free(seen), free(next_own), free(last_size), free(done), free(stolen);
+}
+
+/* One thread alone: its claims are a third of what is left (rounded up to align), never less
+ * than the split's step, until the rest fits in one; every row once, in order. */
+static void check_split_sizes(int64_t rows, int align, bool items) {
+    struct eng_row_split sp;
+    if (items)
+        eng_item_split_init(&sp, rows, 1);
+    else
+        eng_row_split_init(&sp, rows, 1, align);
+    int64_t at = 0, r0, r1, step = sp.step;
+    while (eng_row_split_claim(&sp, 0, &r0, &r1)) {
+        int64_t left = rows - at, want = (left / 3 + align - 1) / align * align;
+        if (want < step) want = step;
+        ck_assert_int_eq(r0, at);
+        ck_assert_int_eq(r1 - r0, left > want ? want : left);
+        at = r1;
+    }
+    ck_assert_int_eq(at, rows);
+    if (items) ck_assert_int_eq(step, 1);
 }
 
 START_TEST(row_split_claims_every_row_once) {
@@ -196,7 +218,10 @@ START_TEST(row_split_claims_every_row_once) {
         check_split(2, 3, fast0, items);   /* fewer rows than threads: one share is empty */
         check_split(0, 2, even, items);    /* nothing to claim */
         check_split(300, 70, even, items); /* more threads than shares */
+        check_split_sizes(1000, 1, items);
+        check_split_sizes(7, 1, items);
     }
+    check_split_sizes(2304, 16, false); /* interleaved rows: claims of whole groups */
     /* a thread that never runs has its whole share taken by the others: here one thread alone */
     struct eng_row_split sp;
     eng_row_split_init(&sp, 600, 3, 1);
