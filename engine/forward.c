@@ -411,12 +411,9 @@ struct attn_job {
  * them to spread over the pool when a model has few key/value heads. */
 #define ATTN_HEADS_PER_ITEM 4
 
-/* Work items of the attention job: a token's key/value heads, each split into items of up to
- * ATTN_HEADS_PER_ITEM query heads. */
-static int attn_items(const struct eng_ctx *c) {
-    const struct eng_hparams *hp = &c->m->hp;
-    int per_kv = (hp->n_head / hp->n_head_kv + ATTN_HEADS_PER_ITEM - 1) / ATTN_HEADS_PER_ITEM;
-    return c->n_tok * hp->n_head_kv * per_kv;
+/* Work items per key/value head: its query heads in items of up to ATTN_HEADS_PER_ITEM. */
+static int attn_items_per_kv(const struct eng_hparams *hp) {
+    return (hp->n_head / hp->n_head_kv + ATTN_HEADS_PER_ITEM - 1) / ATTN_HEADS_PER_ITEM;
 }
 
 /* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over tokens
@@ -435,8 +432,7 @@ static void attention(void *arg, int ith, int nth) {
     const struct eng_hparams *hp = &c->m->hp;
     const struct eng_batch *b = c->b;
     int hd = hp->head_dim, n_head = hp->n_head, group = hp->n_head / hp->n_head_kv;
-    int per_kv = (group + ATTN_HEADS_PER_ITEM - 1) / ATTN_HEADS_PER_ITEM;
-    int per_tok = hp->n_head_kv * per_kv;
+    int per_kv = attn_items_per_kv(hp), per_tok = hp->n_head_kv * per_kv;
     size_t Q = (size_t)n_head * hd;
     float scale = 1.0f / sqrtf((float)hd);
     float *att = c->att + (size_t)ith * c->p.n_ctx;
@@ -571,7 +567,8 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
             }
         }
         struct attn_job aj = {.c = c, .layer = l, .attn = eng_attn_kernel()};
-        eng_item_split_init(&aj.items, attn_items(c), eng_pool_size(c->pool));
+        eng_item_split_init(&aj.items, (int64_t)B * hp->n_head_kv * attn_items_per_kv(hp),
+                            eng_pool_size(c->pool));
         eng_pool_run(c->pool, attention, &aj);
         OBSERVE(l, ENG_OBS_ATTN_OUT_IN, c->att_out, B, Q);
         matmul(c, ly->wo, c->att_out, B, c->xb);
