@@ -403,7 +403,7 @@ struct attn_job {
     struct eng_ctx *c;
     int layer;
     eng_attn_fn attn;
-    struct eng_row_split items; /* the work items (eng_item_split_init) */
+    struct eng_row_split items; /* the work items, one per claim (eng_item_split_init) */
 };
 
 /* Query heads per work item: the heads of one item share a key/value head, so its cached rows
@@ -417,13 +417,13 @@ static int attn_items_per_kv(const struct eng_hparams *hp) {
 }
 
 /* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over tokens
- * and key/value heads. The items are split like a product's rows (eng_item_split_init): each
- * thread claims from its own share, down to single items, then from the back of another's, so
- * prefill's longer rows spread evenly and a thread the OS takes off its core (a daemon's loop
- * thread or a client sharing the cores) holds up only what it has claimed. Items handed out one
- * by one from a counter shared by every thread pulled the counter's cache line over from the
- * other core at each claim (144 claims a pass for one L110M sequence, 576 for four); against
- * that, with one item per claim from the shares (edgellm bench, 2 threads, builds alternated):
+ * and key/value heads. The items are split like a product's rows (eng_item_split_init), one at
+ * a time: each thread claims from its own share, then from the back of another's, so prefill's
+ * longer rows spread evenly and a thread the OS takes off its core (a daemon's loop thread or a
+ * client sharing the cores) holds up at most the item it is on. Items handed out from a counter
+ * shared by every thread pulled the counter's cache line over from the other core at each claim
+ * (144 claims a pass for one L110M sequence, 576 for four); against that (edgellm bench, 2
+ * threads, builds alternated):
  * L110M Q4_0 four sequences 1816.2 -> 1912.4 tok/s (7 of 8 rounds) and 1787.8 -> 1956.9 (6 of
  * 6), one sequence 980.2 -> 1026.4 (4 of 6); L1B four sequences and L110M pp512 even. */
 static void attention(void *arg, int ith, int nth) {

@@ -103,13 +103,14 @@ struct eng_row_split {
     int n;         /* shares */
     int64_t step;  /* rows per claim */
     int64_t align; /* claims' starts are multiples of this */
+    bool shrink;   /* claims shrink as a share empties (rows); else one step each (items) */
     struct {
         _Alignas(64) atomic_ullong fb; /* front << 32 | back */
     } s[ENG_SPLIT_SHARES];
 };
 void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align);
-/* The same split over n work items whose costs differ: a step of one item, so the last claims
- * of a share are single items. */
+/* The same split over n work items whose costs differ, claimed one item at a time: a thread the
+ * OS takes off its core holds up only the item it is on. */
 void eng_item_split_init(struct eng_row_split *sp, int64_t n, int nth);
 /* The next rows [*r0, *r1) for thread ith (0 <= ith < nth); false when every share is done. */
 bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1);

@@ -146,7 +146,10 @@ static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
  * 1992.1 tok/s (6 of 6 rounds), one sequence 809.4 -> 830.6 (6 of 8), pp512 2249.2 -> 2321.3
  * (4 of 4); L1B Q4_0 one sequence 69.8 -> 71.6 (4 of 4), four 251.1 -> 254.4 (4 of 4). In
  * edgellmd (L110M, four pairs of fresh daemons, the order swapped every other pair): one stream
- * +6.8%, +5.7%, +7.3%, +0.5%; four streams +1.7%, 0, 0, +1.1%. */
+ * +6.8%, +5.7%, +7.3%, +0.5%; four streams +1.7%, 0, 0, +1.1%. Attention's work items
+ * (eng_item_split_init) keep one item per claim: shrinking claims there were even in edgellm
+ * bench (L110M four sequences 2351.2 / 2355.2 tok/s, one 1134.7 / 1120.5) and in edgellmd one
+ * stream 1.7-6% slower in three pairs of four, four streams 0.6-2% in three. */
 #define SPLIT_DIV 8
 void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int align) {
     sp->n = nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES;
@@ -154,6 +157,7 @@ void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int ali
     int64_t share = ((rows + sp->n - 1) / sp->n + al - 1) / al * al;
     sp->step = (ENG_MAX(8, share / SPLIT_DIV) + al - 1) / al * al;
     sp->align = al;
+    sp->shrink = true;
     for (int i = 0; i < sp->n; i++) {
         uint64_t f = (uint64_t)ENG_MIN(rows, share * i),
                  b = (uint64_t)ENG_MIN(rows, share * (i + 1));
@@ -164,6 +168,7 @@ void eng_row_split_init(struct eng_row_split *sp, int64_t rows, int nth, int ali
 void eng_item_split_init(struct eng_row_split *sp, int64_t n, int nth) {
     eng_row_split_init(sp, n, nth, 1);
     sp->step = 1;
+    sp->shrink = false;
 }
 
 bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1) {
@@ -173,7 +178,7 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
     for (;;) { /* own share, from the front */
         uint64_t f = v >> 32, b = v & 0xffffffffu;
         if (f >= b) break;
-        uint64_t take = (b - f) / 3;
+        uint64_t take = sp->shrink ? (b - f) / 3 : 0;
         take = take > step ? (take + sp->align - 1) / sp->align * sp->align : step;
         uint64_t nf = b - f > take ? f + take : b;
         if (atomic_compare_exchange_weak_explicit(own, &v, nf << 32 | b, memory_order_relaxed,
@@ -194,7 +199,7 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
         v = atomic_load_explicit(best, memory_order_relaxed);
         uint64_t f = v >> 32, b = v & 0xffffffffu;
         if (f >= b) continue;
-        uint64_t take = (b - f) / 2 > step ? (b - f) / 2 : step;
+        uint64_t take = sp->shrink && (b - f) / 2 > step ? (b - f) / 2 : step;
         uint64_t nb = b - f > take ? (b - take) / (uint64_t)sp->align * (uint64_t)sp->align : f;
         if (nb < f) nb = f;
         if (atomic_compare_exchange_weak_explicit(best, &v, f << 32 | nb, memory_order_relaxed,

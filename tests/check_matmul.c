@@ -139,7 +139,7 @@ END_TEST
  * round): every row exactly once; each thread's claims inside its own share come front to back,
  * adjacent (one continuous stream) and never growing, and a thread only strays from its share
  * once that share is used up (stealing from the back of another). With items, the split of
- * eng_item_split_init. */
+ * eng_item_split_init: the same, one item per claim. */
 static void check_split(int64_t rows, int nth, const int *pace, bool items) {
     struct eng_row_split sp;
     if (items)
@@ -162,6 +162,7 @@ static void check_split(int64_t rows, int nth, const int *pace, bool items) {
                     break;
                 }
                 ck_assert(0 <= r0 && r0 < r1 && r1 <= rows);
+                if (items) ck_assert_int_eq(r1 - r0, 1);
                 for (int64_t r = r0; r < r1; r++) seen[r]++;
                 int own = t % (nth < ENG_SPLIT_SHARES ? nth : ENG_SPLIT_SHARES);
                 bool in_own = r0 >= share * own && r1 <= share * (own + 1);
@@ -183,7 +184,8 @@ static void check_split(int64_t rows, int nth, const int *pace, bool items) {
 }
 
 /* One thread alone: its claims are a third of what is left (rounded up to align), never less
- * than the split's step, until the rest fits in one; every row once, in order. */
+ * than the split's step, until the rest fits in one; with items, one item each; every row once,
+ * in order. */
 static void check_split_sizes(int64_t rows, int align, bool items) {
     struct eng_row_split sp;
     if (items)
@@ -192,7 +194,7 @@ static void check_split_sizes(int64_t rows, int align, bool items) {
         eng_row_split_init(&sp, rows, 1, align);
     int64_t at = 0, r0, r1, step = sp.step;
     while (eng_row_split_claim(&sp, 0, &r0, &r1)) {
-        int64_t left = rows - at, want = (left / 3 + align - 1) / align * align;
+        int64_t left = rows - at, want = items ? 1 : (left / 3 + align - 1) / align * align;
         if (want < step) want = step;
         ck_assert_int_eq(r0, at);
         ck_assert_int_eq(r1 - r0, left > want ? want : left);
