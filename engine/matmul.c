@@ -592,9 +592,12 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     int nth = eng_pool_size(pool);
     int64_t total = glu ? w[0]->ne[1] : j.first[n];
     /* glu: the vector GLU kernels take 8 (AVX2) or 4 (NEON) values at a time and the rest
-     * with scalar code, so claims start at multiples of 16: each value gets the arithmetic of
-     * a whole row's pass whichever thread claims it, and outputs do not depend on timing */
-    eng_row_split_init(&j.split, total, nth, glu ? (align + 15) / 16 * 16 : align);
+     * with scalar code, so claims start at multiples of 16 (and of the row groups): each value
+     * gets the arithmetic of a whole row's pass whichever thread claims it, and outputs do not
+     * depend on timing */
+    int grain = align;
+    while (glu && grain % 16) grain += align;
+    eng_row_split_init(&j.split, total, nth, grain);
     eng_pool_run(pool, fused_rows, &j);
     return true;
 }
