@@ -305,10 +305,12 @@ static inline void prefetch_for_write(const char *p) {
 
 /* Asks for the cache rows that layer l's new keys and values go to, for writing, before the
  * layer's products: the rows lie past everything attention has read, so they are not in cache,
- * and kv_put's stores (on the calling thread, while the other threads wait for the attention
- * job) each waited for its line to arrive: L110M Q4_0, 4 sequences, f16_from_float 2.6% of the
- * samples, 0.8% with the prefetch. Decode-sized batches only: a prefill's rows would not stay
- * in cache until they are written. */
+ * and kv_put's stores each waited for its line to arrive: L110M Q4_0, 4 sequences, with the
+ * stores on the calling thread, f16_from_float 2.6% of the samples, 0.8% with the prefetch.
+ * Since the stores moved into the q/k/v product's post step (qkv_post), on whichever thread
+ * computed the head, the prefetch is even (2283.0 tok/s with it, 2262.9 without, 5 of 10
+ * alternated rounds). Decode-sized batches only: a prefill's rows would not stay in cache
+ * until they are written. */
 #define KV_PREFETCH_MAX_TOKENS 16
 static void kv_prefetch_rows(const struct eng_ctx *c, const struct eng_batch *b, int l) {
     const struct eng_hparams *hp = &c->m->hp;
@@ -397,6 +399,53 @@ static void rope(const struct eng_ctx *c, float *v, int n_heads, int pos) {
         else
             rope_halves(x, x + half, cs, sn, half);
     }
+}
+
+/* What comes between the q/k/v products and attention, for heads [h0, h1) of part (0 q, 1 k,
+ * 2 v) and every token of the batch: the biases, the q / k norms, rope, and the keys' and values'
+ * cache rows. Each head's values get the same operations in the same order whichever heads are
+ * done together. */
+static void qkv_heads(struct eng_ctx *c, int l, int part, int h0, int h1) {
+    const struct eng_hparams *hp = &c->m->hp;
+    const struct eng_layer_f *lf = &c->m->lf[l];
+    const struct eng_batch *b = c->b;
+    const int hd = hp->head_dim;
+    const size_t width = (size_t)(part == 0 ? hp->n_head : hp->n_head_kv) * hd;
+    const size_t n = (size_t)(h1 - h0) * hd;
+    float *base = part == 0 ? c->q : part == 1 ? c->k : c->v;
+    const float *bias = part == 0 ? lf->bq : part == 1 ? lf->bk : lf->bv;
+    const float *norm = part == 0 ? lf->q_norm : part == 1 ? lf->k_norm : NULL;
+    if (bias) bias += (size_t)h0 * hd;
+    for (int t = 0; t < c->n_tok; t++) {
+        float *x = base + (size_t)t * width + (size_t)h0 * hd;
+        if (bias)
+            for (size_t i = 0; i < n; i++) x[i] += bias[i];
+        if (norm)
+            for (int h = 0; h < h1 - h0; h++)
+                rmsnorm(c, x + (size_t)h * hd, x + (size_t)h * hd, norm, hd, hp->rms_eps);
+        int pos = b->pos ? b->pos[t] : t, slot = b->slot ? b->slot[t] : 0;
+        if (part < 2) rope(c, x, h1 - h0, pos);
+        if (part > 0)
+            for (int g = h0; g < h1; g++)
+                kv_put(c, kv_at(c, slot, l, part - 1, g, pos), x + (size_t)(g - h0) * hd, hd);
+    }
+}
+
+/* qkv_heads as the fused q/k/v product's post step (claims then cover whole heads): each thread
+ * finishes the heads whose rows it has just computed, while they are in its cache, in parallel
+ * with the others. On the calling thread after the product, this work read the rows the other
+ * threads had computed from their caches while they waited: L110M Q4_0, 4 sequences, 7.8 us a
+ * layer of a 95 us layer (rdtsc around the loop). With it and convert_private (matmul.c), the
+ * time between a layer's jobs fell from 13% of a step to 4% (rdtsc around every job), and
+ * edgellm bench, four sequences, builds alternated: 2245.1 -> 2279.0 tok/s (6 of 10 rounds). */
+struct qkv_post {
+    struct eng_ctx *c;
+    int layer;
+};
+static void qkv_post(void *arg, int part, int64_t r0, int64_t r1) {
+    const struct qkv_post *p = arg;
+    const int hd = p->c->m->hp.head_dim;
+    qkv_heads(p->c, p->layer, part, (int)(r0 / hd), (int)((r1 + hd - 1) / hd));
 }
 
 struct attn_job {
@@ -509,7 +558,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
     const struct eng_model *m = c->m;
     const struct eng_hparams *hp = &m->hp;
     const int B = b->n_tokens, E = hp->n_embd, hd = hp->head_dim;
-    const size_t Q = (size_t)hp->n_head * hd, KV = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
+    const size_t Q = (size_t)hp->n_head * hd, F = (size_t)hp->n_ff;
     c->b = b;
     c->vec = eng_vec_ops();
     c->n_tok = B;
@@ -539,32 +588,15 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         OBSERVE(l, ENG_OBS_ATTN_IN, c->xb, B, E);
         const struct eng_tensor *qkv[3] = {ly->wq, ly->wk, ly->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
-        if (!eng_matmul_fused(c->pool, c->mm, 3, qkv, c->xb, B, qkv_out, false)) {
+        struct qkv_post qp = {c, l};
+        const struct eng_fused_post post = {qkv_post, &qp, hd};
+        if (!eng_matmul_fused(c->pool, c->mm, 3, qkv, c->xb, B, qkv_out, false, &post)) {
             matmul(c, ly->wq, c->xb, B, c->q);
             matmul(c, ly->wk, c->xb, B, c->k);
             matmul(c, ly->wv, c->xb, B, c->v);
-        }
-        for (int t = 0; t < B; t++) {
-            float *q = c->q + (size_t)t * Q, *k = c->k + (size_t)t * KV, *v = c->v + (size_t)t * KV;
-            if (lf->bq)
-                for (size_t i = 0; i < Q; i++) q[i] += lf->bq[i];
-            if (lf->bk)
-                for (size_t i = 0; i < KV; i++) k[i] += lf->bk[i];
-            if (lf->bv)
-                for (size_t i = 0; i < KV; i++) v[i] += lf->bv[i];
-            if (lf->q_norm)
-                for (int h = 0; h < hp->n_head; h++)
-                    rmsnorm(c, q + (size_t)h * hd, q + (size_t)h * hd, lf->q_norm, hd, hp->rms_eps);
-            if (lf->k_norm)
-                for (int h = 0; h < hp->n_head_kv; h++)
-                    rmsnorm(c, k + (size_t)h * hd, k + (size_t)h * hd, lf->k_norm, hd, hp->rms_eps);
-            int pos = b->pos ? b->pos[t] : t, slot = b->slot ? b->slot[t] : 0;
-            rope(c, q, hp->n_head, pos);
-            rope(c, k, hp->n_head_kv, pos);
-            for (int g = 0; g < hp->n_head_kv; g++) {
-                kv_put(c, kv_at(c, slot, l, 0, g, pos), k + (size_t)g * hd, hd);
-                kv_put(c, kv_at(c, slot, l, 1, g, pos), v + (size_t)g * hd, hd);
-            }
+            qkv_heads(c, l, 0, 0, hp->n_head);
+            qkv_heads(c, l, 1, 0, hp->n_head_kv);
+            qkv_heads(c, l, 2, 0, hp->n_head_kv);
         }
         struct attn_job aj = {.c = c, .layer = l, .attn = eng_attn_kernel()};
         eng_item_split_init(&aj.items, (int64_t)B * hp->n_head_kv * attn_items_per_kv(hp),
@@ -580,7 +612,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
         OBSERVE(l, ENG_OBS_FFN_IN, c->xb, B, E);
         const struct eng_tensor *gu[2] = {ly->w_gate, ly->w_up};
         float *gu_out[2] = {c->hb, c->hb2};
-        if (!eng_matmul_fused(c->pool, c->mm, 2, gu, c->xb, B, gu_out, true)) {
+        if (!eng_matmul_fused(c->pool, c->mm, 2, gu, c->xb, B, gu_out, true, NULL)) {
             matmul(c, ly->w_gate, c->xb, B, c->hb);
             matmul(c, ly->w_up, c->xb, B, c->hb2);
             struct glu_job gj = {c->vec.glu, c->hb, c->hb2, (int64_t)B * (int64_t)F, 0};

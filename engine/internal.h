@@ -121,9 +121,17 @@ bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t
  * separate eng_matmul calls (prefill). Same results as the separate calls, bit for bit. */
 #define ENG_FUSED_MAX   3
 #define ENG_FUSED_MAX_B 32 /* most activation rows a fused product takes */
+/* Work on a fused product's output rows right after they are computed, by the thread that
+ * computed them (in its cache then): fn(arg, p, r0, r1) for rows [r0, r1) of part p and all B
+ * activation rows, r0 and r1 multiples of grain (r1 may also be the part's end). */
+struct eng_fused_post {
+    void (*fn)(void *arg, int part, int64_t r0, int64_t r1);
+    void *arg;
+    int grain;
+};
 bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
                       const struct eng_tensor *const *w, const float *x, int B, float *const *y,
-                      bool glu);
+                      bool glu, const struct eng_fused_post *post);
 
 /* ---- weights ---- */
 struct eng_layer {

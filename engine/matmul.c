@@ -34,6 +34,10 @@
 #define SGEMM_CHUNK 64
 #define COL_BLOCK   64
 #define FTILE_COLS  16
+/* Decode products of PRIV_MIN_B to PRIV_MAX_B activation rows: each thread converts them itself
+ * (convert_private). */
+#define PRIV_MIN_B 2
+#define PRIV_MAX_B 8
 
 /* ---- workspace ---- */
 
@@ -53,6 +57,7 @@ struct eng_mm_ws {
     float *ftile;    /* (T, SGEMM_CHUNK, max_in) rows converted to F32 (sgemm path) */
     uint8_t *rowbuf; /* (T, rowbuf_len) one row read out of an interleaved weight */
     size_t rowbuf_len;
+    uint8_t *qpriv; /* (T, 2, PRIV_MAX_B, qrow) each thread's own converted activations */
 };
 
 struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
@@ -78,8 +83,9 @@ struct eng_mm_ws *eng_mm_ws_new(int64_t max_in, int max_b, int n_threads) {
     ws->ftile = malloc(T * SGEMM_CHUNK * in * sizeof(float) + 1);
     ws->rowbuf_len = (2 * in + 63) / 64 * 64; /* interleaved row types are below 2 bytes a weight */
     ws->rowbuf = aligned_alloc(64, T * ws->rowbuf_len + 64);
+    ws->qpriv = aligned_alloc(64, T * 2 * PRIV_MAX_B * qrow);
     if (!ws->qbuf || !ws->qbuf2 || !ws->acodes || !ws->ad || !ws->ams || !ws->wq || !ws->s16 ||
-        !ws->m16 || !ws->s8 || !ws->ftile || !ws->rowbuf) {
+        !ws->m16 || !ws->s8 || !ws->ftile || !ws->rowbuf || !ws->qpriv) {
         eng_mm_ws_free(ws);
         return NULL;
     }
@@ -90,7 +96,7 @@ void eng_mm_ws_free(struct eng_mm_ws *ws) {
     if (!ws) return;
     free(ws->qbuf), free(ws->qbuf2), free(ws->acodes), free(ws->ad), free(ws->ams), free(ws->wq),
         free(ws->s16), free(ws->m16);
-    free(ws->s8), free(ws->ftile), free(ws->rowbuf);
+    free(ws->s8), free(ws->ftile), free(ws->rowbuf), free(ws->qpriv);
     free(ws);
 }
 
@@ -98,7 +104,8 @@ size_t eng_mm_ws_bytes(const struct eng_mm_ws *ws) {
     size_t B = (size_t)ws->max_b, T = (size_t)ws->n_threads, in = (size_t)ws->max_in;
     return (B + ENG_FUSED_MAX_B) * ws->qrow + B * in + B * (in / 32 + in / 16 + 2) * sizeof(float) +
            T * TILE_CHUNK * (in + (in / 16 * 2 + in / 4 + 10) * sizeof(float)) +
-           T * SGEMM_CHUNK * in * sizeof(float) + T * ws->rowbuf_len;
+           T * SGEMM_CHUNK * in * sizeof(float) + T * ws->rowbuf_len +
+           T * 2 * PRIV_MAX_B * ws->qrow;
 }
 
 /* OpenBLAS runs single-threaded inside our pool threads. */
@@ -125,6 +132,23 @@ static const uint8_t *weight_row(const struct eng_type_traits *tr, const struct 
 
 static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
     return ws->rowbuf + (size_t)ith * ws->rowbuf_len;
+}
+
+/* Batched decode's activations, converted by every thread of a job into its own buffer k (0, 1)
+ * as the job starts: B rows of x (in wide) as type vt. A conversion split over the threads took
+ * a pool job of its own before each plain product (then every thread read what the others
+ * wrote), and the caller's conversion before a fused product kept the other threads waiting;
+ * this costs each thread the whole conversion, a few microseconds at most for PRIV_MAX_B rows.
+ * Against those (edgellm bench, L110M Q4_0, 2 threads, four sequences, alternated): 2200.5 ->
+ * 2229.2 tok/s (7 of 10 rounds). One row stays with the caller (a pool round trip costs more than
+ * its conversion): converted by every thread, edgellmd's one stream measured about 4% slower. */
+static const uint8_t *convert_private(struct eng_mm_ws *ws, int ith, int k, enum eng_type vt,
+                                      const float *x, int64_t in, int B) {
+    uint8_t *buf = ws->qpriv + ((size_t)ith * 2 + (size_t)k) * PRIV_MAX_B * ws->qrow;
+    const struct eng_type_traits *vtr = eng_type_traits(vt);
+    const size_t row = eng_row_size(vt, in);
+    for (int t = 0; t < B; t++) vtr->from_float(x + (size_t)t * in, buf + (size_t)t * row, in);
+    return buf;
 }
 
 /* ---- jobs ---- */
@@ -227,6 +251,7 @@ struct matmul_job {
     int n_rows;
     atomic_llong next;          /* tile / sgemm: first row of the next unclaimed chunk */
     atomic_int next_b;          /* conversion: the next activation row to convert */
+    bool conv_private;          /* each thread converts the activations itself (convert_private) */
     struct eng_tile tile;       /* fn NULL: not the tile path */
     struct eng_row_split split; /* vec_dot: the rows' shares */
 };
@@ -341,7 +366,8 @@ static void matmul_rows(void *arg, int ith, int nth) {
     struct matmul_job *j = arg;
     int64_t in = j->w->ne[0];
     size_t wrow = eng_row_size(j->w->type, in);
-    const uint8_t *xq = j->xq;
+    const uint8_t *xq =
+        j->conv_private ? convert_private(j->ws, ith, 0, j->xq_type, j->x, in, j->B) : j->xq;
     int64_t r0, r1;
     uint8_t *rowbuf = thread_rowbuf(j->ws, ith);
     const struct eng_type_traits *rt = row_traits(j->tr);
@@ -491,7 +517,9 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
     } else {
         j.xq = ws->qbuf;
         j.xq_row = eng_row_size(j.xq_type, w->ne[0]);
-        if (B < 2 * nth || nth == 1)
+        if (path == ENG_MM_VEC_DOT && nth > 1 && B >= PRIV_MIN_B && B <= PRIV_MAX_B)
+            j.conv_private = true; /* by each thread as the job starts */
+        else if (B < 2 * nth || nth == 1)
             convert_rows(&j, 0, B); /* cheaper than a pool round trip */
         else {
             atomic_init(&j.next_b, 0);
@@ -525,21 +553,34 @@ struct fused_job {
     int64_t first[ENG_FUSED_MAX + 1]; /* part i owns joint rows first[i] .. first[i+1]-1 */
     eng_glu_fn glu_fn;                /* glu: the active level's silu(g) · u */
     struct eng_mm_ws *ws;
+    const float *x;
+    bool priv;  /* each thread converts x itself, else the caller into xq */
+    int n_conv; /* the activation types the parts read */
+    enum eng_type conv[2];
+    int conv_of[ENG_FUSED_MAX]; /* part p reads conversion conv_of[p] (-1: x as floats) */
+    const struct eng_fused_post *post;
     struct eng_row_split split;
 };
 
 static void fused_rows(void *arg, int ith, int nth) {
     struct fused_job *j = arg;
     int64_t r0, r1;
+    const uint8_t *xq[ENG_FUSED_MAX], *buf[2];
+    for (int k = 0; j->priv && k < j->n_conv; k++)
+        buf[k] = convert_private(j->ws, ith, k, j->conv[k], j->x, j->w[0]->ne[0], j->B);
+    for (int p = 0; p < j->n; p++)
+        xq[p] = j->priv && j->conv_of[p] >= 0 ? buf[j->conv_of[p]] : j->xq[p];
     while (eng_row_split_claim(&j->split, ith, &r0, &r1)) {
         for (int p = 0; p < j->n; p++) {
             /* this part's rows within [r0, r1): all of them in glu mode */
             int64_t a = j->glu ? r0 : ENG_MAX(r0, j->first[p]) - j->first[p];
             int64_t b = j->glu ? r1 : ENG_MIN(r1, j->first[p + 1]) - j->first[p];
             const struct eng_tensor *w = j->w[p];
-            if (a < b)
-                dot_rows(eng_type_traits(w->type), w, a, b, w->ne[0], j->B, j->xq[p], j->xq_row[p],
+            if (a < b) {
+                dot_rows(eng_type_traits(w->type), w, a, b, w->ne[0], j->B, xq[p], j->xq_row[p],
                          j->y[p], w->ne[1], thread_rowbuf(j->ws, ith));
+                if (j->post) j->post->fn(j->post->arg, p, a, b);
+            }
         }
         if (j->glu) {
             int64_t ldy = j->w[0]->ne[1];
@@ -551,7 +592,7 @@ static void fused_rows(void *arg, int ith, int nth) {
 
 bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
                       const struct eng_tensor *const *w, const float *x, int B, float *const *y,
-                      bool glu) {
+                      bool glu, const struct eng_fused_post *post) {
     if (n < 1 || n > ENG_FUSED_MAX || B > ENG_FUSED_MAX_B || (glu && n != 2)) return false;
     for (int p = 0; p < n; p++)
         if (eng_matmul_path(w[p]->type, B) != ENG_MM_VEC_DOT || w[p]->ne[0] != w[0]->ne[0] ||
@@ -562,9 +603,10 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     for (int p = 0; p < n; p++) align = ENG_MAX(align, eng_type_traits(w[p]->type)->row_group);
     for (int p = 0; p < n; p++)
         if (w[p]->ne[1] % align) return false;
-    struct fused_job j = {.n = n, .B = B, .glu = glu, .glu_fn = eng_vec_ops().glu, .ws = ws};
-    enum eng_type conv[2];
-    int n_conv = 0;
+    struct fused_job j = {
+        .n = n, .B = B, .glu = glu, .glu_fn = eng_vec_ops().glu, .ws = ws, .x = x, .post = post};
+    /* few activation rows on several threads: each thread converts them (convert_private) */
+    j.priv = eng_pool_size(pool) > 1 && B >= PRIV_MIN_B && B <= PRIV_MAX_B;
     int64_t in = w[0]->ne[0];
     j.first[0] = 0;
     for (int p = 0; p < n; p++) {
@@ -574,19 +616,23 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
         if (vt == ENG_TYPE_F32) {
             j.xq[p] = (const uint8_t *)x;
             j.xq_row[p] = (size_t)in * sizeof(float);
+            j.conv_of[p] = -1;
             continue;
         }
         int k = 0;
-        while (k < n_conv && conv[k] != vt) k++;
+        while (k < j.n_conv && j.conv[k] != vt) k++;
         if (k == 2) return false; /* a third activation type: not worth a buffer */
         uint8_t *buf = k == 0 ? ws->qbuf : ws->qbuf2;
         size_t row = eng_row_size(vt, in);
-        if (k == n_conv) {
-            const struct eng_type_traits *vtr = eng_type_traits(vt);
-            for (int t = 0; t < B; t++)
-                vtr->from_float(x + (size_t)t * in, buf + (size_t)t * row, in);
-            conv[n_conv++] = vt;
+        if (k == j.n_conv) {
+            j.conv[j.n_conv++] = vt;
+            if (!j.priv) {
+                const struct eng_type_traits *vtr = eng_type_traits(vt);
+                for (int t = 0; t < B; t++)
+                    vtr->from_float(x + (size_t)t * in, buf + (size_t)t * row, in);
+            }
         }
+        j.conv_of[p] = k;
         j.xq[p] = buf, j.xq_row[p] = row;
     }
     int nth = eng_pool_size(pool);
@@ -596,7 +642,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
      * gets the arithmetic of a whole row's pass whichever thread claims it, and outputs do not
      * depend on timing */
     int grain = align;
-    while (glu && grain % 16) grain += align;
+    while ((glu && grain % 16) || (post && grain % post->grain)) grain += align;
     eng_row_split_init(&j.split, total, nth, grain);
     eng_pool_run(pool, fused_rows, &j);
     return true;

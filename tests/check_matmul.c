@@ -297,17 +297,95 @@ START_TEST(tile_kernel_matches_reference) {
 }
 END_TEST
 
+/* fused_post: what the post step saw. Each row of each part must be handed over once, in
+ * ranges aligned to the grain, with its values already final for every activation row. */
+struct post_log {
+    int grain, B;
+    const int *outs;
+    float *const *y;    /* the fused outputs */
+    float *const *want; /* the separate products */
+    atomic_int seen[3][64];
+    atomic_int bad;
+};
+static void post_check(void *arg, int part, int64_t r0, int64_t r1) {
+    struct post_log *lg = arg;
+    if (r0 % lg->grain || (r1 % lg->grain && r1 != lg->outs[part]) || r0 >= r1)
+        atomic_fetch_add(&lg->bad, 1);
+    for (int64_t r = r0; r < r1; r++) {
+        atomic_fetch_add(&lg->seen[part][r], 1);
+        for (int t = 0; t < lg->B; t++) {
+            size_t i = (size_t)t * lg->outs[part] + (size_t)r;
+            if (memcmp(&lg->y[part][i], &lg->want[part][i], sizeof(float)))
+                atomic_fetch_add(&lg->bad, 1);
+        }
+    }
+}
+
+START_TEST(fused_post) {
+    /* eng_matmul_fused's post step, on two threads: every output row once, in grain-aligned
+     * ranges, computed before the step runs; claims keep the grain even where the weight's row
+     * groups are smaller (16 rows against q8_0's 1). */
+    rng_state = 5;
+    const int64_t in = 256;
+    const int outs[3] = {64, 32, 48};
+    uint8_t *wq[3];
+    struct eng_tensor w[3];
+    float *x = malloc(sizeof(float) * in * 4), *f = malloc(sizeof(float) * in);
+    for (int64_t i = 0; i < in * 4; i++) x[i] = frand();
+    size_t wrow = eng_row_size(ENG_TYPE_Q8_0, in);
+    for (int p = 0; p < 3; p++) {
+        wq[p] = malloc(wrow * outs[p]);
+        for (int r = 0; r < outs[p]; r++) {
+            for (int64_t i = 0; i < in; i++) f[i] = frand();
+            eng_type_traits(ENG_TYPE_Q8_0)->from_float(f, wq[p] + (size_t)r * wrow, in);
+        }
+        w[p] = (struct eng_tensor){
+            .type = ENG_TYPE_Q8_0, .n_dims = 2, .ne = {in, outs[p], 1, 1}, .data = wq[p]};
+    }
+    struct eng_pool *pool = eng_pool_new(2, false);
+    struct eng_mm_ws *ws = eng_mm_ws_new(in, 64, 2);
+    const struct eng_tensor *wp[3] = {&w[0], &w[1], &w[2]};
+    for (int B = 1; B <= 4; B += 3)
+        for (int round = 0; round < 20; round++) {
+            float *want[3], *y[3];
+            for (int p = 0; p < 3; p++) {
+                want[p] = malloc(sizeof(float) * outs[p] * B);
+                y[p] = malloc(sizeof(float) * outs[p] * B);
+                eng_matmul(pool, ws, &w[p], x, B, want[p], outs[p], NULL, 0);
+            }
+            struct post_log lg = {.grain = 16, .B = B, .outs = outs, .y = y, .want = want};
+            for (int p = 0; p < 3; p++)
+                for (int r = 0; r < 64; r++) atomic_init(&lg.seen[p][r], 0);
+            atomic_init(&lg.bad, 0);
+            const struct eng_fused_post post = {post_check, &lg, 16};
+            ck_assert(eng_matmul_fused(pool, ws, 3, wp, x, B, y, false, &post));
+            int bad = atomic_load(&lg.bad);
+            ck_assert_msg(bad == 0, "B %d: %d ranges or values wrong at the post step", B, bad);
+            for (int p = 0; p < 3; p++)
+                for (int r = 0; r < outs[p]; r++)
+                    ck_assert_msg(atomic_load(&lg.seen[p][r]) == 1, "part %d row %d seen %d times",
+                                  p, r, atomic_load(&lg.seen[p][r]));
+            for (int p = 0; p < 3; p++) free(want[p]), free(y[p]);
+        }
+    eng_mm_ws_free(ws);
+    eng_pool_free(pool);
+    for (int p = 0; p < 3; p++) free(wq[p]);
+    free(x), free(f);
+}
+END_TEST
+
 START_TEST(fused_equals_separate) {
     /* q/k/v with mixed types (two activation conversions) and gate/up with silu: bit for bit the
-     * separate products; and prefill-sized batches are refused (the caller falls back). */
+     * separate products, with activations each thread converts (1 and 4 rows) and ones the
+     * caller converts (12); and prefill-sized batches are refused (the caller falls back). */
     rng_state = 99;
     const int64_t in = 512;
     const enum eng_type types[3] = {ENG_TYPE_Q4_K, ENG_TYPE_Q6_K, ENG_TYPE_Q8_0};
     const int outs[3] = {64, 32, 48};
     uint8_t *wq[3];
     struct eng_tensor w[3];
-    float *x = malloc(sizeof(float) * in * 4), *f = malloc(sizeof(float) * in);
-    for (int64_t i = 0; i < in * 4; i++) x[i] = frand();
+    float *x = malloc(sizeof(float) * in * 12), *f = malloc(sizeof(float) * in);
+    for (int64_t i = 0; i < in * 12; i++) x[i] = frand();
     for (int p = 0; p < 3; p++) {
         const struct eng_type_traits *tr = eng_type_traits(types[p]);
         size_t wrow = eng_row_size(types[p], in);
@@ -321,7 +399,9 @@ START_TEST(fused_equals_separate) {
     }
     struct eng_pool *pool = eng_pool_new(2, false);
     struct eng_mm_ws *ws = eng_mm_ws_new(in, 64, 2);
-    for (int B = 1; B <= 4; B += 3) {
+    const int batches[3] = {1, 4, 12};
+    for (int bi = 0; bi < 3; bi++) {
+        const int B = batches[bi];
         float *sep[3], *fus[3];
         const struct eng_tensor *wp[3] = {&w[0], &w[1], &w[2]};
         for (int p = 0; p < 3; p++) {
@@ -329,14 +409,14 @@ START_TEST(fused_equals_separate) {
             fus[p] = malloc(sizeof(float) * outs[p] * B);
             eng_matmul(pool, ws, &w[p], x, B, sep[p], outs[p], NULL, 0);
         }
-        ck_assert(eng_matmul_fused(pool, ws, 3, wp, x, B, fus, false));
+        ck_assert(eng_matmul_fused(pool, ws, 3, wp, x, B, fus, false, NULL));
         for (int p = 0; p < 3; p++)
             ck_assert_msg(memcmp(sep[p], fus[p], sizeof(float) * outs[p] * B) == 0, "part %d", p);
         /* gate/up: two weights of one shape */
         const struct eng_tensor *gu[2] = {&w[0], &w[0]};
         float *gu_out[2] = {malloc(sizeof(float) * outs[0] * B),
                             malloc(sizeof(float) * outs[0] * B)};
-        ck_assert(eng_matmul_fused(pool, ws, 2, gu, x, B, gu_out, true));
+        ck_assert(eng_matmul_fused(pool, ws, 2, gu, x, B, gu_out, true, NULL));
         /* the GLU the unfused pass applies (the active level's), row by row as fused_rows */
         float *want = malloc(sizeof(float) * outs[0] * B);
         memcpy(want, sep[0], sizeof(float) * outs[0] * B);
@@ -354,9 +434,9 @@ START_TEST(fused_equals_separate) {
     const struct eng_tensor *wp[3] = {&w[0], &w[1], &w[2]};
     float *dummy[3] = {NULL, NULL, NULL};
     ck_assert(!eng_matmul_fused(pool, ws, 3, wp, x, eng_type_traits(ENG_TYPE_Q4_K)->tile_min_b,
-                                dummy, false));
+                                dummy, false, NULL));
     const struct eng_tensor *mism[2] = {&w[0], &w[1]};
-    ck_assert(!eng_matmul_fused(pool, ws, 2, mism, x, 1, dummy, true));
+    ck_assert(!eng_matmul_fused(pool, ws, 2, mism, x, 1, dummy, true, NULL));
     eng_mm_ws_free(ws);
     eng_pool_free(pool);
     for (int p = 0; p < 3; p++) free(wq[p]);
@@ -442,7 +522,7 @@ static void check_interleaved(int64_t in, int out) {
         float *o[2] = {malloc(sizeof(float) * out * B), malloc(sizeof(float) * out * B)};
         float *want = malloc(sizeof(float) * out * B);
         eng_matmul(pool, ws, &tx, x, B, want, out, NULL, 0);
-        ck_assert(eng_matmul_fused(pool, ws, 2, gu, x, B, o, false));
+        ck_assert(eng_matmul_fused(pool, ws, 2, gu, x, B, o, false, NULL));
         ck_assert(memcmp(o[0], want, sizeof(float) * out * B) == 0);
         ck_assert(memcmp(o[1], want, sizeof(float) * out * B) == 0);
         free(o[0]), free(o[1]), free(want);
@@ -452,7 +532,7 @@ static void check_interleaved(int64_t in, int out) {
     odd.ne[1] = 40;
     const struct eng_tensor *mixed[2] = {&odd, &tx};
     float *dummy[2] = {NULL, NULL};
-    ck_assert(!eng_matmul_fused(pool, ws, 2, mixed, x, 1, dummy, false));
+    ck_assert(!eng_matmul_fused(pool, ws, 2, mixed, x, 1, dummy, false, NULL));
     eng_mm_ws_free(ws);
     eng_pool_free(pool);
     free(f), free(g), free(wq), free(wx), free(row), free(x), free(yp), free(yx), free(y1);
@@ -549,6 +629,7 @@ Suite *matmul_suite(void) {
     tcase_add_test(tc, row_split_claims_every_row_once);
     tcase_add_test(tc, tile_kernel_matches_reference);
     tcase_add_test(tc, fused_equals_separate);
+    tcase_add_test(tc, fused_post);
     tcase_add_test(tc, interleaved_weights_match_file_layout);
     tcase_add_test(tc, axpy_matches_reference);
     tcase_add_test(tc, pool_jobs_complete_without_late_workers);
