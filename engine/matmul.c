@@ -507,7 +507,8 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
         eng_pool_run(pool, matmul_sgemm, &j);
         return;
     }
-    j.xq_type = j.tr->vec_dot_type;
+    /* a subset of rows is read out of an interleaved layout and dotted by its row type */
+    j.xq_type = (rows ? row_traits(j.tr) : j.tr)->vec_dot_type;
     if (path == ENG_MM_TILE && j.xq_type == ENG_TYPE_Q8_0X)
         j.xq_type = ENG_TYPE_Q8_0; /* the same codes, in the layout the tile path reads */
     if (path == ENG_MM_TILE) j.tile = eng_tile_kernel();

@@ -139,20 +139,26 @@ static inline int eng_nearest_int(float x) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-/* ---- Q4_0X16: q4_0 rows interleaved by 16 ----
- * A group of 16 rows of nb blocks keeps its 16 · nb · 18 bytes, laid out block pair by block
- * pair (576 bytes each: the two blocks' scales, then their codes) so that the kernel reads one
- * sequential stream and its 64-byte loads stay within cache lines: a block's scales are 16
- * fp16 (row i's at 2i), its codes four 64-byte chunks, chunk k holding bytes 4k..4k+3 of every
- * row's qs (row i's at 4i) — one 32-bit lane per row, the layout vpdpbusd multiplies with four
- * broadcast activation codes. A row with an odd number of blocks ends with one block alone
- * (scales, then codes). eng_interleave_rows / eng_deinterleave_row convert. */
-#define ENG_X16_ROWS 16
-static inline size_t eng_x16_scales_at(int64_t b, int64_t nb) {
-    return 576 * (size_t)(b >> 1) + ((b | 1) < nb ? 32 * (size_t)(b & 1) : 0);
+/* ---- Q4_0X16: q4_0 rows interleaved in groups of 32, two halves of 16 ----
+ * A group of 32 rows of nb blocks keeps its 32 · nb · 18 bytes, laid out block pair by block
+ * pair, 1152 bytes each, in the order the kernel reads them, so that it reads one sequential
+ * stream and its 64-byte loads stay within cache lines: the scales of the first half's two
+ * blocks and of the second's (64 bytes each), then block 1's codes of each half, then block 2's
+ * (256 bytes each). A half's block scales are 16 fp16 (row i of the half at 2i), its codes four
+ * 64-byte chunks, chunk k holding bytes 4k..4k+3 of every row's qs (row i's at 4i): one 32-bit
+ * lane per row, the layout vpdpbusd multiplies with four broadcast activation codes. A row with
+ * an odd number of blocks ends with one block alone (both halves' scales, then their codes: 576
+ * bytes). The offsets below are half h's block b's within its group. eng_interleave_rows /
+ * eng_deinterleave_row convert. */
+#define ENG_X16_ROWS  16 /* rows of a half: one register's lanes */
+#define ENG_X16_GROUP 32 /* rows interleaved together: the type's row_group */
+static inline size_t eng_x16_scales_at(int64_t b, int64_t nb, int h) {
+    return 1152 * (size_t)(b >> 1) +
+           ((b | 1) < nb ? 64 * (size_t)h + 32 * (size_t)(b & 1) : 32 * (size_t)h);
 }
-static inline size_t eng_x16_codes_at(int64_t b, int64_t nb) {
-    return 576 * (size_t)(b >> 1) + ((b | 1) < nb ? 64 + 256 * (size_t)(b & 1) : 32);
+static inline size_t eng_x16_codes_at(int64_t b, int64_t nb, int h) {
+    return 1152 * (size_t)(b >> 1) +
+           ((b | 1) < nb ? 128 + 512 * (size_t)(b & 1) + 256 * (size_t)h : 64 + 256 * (size_t)h);
 }
 
 /* ---- reference table ---- */

@@ -386,82 +386,124 @@ static inline __m512i bcast4(const uint8_t *p) {
     return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
 
-/* acc + the products of u's bytes with the four signed codes at p, broadcast (vpdpbusd). With
- * one column the broadcast is the instruction's own memory operand ({1to16}): one instruction
- * where GCC 12 emits a load-and-broadcast and the product (it does not fold the broadcast). In
- * cache, 768-weight rows (bench-kernels -t q4_0x16 -n 768 -r 64, builds alternated): one
- * column 1.93-1.99 -> 1.83-1.85 ns per 256 weights; L110M Q4_0 tg128, one sequence, 2 threads
- * (edgellm bench, builds alternated) 1112.9 -> 1139.9 tok/s (6 of 8 rounds); L1B even. Four
- * columns measured slower that way (1.00-1.04 -> 1.16-1.18 ns), so several columns keep the
- * separate broadcast. */
-static inline __m512i dpbusd_b4(__m512i acc, __m512i u, const uint8_t *p, const int NC) {
-    if (NC > 1) return _mm512_dpbusd_epi32(acc, u, bcast4(p));
+/* acc + the products of u's bytes with the four signed codes at p, broadcast by the
+ * instruction's own memory operand ({1to16}): one instruction where GCC 12 emits a
+ * load-and-broadcast and the product (it does not fold the broadcast). One column, in groups of
+ * 16 rows (bench-kernels -t q4_0x16 -n 768 -r 64, builds alternated): 1.93-1.99 -> 1.83-1.85
+ * ns per 256 weights; L110M Q4_0 tg128, one sequence, 2 threads 1112.9 -> 1139.9 tok/s (6 of 8
+ * rounds). Several columns share each broadcast between two products instead. */
+static inline __m512i dpbusd_m4(__m512i acc, __m512i u, const uint8_t *p) {
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int *)p));
     return acc;
 }
 
-/* Q4_0X16 (quants.h): groups of 16 interleaved q4_0 rows · NC Q8_0X rows. A 32-bit lane is a
- * row: each of a block's four code chunks gives the low nibbles (codes 4k..4k+3 of all 16 rows)
- * and the high ones (16+4k..), and vpdpbusd multiplies them with the column's four codes
- * broadcast, so a block costs eight vpdpbusd per column for 16 rows, its scales one fp16
- * conversion for all columns, and the rows' sums never need reducing across lanes (the
- * row-major kernel above spends three shuffles, a conversion and an fma per column and 256
- * weights on that, and its nibble gather more). In cache, 768-weight rows, against q8x_rows
- * on the same weights (bench-kernels -t q4_0,q4_0x16 -n 768 -r 64, three alternated runs): per
- * column with four columns 2.7-3.1 -> 1.9-2.2 ns per 256 weights, one column (rows) 5.8-6.7 ->
- * 3.9-4.7; with rows of 2048 and 5632 weights the two are within a few percent (the row-major
- * kernel's per-row work is spread over more blocks). The offset 8 comes off as 8·d·c per block
- * (Q8_0X's c), as there. Each column's arithmetic is the same whatever NC is. */
+/* Q4_0X16 (quants.h): groups of 32 interleaved q4_0 rows, two halves of 16, · NC Q8_0X16 rows.
+ * A 32-bit lane is a row of a half: each of a block's four code chunks gives the low nibbles
+ * (codes 4k..4k+3 of the half's 16 rows) and the high ones (16+4k..), and vpdpbusd multiplies
+ * them with the column's four codes broadcast, so a block costs eight vpdpbusd per column and
+ * half, its scales one fp16 conversion per half for all columns, and the rows' sums never need
+ * reducing across lanes (the row-major kernel above spends three shuffles, a conversion and an
+ * fma per column and 256 weights on that, and its nibble gather more). In cache, 768-weight
+ * rows, against q8x_rows on the same weights (bench-kernels -t q4_0,q4_0x16 -n 768 -r 64, three
+ * alternated runs, then in groups of 16 rows): per column with four columns 2.7-3.1 -> 1.9-2.2
+ * ns per 256 weights, one column 5.8-6.7 -> 3.9-4.7.
+ *
+ * Each broadcast of a column's codes, offset and scale serves both halves. With several columns
+ * the broadcasts are what the kernel waits on: taking one of a block's two scalar broadcasts
+ * away made it 8% faster in cache, two fewer float operations per block and column nothing.
+ * Against groups of 16 rows, one at a time (builds alternated): in cache (bench-kernels -n 768
+ * -r 64) four columns 0.98-1.07 -> 0.83-0.88 ns per 256 weights and column, one 1.77-1.95 ->
+ * 1.61-1.75; from memory (-m 256, share of one core's read rate) 768-weight rows four columns
+ * 0.83 -> 0.89, one 0.88 -> 0.99, 2048-weight rows 0.72 -> 0.93 and 0.93 -> 0.91; edgellm
+ * bench, 2 threads, L110M Q4_0 four sequences 2050.6 -> 2313.7 tok/s (6 of 8 rounds) and
+ * 2155.3 -> 2253.2 (6 of 8), one sequence 733.1 -> 754.2 (6 of 8); L1B Q4_0 four sequences
+ * 227.0 -> 241.9 (8 of 8), one 77.8 -> 79.1 (5 of 6). The layout (quants.h) keeps the reads one
+ * sequential stream: the two halves as two groups of 16 rows, read side by side, kept 0.40-0.67
+ * of the read rate with four columns, however they were prefetched, and halves laid out unit by
+ * unit but read out of order within a unit 0.70 with one column (2048-weight rows).
+ *
+ * The offset 8: a block's integer sum starts from Q8_0X16's -8·Σ codes, so it is the block's
+ * exact Σ (w - 8)·a, and the block costs a column and half one conversion, one scale product
+ * and one fma (Q8_0X's 8·d·c per block, as the row-major kernel takes it, would be a second fma
+ * and accumulator: too many registers for two halves of four columns). Integer sums are exact,
+ * so each column's result is the same whatever NC is. */
 static inline __attribute__((always_inline)) void x16_rows(const int NC, int64_t n, int64_t nr,
                                                            float *s, size_t s_stride,
                                                            const uint8_t *vw, const uint8_t *a,
                                                            size_t a_stride) {
     const int64_t nb = n / 32;
-    const size_t gbytes = (size_t)nb * 18 * ENG_X16_ROWS;
+    const size_t gbytes = (size_t)nb * 18 * ENG_X16_GROUP;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int64_t r = 0; r < nr; r += ENG_X16_ROWS) { /* hot loop */
-        const uint8_t *gw = vw + (size_t)(r / ENG_X16_ROWS) * gbytes;
-        __m512 acc[4], accc[4];
+    for (int64_t r = 0; r < nr; r += ENG_X16_GROUP) { /* hot loop */
+        const uint8_t *gw = vw + (size_t)(r / ENG_X16_GROUP) * gbytes;
+        __m512 acc[2][4];
 #pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) acc[c] = accc[c] = _mm512_setzero_ps();
+        for (int c = 0; c < NC; c++) acc[0][c] = acc[1][c] = _mm512_setzero_ps();
         for (int64_t g = 0; g < nb; g += 8) {
             const int rb = (int)(nb - g < 8 ? nb - g : 8); /* blocks in this activation group */
             const uint8_t *ag = a + 40 * g;
             for (int k8 = 0; k8 < rb; k8++) {
                 const int64_t b = g + k8;
-                if (!(b & 1)) prefetch_ahead(gw + 576 * (size_t)(b >> 1), 576, NC);
-                const uint8_t *cw = gw + eng_x16_codes_at(b, nb);
-                __m512i lo[4], hi[4];
+                if (!(b & 1)) prefetch_ahead(gw + 1152 * (size_t)(b >> 1), 1152, NC);
+                const uint8_t *cw0 = gw + eng_x16_codes_at(b, nb, 0);
+                const uint8_t *cw1 = gw + eng_x16_codes_at(b, nb, 1);
+                __m512i p[2][4], q[2]; /* q: one column's high codes (a second chain) */
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) { /* -8·Σ codes (Q8_0X16) */
+                    const int32_t *ao = (const int32_t *)(ag + (size_t)c * a_stride) + rb;
+                    p[0][c] = p[1][c] = _mm512_set1_epi32(ao[k8]);
+                }
+                q[0] = q[1] = _mm512_setzero_si512();
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
-                    const __m512i v = _mm512_loadu_si512(cw + 64 * k);
-                    lo[k] = _mm512_and_si512(v, m4);
-                    hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    const __m512i v0 = _mm512_loadu_si512(cw0 + 64 * k);
+                    const __m512i v1 = _mm512_loadu_si512(cw1 + 64 * k);
+                    const __m512i lo0 = _mm512_and_si512(v0, m4);
+                    const __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4);
+                    const __m512i lo1 = _mm512_and_si512(v1, m4);
+                    const __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4);
+#pragma GCC unroll 4
+                    for (int c = 0; c < NC; c++) {
+                        const uint8_t *al = ag + (size_t)c * a_stride + 8 * (size_t)rb + 16 * k8;
+                        const uint8_t *ah = al + 16 * rb;
+                        if (NC == 1) {
+                            p[0][0] = dpbusd_m4(p[0][0], lo0, al + 4 * k);
+                            p[1][0] = dpbusd_m4(p[1][0], lo1, al + 4 * k);
+                            q[0] = dpbusd_m4(q[0], hi0, ah + 4 * k);
+                            q[1] = dpbusd_m4(q[1], hi1, ah + 4 * k);
+                        } else {
+                            const __m512i bl = bcast4(al + 4 * k), bh = bcast4(ah + 4 * k);
+                            p[0][c] = _mm512_dpbusd_epi32(p[0][c], lo0, bl);
+                            p[1][c] = _mm512_dpbusd_epi32(p[1][c], lo1, bl);
+                            p[0][c] = _mm512_dpbusd_epi32(p[0][c], hi0, bh);
+                            p[1][c] = _mm512_dpbusd_epi32(p[1][c], hi1, bh);
+                        }
+                    }
                 }
-                const __m512 dw = _mm512_cvtph_ps(
-                    _mm256_loadu_si256((const __m256i *)(gw + eng_x16_scales_at(b, nb))));
+                if (NC == 1) {
+                    p[0][0] = _mm512_add_epi32(p[0][0], q[0]);
+                    p[1][0] = _mm512_add_epi32(p[1][0], q[1]);
+                }
+                const __m512 dw0 = _mm512_cvtph_ps(
+                    _mm256_loadu_si256((const __m256i *)(gw + eng_x16_scales_at(b, nb, 0))));
+                const __m512 dw1 = _mm512_cvtph_ps(
+                    _mm256_loadu_si256((const __m256i *)(gw + eng_x16_scales_at(b, nb, 1))));
 #pragma GCC unroll 4
                 for (int c = 0; c < NC; c++) {
-                    const float *ad = (const float *)(ag + (size_t)c * a_stride), *ac = ad + rb;
-                    const uint8_t *al = (const uint8_t *)(ac + rb) + 16 * k8, *ah = al + 16 * rb;
-                    __m512i p0 = dpbusd_b4(_mm512_setzero_si512(), lo[0], al, NC);
-                    __m512i p1 = dpbusd_b4(_mm512_setzero_si512(), lo[1], al + 4, NC);
-                    p0 = dpbusd_b4(p0, lo[2], al + 8, NC);
-                    p1 = dpbusd_b4(p1, lo[3], al + 12, NC);
-                    p0 = dpbusd_b4(p0, hi[0], ah, NC);
-                    p1 = dpbusd_b4(p1, hi[1], ah + 4, NC);
-                    p0 = dpbusd_b4(p0, hi[2], ah + 8, NC);
-                    p1 = dpbusd_b4(p1, hi[3], ah + 12, NC);
-                    const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(p0, p1));
-                    acc[c] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(ad[k8])), acc[c]);
-                    accc[c] = _mm512_fmadd_ps(dw, _mm512_set1_ps(ac[k8]), accc[c]);
+                    const __m512 sa =
+                        _mm512_set1_ps(((const float *)(ag + (size_t)c * a_stride))[k8]);
+                    acc[0][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[0][c]), _mm512_mul_ps(dw0, sa),
+                                                acc[0][c]);
+                    acc[1][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[1][c]), _mm512_mul_ps(dw1, sa),
+                                                acc[1][c]);
                 }
             }
         }
 #pragma GCC unroll 4
-        for (int c = 0; c < NC; c++)
-            _mm512_storeu_ps(s + (size_t)c * s_stride + r,
-                             _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), accc[c], acc[c]));
+        for (int c = 0; c < NC; c++) {
+            _mm512_storeu_ps(s + (size_t)c * s_stride + r, acc[0][c]);
+            _mm512_storeu_ps(s + (size_t)c * s_stride + r + ENG_X16_ROWS, acc[1][c]);
+        }
     }
 }
 
@@ -847,6 +889,7 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
         t[ENG_TYPE_Q4_0].tile_min_b = 1 << 30;
         t[ENG_TYPE_Q4_0X16].vec_dot_cols = q4_0x16_avx512_vec_dot_cols;
         t[ENG_TYPE_Q4_0X16].vec_dot_rows = q4_0x16_avx512_vec_dot_rows;
+        t[ENG_TYPE_Q4_0X16].vec_dot_type = ENG_TYPE_Q8_0X16;
     }
     t[ENG_TYPE_F16].vec_dot = f16_avx512_vec_dot;
     t[ENG_TYPE_F16].vec_dot_rows = f16_avx512_vec_dot_rows;

@@ -350,8 +350,9 @@ static inline __m256i totals8_epi32(const __m256i s[8]) {
  * rounds as eng_fp32_to_fp16) and code sums eight at a time, so that the eight blocks' latency
  * chains (a horizontal max, a division, a horizontal sum) overlap; a last group of fewer blocks
  * goes block by block. The activations of every decode step's products pass through here once
- * per token, on the thread that starts the product. */
-static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
+ * per token. Q8_0X16 (x16) stores -8 times each block's code sum as an int32 in place of c. */
+static inline __attribute__((always_inline)) void q8_0x_fill_avx2(const float *x, void *vy,
+                                                                  int64_t n, const bool x16) {
     uint8_t *y = vy;
     const int64_t nb = n / ENG_QK8_0, nb8 = nb / 8 * 8;
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -385,7 +386,11 @@ static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
         }
         const __m256 d16 = _mm256_cvtph_ps(_mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT));
         _mm256_storeu_ps(d, d16);
-        _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(totals8_epi32(sums))));
+        const __m256i tot = totals8_epi32(sums);
+        if (x16)
+            _mm256_storeu_si256((__m256i *)c, _mm256_mullo_epi32(tot, _mm256_set1_epi32(-8)));
+        else
+            _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(tot)));
     }
     if (nb8 < nb) {
         int r = (int)(nb - nb8);
@@ -395,11 +400,24 @@ static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
             int8_t qs[32];
             int sum;
             d[k] = eng_fp16_to_fp32(eng_fp32_to_fp16(quant32(x + (nb8 + k) * ENG_QK8_0, qs, &sum)));
-            c[k] = d[k] * (float)sum;
+            if (x16) {
+                int32_t o = -8 * sum;
+                memcpy(&c[k], &o, sizeof(o));
+            } else {
+                c[k] = d[k] * (float)sum;
+            }
             memcpy(lo + 16 * k, qs, 16);
             memcpy(hi + 16 * k, qs + 16, 16);
         }
     }
+}
+
+static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {
+    q8_0x_fill_avx2(x, vy, n, false);
+}
+
+static void q8_0x16_from_float_avx2(const float *x, void *vy, int64_t n) {
+    q8_0x_fill_avx2(x, vy, n, true);
 }
 
 /* q4_0 row · NC <= 2 Q8_0X rows (a_stride bytes apart), eight blocks (256 weights) per step:
@@ -896,6 +914,7 @@ void eng_simd_install_avx2(struct eng_type_traits *t) {
     t[ENG_TYPE_Q4_0].vec_dot_cols = q4_0_q8x_avx2_vec_dot_cols;
     t[ENG_TYPE_Q4_0].vec_dot_type = ENG_TYPE_Q8_0X;
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_from_float_avx2;
+    t[ENG_TYPE_Q8_0X16].from_float = q8_0x16_from_float_avx2;
     /* Where prefill and batched decode switch from vec_dot (and the column kernels) to
      * repacking + the tile kernel, from edgellm bench measurements (weights streamed from
      * memory, so repacking costs more than the in-cache figures of BENCHMARKS.md Kernels

@@ -183,8 +183,11 @@ static void q8_0_vec_dot_ref(int64_t n, float *s, const void *w, const void *a) 
  * float c[r] (d times the sum of the block's codes), int8 lo[r][16] (codes 0..15 of each block),
  * int8 hi[r][16] (codes 16..31): 40 bytes per 32 values, groups one after the other. A q4_0
  * kernel then loads two or four blocks' low codes in one go and takes the -8 offset off as
- * 8·c per block, once per row instead of once per weight. */
-static void q8_0x_from_float(const float *x, void *vy, int64_t n) {
+ * 8·c per block, once per row instead of once per weight.
+ * Q8_0X16, for the Q4_0X16 kernels, is the same but for c: int32 o[r], -8 times the sum of the
+ * block's codes, which such a kernel starts its integer sum of a block's products from: the
+ * offset then costs it nothing per block and column. */
+static void q8_0x_fill(const float *x, void *vy, int64_t n, bool x16) {
     uint8_t *y = vy;
     int64_t nb = n / ENG_QK8_0;
     for (int64_t g = 0; g < nb; g += 8) {
@@ -197,11 +200,24 @@ static void q8_0x_from_float(const float *x, void *vy, int64_t n) {
             int sum = 0;
             for (int j = 0; j < ENG_QK8_0; j++) sum += b.qs[j];
             d[k] = eng_fp16_to_fp32(b.d);
-            c[k] = d[k] * (float)sum;
+            if (x16) {
+                int32_t o = -8 * sum;
+                memcpy(&c[k], &o, sizeof(o));
+            } else {
+                c[k] = d[k] * (float)sum;
+            }
             memcpy(lo + 16 * k, b.qs, 16);
             memcpy(hi + 16 * k, b.qs + 16, 16);
         }
     }
+}
+
+static void q8_0x_from_float(const float *x, void *vy, int64_t n) {
+    q8_0x_fill(x, vy, n, false);
+}
+
+static void q8_0x16_from_float(const float *x, void *vy, int64_t n) {
+    q8_0x_fill(x, vy, n, true);
 }
 
 static void q8_0x_to_float(const void *vx, float *y, int64_t n) {
@@ -225,15 +241,16 @@ void eng_interleave_rows(enum eng_type type, const void *src, void *dst, int64_t
     (void)type; /* Q4_0X16, the only interleaved layout */
     const int64_t nb = n / ENG_QK4_0;
     const size_t wrow = (size_t)nb * sizeof(struct eng_block_q4_0);
-    for (int64_t g = 0; g < nrows / ENG_X16_ROWS; g++) {
-        uint8_t *gd = (uint8_t *)dst + (size_t)g * ENG_X16_ROWS * wrow;
-        for (int i = 0; i < ENG_X16_ROWS; i++) {
+    for (int64_t g = 0; g < nrows / ENG_X16_GROUP; g++) {
+        uint8_t *gd = (uint8_t *)dst + (size_t)g * ENG_X16_GROUP * wrow;
+        for (int i = 0; i < ENG_X16_GROUP; i++) {
             const struct eng_block_q4_0 *row =
                 (const struct eng_block_q4_0 *)((const uint8_t *)src +
-                                                (size_t)(g * ENG_X16_ROWS + i) * wrow);
+                                                (size_t)(g * ENG_X16_GROUP + i) * wrow);
+            const int h = i / ENG_X16_ROWS, li = i % ENG_X16_ROWS;
             for (int64_t b = 0; b < nb; b++) {
-                memcpy(gd + eng_x16_scales_at(b, nb) + 2 * i, &row[b].d, 2);
-                uint8_t *cd = gd + eng_x16_codes_at(b, nb) + 4 * i;
+                memcpy(gd + eng_x16_scales_at(b, nb, h) + 2 * li, &row[b].d, 2);
+                uint8_t *cd = gd + eng_x16_codes_at(b, nb, h) + 4 * li;
                 for (int k = 0; k < 4; k++) memcpy(cd + 64 * k, row[b].qs + 4 * k, 4);
             }
         }
@@ -245,12 +262,12 @@ void eng_deinterleave_blocks(enum eng_type type, const void *base, int64_t n, in
     (void)type;
     const int64_t nb = n / ENG_QK4_0;
     const size_t wrow = (size_t)nb * sizeof(struct eng_block_q4_0);
-    const uint8_t *gs = (const uint8_t *)base + (size_t)(r / ENG_X16_ROWS) * ENG_X16_ROWS * wrow;
-    const int i = (int)(r % ENG_X16_ROWS);
+    const uint8_t *gs = (const uint8_t *)base + (size_t)(r / ENG_X16_GROUP) * ENG_X16_GROUP * wrow;
+    const int i = (int)(r % ENG_X16_GROUP), h = i / ENG_X16_ROWS, li = i % ENG_X16_ROWS;
     struct eng_block_q4_0 *blk = out;
     for (int64_t b = b0; b < b1; b++, blk++) {
-        memcpy(&blk->d, gs + eng_x16_scales_at(b, nb) + 2 * i, 2);
-        const uint8_t *cd = gs + eng_x16_codes_at(b, nb) + 4 * i;
+        memcpy(&blk->d, gs + eng_x16_scales_at(b, nb, h) + 2 * li, 2);
+        const uint8_t *cd = gs + eng_x16_codes_at(b, nb, h) + 4 * li;
         for (int k = 0; k < 4; k++) memcpy(blk->qs + 4 * k, cd + 64 * k, 4);
     }
 }
@@ -325,7 +342,7 @@ static const char *const type_names[ENG_TYPE_COUNT] = {
     [ENG_TYPE_IQ4_XS] = "iq4_xs",   [ENG_TYPE_I8] = "i8",           [ENG_TYPE_I16] = "i16",
     [ENG_TYPE_I32] = "i32",         [ENG_TYPE_I64] = "i64",         [ENG_TYPE_F64] = "f64",
     [ENG_TYPE_IQ1_M] = "iq1_m",     [ENG_TYPE_BF16] = "bf16",       [ENG_TYPE_Q8_0X] = "q8_0x",
-    [ENG_TYPE_Q4_0X16] = "q4_0x16",
+    [ENG_TYPE_Q4_0X16] = "q4_0x16", [ENG_TYPE_Q8_0X16] = "q8_0x16",
 };
 
 static struct eng_type_traits table[ENG_TYPE_COUNT];
@@ -346,6 +363,8 @@ void eng_types_init_core(struct eng_type_traits *t) {
                                  ENG_TYPE_Q8_0, q8_0_vec_dot_ref};
     t[ENG_TYPE_Q8_0X] = (struct eng_type_traits){
         "q8_0x", ENG_QK8_0, 40, true, q8_0x_to_float, q8_0x_from_float, ENG_TYPE_Q8_0X, NULL};
+    t[ENG_TYPE_Q8_0X16] = (struct eng_type_traits){
+        "q8_0x16", ENG_QK8_0, 40, true, q8_0x_to_float, q8_0x16_from_float, ENG_TYPE_Q8_0X16, NULL};
     t[ENG_TYPE_Q4_0] =
         (struct eng_type_traits){"q4_0",        ENG_QK4_0,       sizeof(struct eng_block_q4_0),
                                  true,          q4_0_to_float,   q4_0_from_float,
@@ -357,7 +376,7 @@ void eng_types_init_core(struct eng_type_traits *t) {
         .type_size = sizeof(struct eng_block_q4_0),
         .is_quantized = true,
         .vec_dot_type = ENG_TYPE_Q8_0,
-        .row_group = ENG_X16_ROWS,
+        .row_group = ENG_X16_GROUP,
         .row_type = ENG_TYPE_Q4_0,
     };
 }
@@ -442,9 +461,11 @@ int eng_types_build(struct eng_type_traits *t, enum eng_simd s) {
     if (s >= ENG_SIMD_NEON) eng_simd_install_neon(t);
     if (s >= ENG_SIMD_DOTPROD) eng_simd_install_dotprod(t);
 #endif
-    /* an interleaved row read out is dotted by its row type's vec_dot: same activations */
+    /* an interleaved row read out (no kernels for the layout at this level) is dotted by its row
+     * type's vec_dot: the row type's activations */
     for (int k = 0; k < ENG_TYPE_COUNT; k++)
-        if (t[k].row_group > 1) t[k].vec_dot_type = t[t[k].row_type].vec_dot_type;
+        if (t[k].row_group > 1 && !t[k].vec_dot_rows)
+            t[k].vec_dot_type = t[t[k].row_type].vec_dot_type;
     return 0;
 }
 

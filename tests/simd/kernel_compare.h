@@ -163,7 +163,7 @@ static void kc_interleaved(struct kc_result *r, const struct eng_type_traits *re
     }
     eng_interleave_rows(t, rows, xr, n, NR);
     float *got = malloc(sizeof(float) * (size_t)(NR + 1) * ENG_DOT_COLS);
-    float one[2 * ENG_X16_ROWS + 1];
+    float one[2 * ENG_X16_GROUP + 1];
     float *xc = malloc(sizeof(float) * (size_t)n * ENG_DOT_COLS);
     for (int c = 0; c < ENG_DOT_COLS; c++) {
         kc_fill(xc + (size_t)c * n, n, 1.0f + (float)c);
