@@ -85,7 +85,7 @@ enum eng_type {
     ENG_TYPE_BF16 = 30,
     ENG_TYPE_OWN_FIRST = 64, /* edgellm's own formats start here */
     ENG_TYPE_Q8_0X = 64,     /* activations only: Q8_0 laid out for the SIMD q4_0 kernels */
-    ENG_TYPE_Q4_0X16 = 65,   /* q4_0 weights, rows interleaved by 16 at load; never in a file */
+    ENG_TYPE_Q4_0X16 = 65,   /* q4_0 weights, rows interleaved by 32 at load; never in a file */
     ENG_TYPE_Q8_0X16 = 66,   /* activations only: Q8_0X for the Q4_0X16 kernels (types.c) */
     ENG_TYPE_COUNT = 96,     /* sentinel: size of the traits table */
 };

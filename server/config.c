@@ -45,9 +45,9 @@ static const struct cfg_key keys[] = {
      "threads: short replies come sooner); false leaves placement to the scheduler"},
     {"interleave", CFG_BOOL, OFF(interleave), 0, 0, "true", NULL, 0, "model",
      "lay the weight matrices out for this CPU's kernels at load, where it has such a layout "
-     "(q4_0 on AVX-512: rows interleaved by 16, which batched decode multiplies with half the "
-     "instructions); a copy in memory replaces the mapped weights; false serves them as the "
-     "file lays them out"},
+     "(q4_0 on AVX-512: rows interleaved in groups of 32, which decode multiplies with half the "
+     "instructions or fewer); a copy in memory replaces the mapped weights; false serves them as "
+     "the file lays them out"},
 
     {"host", CFG_STRING, OFF(host), 0, 0, "127.0.0.1", NULL, 0, "network",
      "address to listen on; anything but loopback needs an API key or insecure_no_auth"},
