@@ -142,12 +142,15 @@ static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
  * Against those (edgellm bench, L110M Q4_0, 2 threads, four sequences, alternated): 2200.5 ->
  * 2229.2 tok/s (7 of 10 rounds). One row stays with the caller (a pool round trip costs more than
  * its conversion): converted by every thread, edgellmd's one stream measured about 4% slower. */
-static const uint8_t *convert_private(struct eng_mm_ws *ws, int ith, int k, enum eng_type vt,
-                                      const float *x, int64_t in, int B) {
-    uint8_t *buf = ws->qpriv + ((size_t)ith * 2 + (size_t)k) * PRIV_MAX_B * ws->qrow;
+static void convert_to(enum eng_type vt, const float *x, int64_t in, int B, uint8_t *buf) {
     const struct eng_type_traits *vtr = eng_type_traits(vt);
     const size_t row = eng_row_size(vt, in);
     for (int t = 0; t < B; t++) vtr->from_float(x + (size_t)t * in, buf + (size_t)t * row, in);
+}
+static const uint8_t *convert_private(struct eng_mm_ws *ws, int ith, int k, enum eng_type vt,
+                                      const float *x, int64_t in, int B) {
+    uint8_t *buf = ws->qpriv + ((size_t)ith * 2 + (size_t)k) * PRIV_MAX_B * ws->qrow;
+    convert_to(vt, x, in, B, buf);
     return buf;
 }
 
@@ -554,9 +557,9 @@ struct fused_job {
     int64_t first[ENG_FUSED_MAX + 1]; /* part i owns joint rows first[i] .. first[i+1]-1 */
     eng_glu_fn glu_fn;                /* glu: the active level's silu(g) · u */
     struct eng_mm_ws *ws;
-    const float *x;
-    bool priv;  /* each thread converts x itself, else the caller into xq */
-    int n_conv; /* the activation types the parts read */
+    const float *x; /* (B, in) the activations as floats */
+    bool priv;      /* each thread converts x itself, else the caller into xq */
+    int n_conv;     /* the activation types the parts read */
     enum eng_type conv[2];
     int conv_of[ENG_FUSED_MAX]; /* part p reads conversion conv_of[p] (-1: x as floats) */
     const struct eng_fused_post *post;
@@ -627,11 +630,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
         size_t row = eng_row_size(vt, in);
         if (k == j.n_conv) {
             j.conv[j.n_conv++] = vt;
-            if (!j.priv) {
-                const struct eng_type_traits *vtr = eng_type_traits(vt);
-                for (int t = 0; t < B; t++)
-                    vtr->from_float(x + (size_t)t * in, buf + (size_t)t * row, in);
-            }
+            if (!j.priv) convert_to(vt, x, in, B, buf);
         }
         j.conv_of[p] = k;
         j.xq[p] = buf, j.xq_row[p] = row;
@@ -641,7 +640,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     /* glu: the vector GLU kernels take 8 (AVX2) or 4 (NEON) values at a time and the rest
      * with scalar code, so claims start at multiples of 16 (and of the row groups): each value
      * gets the arithmetic of a whole row's pass whichever thread claims it, and outputs do not
-     * depend on timing */
+     * depend on timing. A post step's claims cover whole multiples of its grain. */
     int grain = align;
     while ((glu && grain % 16) || (post && grain % post->grain)) grain += align;
     eng_row_split_init(&j.split, total, nth, grain);
