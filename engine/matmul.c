@@ -142,6 +142,10 @@ static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
  * Against those (edgellm bench, L110M Q4_0, 2 threads, four sequences, alternated): 2200.5 ->
  * 2229.2 tok/s (7 of 10 rounds). One row stays with the caller (a pool round trip costs more than
  * its conversion): converted by every thread, edgellmd's one stream measured about 4% slower. */
+/* Whether the threads of a product with B activation rows convert them themselves. */
+static bool convert_each(int nth, int B) {
+    return nth > 1 && B >= PRIV_MIN_B && B <= PRIV_MAX_B;
+}
 static void convert_to(enum eng_type vt, const float *x, int64_t in, int B, uint8_t *buf) {
     const struct eng_type_traits *vtr = eng_type_traits(vt);
     const size_t row = eng_row_size(vt, in);
@@ -521,7 +525,7 @@ void eng_matmul(struct eng_pool *pool, struct eng_mm_ws *ws, const struct eng_te
     } else {
         j.xq = ws->qbuf;
         j.xq_row = eng_row_size(j.xq_type, w->ne[0]);
-        if (path == ENG_MM_VEC_DOT && nth > 1 && B >= PRIV_MIN_B && B <= PRIV_MAX_B)
+        if (path == ENG_MM_VEC_DOT && convert_each(nth, B))
             j.conv_private = true; /* by each thread as the job starts */
         else if (B < 2 * nth || nth == 1)
             convert_rows(&j, 0, B); /* cheaper than a pool round trip */
@@ -610,7 +614,7 @@ bool eng_matmul_fused(struct eng_pool *pool, struct eng_mm_ws *ws, int n,
     struct fused_job j = {
         .n = n, .B = B, .glu = glu, .glu_fn = eng_vec_ops().glu, .ws = ws, .x = x, .post = post};
     /* few activation rows on several threads: each thread converts them (convert_private) */
-    j.priv = eng_pool_size(pool) > 1 && B >= PRIV_MIN_B && B <= PRIV_MAX_B;
+    j.priv = convert_each(eng_pool_size(pool), B);
     int64_t in = w[0]->ne[0];
     j.first[0] = 0;
     for (int p = 0; p < n; p++) {

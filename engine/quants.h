@@ -150,6 +150,17 @@ static inline int eng_nearest_int(float x) {
  * an odd number of blocks ends with one block alone (both halves' scales, then their codes: 576
  * bytes). The offsets below are half h's block b's within its group. eng_interleave_rows /
  * eng_deinterleave_row convert. */
+/* Q8_0X's per-block field c (types.c): d times the block's code sum, or for Q8_0X16 -8 times
+ * the sum as an int32. */
+static inline void eng_q8_0x_put_sum(float *c, float d, int sum, bool x16) {
+    if (x16) {
+        const int32_t o = -8 * sum;
+        __builtin_memcpy(c, &o, sizeof(o));
+    } else {
+        *c = d * (float)sum;
+    }
+}
+
 #define ENG_X16_ROWS  16 /* rows of a half: one register's lanes */
 #define ENG_X16_GROUP 32 /* rows interleaved together: the type's row_group */
 static inline size_t eng_x16_scales_at(int64_t b, int64_t nb, int h) {

@@ -388,10 +388,12 @@ static inline __m512i bcast4(const uint8_t *p) {
 
 /* acc + the products of u's bytes with the four signed codes at p, broadcast by the
  * instruction's own memory operand ({1to16}): one instruction where GCC 12 emits a
- * load-and-broadcast and the product (it does not fold the broadcast). One column, in groups of
- * 16 rows (bench-kernels -t q4_0x16 -n 768 -r 64, builds alternated): 1.93-1.99 -> 1.83-1.85
- * ns per 256 weights; L110M Q4_0 tg128, one sequence, 2 threads 1112.9 -> 1139.9 tok/s (6 of 8
- * rounds). Several columns share each broadcast between two products instead. */
+ * load-and-broadcast and the product (it does not fold the broadcast). With one column, which
+ * reads at the memory's rate, against the several-column path (a separate broadcast shared by
+ * both halves, one chain per half), builds alternated: L1B Q4_0 tg64, 2 threads, 87.2 / 85.5
+ * and 79.1 / 77.6 tok/s (6 of 6 and 5 of 6 rounds faster); L110M even (1080.5 / 1077.1), and
+ * in cache slower (bench-kernels -n 768 -r 64: 2.12-2.29 against 1.82-1.93 ns per 256
+ * weights), so only decode from memory tells. Several columns share each broadcast. */
 static inline __m512i dpbusd_m4(__m512i acc, __m512i u, const uint8_t *p) {
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int *)p));
     return acc;

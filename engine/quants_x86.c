@@ -400,12 +400,7 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx2(const float *x
             int8_t qs[32];
             int sum;
             d[k] = eng_fp16_to_fp32(eng_fp32_to_fp16(quant32(x + (nb8 + k) * ENG_QK8_0, qs, &sum)));
-            if (x16) {
-                int32_t o = -8 * sum;
-                memcpy(&c[k], &o, sizeof(o));
-            } else {
-                c[k] = d[k] * (float)sum;
-            }
+            eng_q8_0x_put_sum(&c[k], d[k], sum, x16);
             memcpy(lo + 16 * k, qs, 16);
             memcpy(hi + 16 * k, qs + 16, 16);
         }

@@ -200,12 +200,7 @@ static void q8_0x_fill(const float *x, void *vy, int64_t n, bool x16) {
             int sum = 0;
             for (int j = 0; j < ENG_QK8_0; j++) sum += b.qs[j];
             d[k] = eng_fp16_to_fp32(b.d);
-            if (x16) {
-                int32_t o = -8 * sum;
-                memcpy(&c[k], &o, sizeof(o));
-            } else {
-                c[k] = d[k] * (float)sum;
-            }
+            eng_q8_0x_put_sum(&c[k], d[k], sum, x16);
             memcpy(lo + 16 * k, b.qs, 16);
             memcpy(hi + 16 * k, b.qs + 16, 16);
         }
