@@ -259,20 +259,26 @@ eng_attn_fn eng_attn_kernel(void);
 /* The SIMD kernel of level s; NULL for the scalar level (which runs eng_attn_ref). */
 eng_attn_fn eng_attn_kernel_for(enum eng_simd s);
 
-/* The pass's per-token vector steps (vec.c): rmsnorm: out = x / sqrt(mean(x²) + eps) · w over
- * n floats (out may alias x); glu: g = silu(g) · u over n floats (SwiGLU). The scalar
- * references, the AVX2 versions (NEON's are private to vec.c), the versions of level s (NULL
- * members for the scalar level) and those for the active level. */
+/* The per-token vector steps (vec.c): rmsnorm: out = x / sqrt(mean(x²) + eps) · w over n floats
+ * (out may alias x); glu: g = silu(g) · u over n floats (SwiGLU); max: the largest of x[0..n)
+ * that is not NaN (-inf when there is none), copying x to dst on the way unless dst is NULL
+ * (the sampler's pass over the logits). The scalar references, the AVX2 versions (NEON's are
+ * private to vec.c), the versions of level s (NULL members for the scalar level) and those for
+ * the active level. */
 typedef void (*eng_rmsnorm_fn)(float *out, const float *x, const float *w, int n, float eps);
 typedef void (*eng_glu_fn)(float *g, const float *u, int64_t n);
+typedef float (*eng_max_fn)(float *dst, const float *x, int64_t n);
 struct eng_vec_ops {
     eng_rmsnorm_fn rmsnorm;
     eng_glu_fn glu;
+    eng_max_fn max;
 };
 void eng_rmsnorm_ref(float *out, const float *x, const float *w, int n, float eps);
 void eng_glu_ref(float *g, const float *u, int64_t n);
+float eng_max_ref(float *dst, const float *x, int64_t n);
 void eng_rmsnorm_avx2(float *out, const float *x, const float *w, int n, float eps);
 void eng_glu_avx2(float *g, const float *u, int64_t n);
+float eng_max_avx2(float *dst, const float *x, int64_t n);
 struct eng_vec_ops eng_vec_ops_for(enum eng_simd s);
 struct eng_vec_ops eng_vec_ops(void);
 

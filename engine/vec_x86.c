@@ -1,6 +1,6 @@
 /*
- * vec_x86.c — AVX2/FMA RMSNorm and SwiGLU product (vec.c has the references and the choice;
- * the AVX-512 levels use these too: the rows are a few thousand floats, read once).
+ * vec_x86.c — AVX2/FMA RMSNorm, SwiGLU product and maximum (vec.c has the references and the
+ * choice; the AVX-512 levels use these too: the rows are a few thousand floats, read once).
  */
 #include "quants_x86.h"
 #include "vexp.h"
@@ -41,4 +41,27 @@ void eng_glu_avx2(float *g, const float *u, int64_t n) {
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, sig), _mm256_loadu_ps(u + i)));
     }
     if (i < n) eng_glu_ref(g + i, u + i, n - i);
+}
+
+/* Four running maxima, so that the loop is not one chain of max latencies. _mm256_max_ps(a, b)
+ * gives b when either is NaN: with the value first, a NaN keeps the running maximum. */
+float eng_max_avx2(float *dst, const float *x, int64_t n) {
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        const __m256 c = _mm256_loadu_ps(x + i + 16), d = _mm256_loadu_ps(x + i + 24);
+        m0 = _mm256_max_ps(a, m0), m1 = _mm256_max_ps(b, m1);
+        m2 = _mm256_max_ps(c, m2), m3 = _mm256_max_ps(d, m3);
+        if (dst) {
+            _mm256_storeu_ps(dst + i, a), _mm256_storeu_ps(dst + i + 8, b);
+            _mm256_storeu_ps(dst + i + 16, c), _mm256_storeu_ps(dst + i + 24, d);
+        }
+    }
+    const __m256 m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    const __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    const __m128 q = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    const float v = _mm_cvtss_f32(_mm_max_ss(q, _mm_shuffle_ps(q, q, 1)));
+    const float r = eng_max_ref(dst ? dst + i : NULL, x + i, n - i);
+    return r > v ? r : v;
 }

@@ -239,6 +239,75 @@ START_TEST(greedy_large_vocab) {
 }
 END_TEST
 
+static uint64_t next_xorshift(uint64_t r) {
+    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+    return r;
+}
+
+/* Greedy over a large vocabulary with logit biases and penalties: the sampler searches again
+ * only the chunks whose values these changed, so the biases and penalised tokens are put where
+ * that matters (on the maximum, which they lower or exclude; on a tie before it; at chunk edges;
+ * NaN and -inf among them), and the token must be the plain argmax of the values the
+ * definitions give, computed here in the same float operations. */
+START_TEST(greedy_large_vocab_bias_penalties) {
+    enum { N = 1000, NB = 6 };
+    static float x[N], want[N];
+    uint64_t r = 2463534242ull;
+    for (int round = 0; round < 300; round++) {
+        for (int i = 0; i < N; i++) {
+            r = next_xorshift(r);
+            x[i] = (float)(r % 64) - 32.0f;
+            if (r % 97 == 0) x[i] = NAN;
+        }
+        int top = (int)((r = next_xorshift(r)) % N);
+        x[top] = 50.0f;
+        x[(top + 300) % N] = 49.0f; /* the runner-up, in another chunk */
+        struct eng_logit_bias bias[NB];
+        for (int k = 0; k < NB; k++) {
+            int t = k == 0   ? top
+                    : k == 1 ? (int)((r = next_xorshift(r)) % 4) * 256 + 255
+                             : (int)((r = next_xorshift(r)) % N);
+            if (t >= N) t = N - 1;
+            float b = (float)((r = next_xorshift(r)) % 41) - 20.0f;
+            if (k == 0) b = round % 3 == 0 ? -INFINITY : round % 3 == 1 ? -1.0f : -0.5f;
+            if (k == 2 && round % 4 == 0) b = 18.0f; /* may tie with or beat the maximum */
+            bias[k] = (struct eng_logit_bias){t, b};
+        }
+        struct eng_sampler_params p;
+        eng_sampler_params_default(&p);
+        p.temperature = 0;
+        p.repeat_last_n = 0;
+        p.logit_bias = bias;
+        p.n_logit_bias = NB;
+        bool pen = round % 2 == 1;
+        p.repeat_penalty = pen ? 1.5f : 1.0f;
+        p.presence_penalty = pen ? 0.75f : 0.0f;
+        p.frequency_penalty = pen ? 0.5f : 0.0f;
+        struct eng_sampler *g = eng_sampler_new(&p, N);
+        ck_assert_ptr_nonnull(g);
+        int seen[4] = {(top + 300) % N, (int)((r = next_xorshift(r)) % N), 511, 512};
+        for (int k = 0; k < 4; k++) eng_sampler_accept(g, seen[k]);
+        memcpy(want, x, sizeof(x));
+        for (int k = 0; k < NB; k++) want[bias[k].token] += bias[k].bias;
+        if (pen) {
+            int counted[N] = {0};
+            for (int k = 0; k < 4; k++) counted[seen[k]]++;
+            for (int t = 0; t < N; t++) {
+                if (!counted[t]) continue;
+                float c = (float)counted[t];
+                want[t] = want[t] > 0 ? want[t] / p.repeat_penalty : want[t] * p.repeat_penalty;
+                want[t] -= p.presence_penalty + p.frequency_penalty * c;
+            }
+        }
+        struct eng_sample out;
+        ck_assert_int_eq(eng_sampler_sample(g, x, &out), 0);
+        ck_assert_msg(out.token == plain_argmax(want, N), "round %d: token %d, argmax %d", round,
+                      out.token, plain_argmax(want, N));
+        eng_sampler_free(g);
+    }
+}
+END_TEST
+
 START_TEST(logprob_only_when_asked) {
     /* The chosen token's log-probability costs an exp per vocabulary entry: it is computed when
      * asked for (alone or with top log-probabilities) and NAN otherwise; the token is the same. */
@@ -423,6 +492,7 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, combined_after_temperature);
     tcase_add_test(tc, greedy_and_seeds);
     tcase_add_test(tc, greedy_large_vocab);
+    tcase_add_test(tc, greedy_large_vocab_bias_penalties);
     tcase_add_test(tc, penalties_and_bias);
     tcase_add_test(tc, logprob_only_when_asked);
     tcase_add_test(tc, invalid_params);

@@ -448,19 +448,54 @@ static void kc_compare_rel(struct kc_result *r, FILE *log, const char *level, co
     }
 }
 
+/* The maximum of level s (the sampler's pass over the logits) against the reference: the same
+ * value, equal bit for bit, for lengths around the vector widths with the maximum at every
+ * position, NaN around it and in its place, all -inf, all NaN; the copy equal byte for byte
+ * (NaN payloads included) and nothing written past it or with no destination. */
+static void kc_compare_max(struct kc_result *r, eng_max_fn max, const char *level, FILE *log) {
+    static const int ns[] = {1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 256, 1000};
+    enum { N = 1000 };
+    float x[N], d[N + 1];
+    for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
+        int n = ns[ni];
+        for (int at = 0; at < n; at++)
+            for (int kind = 0; kind < 5; kind++) {
+                kc_fill(x, n, 4.0f);
+                for (int i = 0; i < n; i++)
+                    if (kind >= 1 && i % 5 == 1) x[i] = NAN;
+                x[at] = kind == 2 ? NAN : 100.0f; /* kind 2: the maximum elsewhere */
+                if (kind == 3)
+                    for (int i = 0; i < n; i++) x[i] = i == at ? -INFINITY : NAN;
+                if (kind == 4)
+                    for (int i = 0; i < n; i++) x[i] = NAN;
+                float want = eng_max_ref(NULL, x, n);
+                d[n] = 12345.0f;
+                float got = max(d, x, n), got0 = max(NULL, x, n);
+                r->checks++;
+                if (memcmp(&got, &want, sizeof(float)) || memcmp(&got0, &want, sizeof(float)) ||
+                    memcmp(d, x, (size_t)n * sizeof(float)) || d[n] != 12345.0f) {
+                    kc_fail(r, log, "%s max%s n=%lld at*10+kind %g: %.9g, reference %.9g (or copy)",
+                            level, "", n, at * 10.0 + kind, got, want);
+                    return;
+                }
+            }
+    }
+}
+
 /* RMSNorm and the SwiGLU product of level s against their references: lengths with and without
  * a SIMD-width multiple, magnitudes from tiny to large, the norm in place (out == x) as the pass
  * runs it for q/k norms; SwiGLU over [-100, 100], past both ends of the exponential's range.
- * Every SIMD level must have them. */
+ * Every SIMD level must have them, and the maximum (kc_compare_max). */
 static struct kc_result kc_compare_vec(enum eng_simd s, const char *level, FILE *log) {
     struct kc_result r = {0, 0};
     struct eng_vec_ops v = eng_vec_ops_for(s);
     r.checks++;
-    if (!v.rmsnorm || !v.glu) {
+    if (!v.rmsnorm || !v.glu || !v.max) {
         r.failures++;
-        if (log) fprintf(log, "%s: no RMSNorm / SwiGLU kernels\n", level);
+        if (log) fprintf(log, "%s: no RMSNorm / SwiGLU / maximum kernels\n", level);
         return r;
     }
+    kc_compare_max(&r, v.max, level, log);
     static const int ns[] = {1, 3, 8, 15, 16, 31, 33, 64, 100, 768, 2053, 4096};
     static const float mags[] = {1e-4f, 1.0f, 300.0f};
     enum { N = 4096 };
