@@ -76,6 +76,7 @@ static int prefill(struct gen *g, const int32_t *toks, int n) {
         int32_t pos[k];
         for (int j = 0; j < k; j++) pos[j] = b0 + j;
         struct eng_batch b = {k, toks + b0, pos, NULL, NULL};
+        b.logits_max = eng_sampler_uses_chunk_max(g->s);
         if (eng_forward(g->c, &b) != 0) return cli_fail(CMD, "%s", eng_last_error());
     }
     memcpy(g->cache, toks, (size_t)n * sizeof(int32_t));
@@ -109,7 +110,8 @@ static int generate(struct gen *g, bool continues, char **answer) {
     double t0 = now();
     for (long i = 0; i < g->n_predict && !stopped; i++) {
         struct eng_sample smp;
-        if (eng_sampler_sample(g->s, eng_logits(g->c, 0), &smp) != 0) {
+        if (eng_sampler_sample_chunked(g->s, eng_logits(g->c, 0), eng_logits_chunk_max(g->c, 0),
+                                       &smp) != 0) {
             rc = cli_fail(CMD, "%s", eng_last_error());
             break;
         }
@@ -138,6 +140,7 @@ static int generate(struct gen *g, bool continues, char **answer) {
         }
         int32_t pos = g->n_cache;
         struct eng_batch b = {1, &smp.token, &pos, NULL, NULL};
+        b.logits_max = eng_sampler_uses_chunk_max(g->s);
         if (eng_forward(g->c, &b) != 0) {
             rc = cli_fail(CMD, "%s", eng_last_error());
             break;

@@ -409,6 +409,10 @@ struct eng_batch {
      * first_layer are skipped and their KV cache is not written. 0 / NULL: a normal pass. */
     int first_layer;
     const float *embd;
+    /* Take the outputs' logits chunk maxima on the threads that compute the logits
+     * (eng_logits_chunk_max), for greedy sampling: a read of the logits in the pass, about
+     * 1.5 us per output and thread at 32000 logits. false: not taken. */
+    bool logits_max;
 };
 
 /* Which layers' hidden states are kept for output tokens. L in 0..n_layer-1 is the residual
@@ -444,6 +448,14 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b);
 int eng_n_outputs(const struct eng_ctx *c);
 /* Logits of output i (n_vocab floats, borrowed until the next eng_forward). */
 const float *eng_logits(const struct eng_ctx *c, int i);
+/* The maxima of output i's logits in chunks of ENG_LOGITS_CHUNK (the last may be shorter): the
+ * largest value of each that is not NaN, -inf when there is none. The threads that computed
+ * the logits take them, so the sampler need not read the whole vocabulary
+ * (eng_sampler_sample_chunked). NULL when the pass did not take them: a batch without
+ * logits_max, more than 32 outputs, or an output head that goes through the matrix-matrix
+ * paths. Borrowed like eng_logits. */
+#define ENG_LOGITS_CHUNK 256
+const float *eng_logits_chunk_max(const struct eng_ctx *c, int i);
 /* Batch index of output i. */
 int eng_output_token_index(const struct eng_ctx *c, int i);
 /* Hidden state (n_embd floats) of exit e (index into the layers given to eng_ctx_set_exits) for
@@ -650,6 +662,15 @@ struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vo
 void eng_sampler_free(struct eng_sampler *s);
 /* Picks the next token from logits (n_vocab; not modified) and records it in the history. */
 int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sample *out);
+/* The same with the logits' chunk maxima (eng_logits_chunk_max; NULL: as eng_sampler_sample).
+ * Greedy sampling without logprobs then reads the maxima, the chunks that logit_bias and the
+ * penalties change, and the chunk of the winner, instead of the whole vocabulary; the token is
+ * the same. Other settings read every logit and ignore the maxima. */
+int eng_sampler_sample_chunked(struct eng_sampler *s, const float *logits, const float *chunk_max,
+                               struct eng_sample *out);
+/* Whether s reads chunk maxima (greedy, no logprobs): a pass need only take them then
+ * (eng_batch.logits_max). */
+bool eng_sampler_uses_chunk_max(const struct eng_sampler *s);
 /* Records a token that was not sampled (prompt tokens, for penalties). */
 void eng_sampler_accept(struct eng_sampler *s, int32_t token);
 void eng_sampler_reset(struct eng_sampler *s);

@@ -50,10 +50,12 @@ struct eng_ctx {
     float *rope_sin;        /* (C, n_rot/2) */
 
     /* outputs, (n_outputs, ...) */
-    float *out_x;   /* (n_outputs, E) final-normed hidden of output tokens */
-    float *logits;  /* (n_outputs, V) */
-    float *exits_h; /* (ENG_MAX_EXITS, n_outputs, E) hidden states at exits */
-    int *out_idx;   /* (n_outputs) batch index of each output */
+    float *out_x;       /* (n_outputs, E) final-normed hidden of output tokens */
+    float *logits;      /* (n_outputs, V) */
+    float *logits_max;  /* (n_outputs, chunks of ENG_LOGITS_CHUNK) the logits' chunk maxima */
+    bool logits_max_ok; /* ... taken by this pass */
+    float *exits_h;     /* (ENG_MAX_EXITS, n_outputs, E) hidden states at exits */
+    int *out_idx;       /* (n_outputs) batch index of each output */
     int n_out;
 
     void (*obs)(void *user, int layer, enum eng_obs_point point, const float *x, int n_rows,
@@ -130,6 +132,11 @@ static void kv_release(void *base, size_t mapped) {
         free(base);
 }
 
+/* Chunks of ENG_LOGITS_CHUNK logits in a vocabulary of v. */
+static size_t logit_chunks(int64_t v) {
+    return (size_t)((v + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK);
+}
+
 static void rope_tables(struct eng_ctx *c) {
     const struct eng_hparams *hp = &c->m->hp;
     int half = hp->n_rot / 2;
@@ -169,7 +176,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
 
     size_t kv_floats = (size_t)p.n_slots * hp->n_layer * 2 * C * KV;
     size_t n_floats = B * (2 * E + Q + 2 * KV + Q + 2 * F) + (size_t)p.n_threads * C +
-                      2 * C * half + O * (E + V) + (size_t)ENG_MAX_EXITS * O * E;
+                      2 * C * half + O * (E + V + logit_chunks(V)) + (size_t)ENG_MAX_EXITS * O * E;
     int64_t max_in = ENG_MAX(m->output->ne[0], (int64_t)Q);
     for (int l = 0; l < hp->n_layer; l++) max_in = ENG_MAX(max_in, m->layers[l].w_down->ne[0]);
     c->mm = eng_mm_ws_new(ENG_MAX(max_in, (int64_t)E), p.n_batch, p.n_threads);
@@ -200,6 +207,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->rope_sin = s, s += C * half;
     c->out_x = s, s += O * E;
     c->logits = s, s += O * V;
+    c->logits_max = s, s += O * logit_chunks(V);
     c->exits_h = s;
     rope_tables(c);
     c->pool = eng_pool_new(p.n_threads, p.pin_threads);
@@ -344,6 +352,20 @@ static void rmsnorm(const struct eng_ctx *c, float *out, const float *x, const f
 }
 
 /* y (B, out) = x (B, in) · Wᵀ on the context's pool and conversion buffer. */
+/* The output head's post step: the maxima of the logits rows [r0, r1) (whole chunks: the claims
+ * are multiples of ENG_LOGITS_CHUNK) of every output, taken while the thread that computed them
+ * has them in its cache (eng_logits_chunk_max). */
+static void logits_max(void *arg, int part, int64_t r0, int64_t r1) {
+    struct eng_ctx *c = arg;
+    const int64_t V = c->m->hp.n_vocab;
+    const size_t nc = logit_chunks(V);
+    (void)part;
+    for (int i = 0; i < c->n_out; i++)
+        for (int64_t r = r0; r < r1; r += ENG_LOGITS_CHUNK)
+            c->logits_max[(size_t)i * nc + (size_t)(r / ENG_LOGITS_CHUNK)] =
+                c->vec.max(NULL, c->logits + (size_t)i * V + r, ENG_MIN(ENG_LOGITS_CHUNK, r1 - r));
+}
+
 static void matmul(struct eng_ctx *c, const struct eng_tensor *w, const float *x, int B, float *y) {
     eng_matmul(c->pool, c->mm, w, x, B, y, w->ne[1], NULL, 0);
 }
@@ -561,6 +583,7 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
     const size_t Q = (size_t)hp->n_head * hd, F = (size_t)hp->n_ff;
     c->b = b;
     c->vec = eng_vec_ops();
+    c->logits_max_ok = false;
     c->n_tok = B;
     c->n_out = 0;
     for (int t = 0; t < B; t++)
@@ -636,7 +659,12 @@ int eng_forward(struct eng_ctx *c, const struct eng_batch *b) {
                 hp->rms_eps);
     if (c->n_out > 0) {
         OBSERVE(-1, ENG_OBS_OUTPUT_IN, c->out_x, c->n_out, E);
-        matmul(c, m->output, c->out_x, c->n_out, c->logits);
+        const struct eng_tensor *head = m->output;
+        float *y = c->logits;
+        struct eng_fused_post post = {logits_max, c, ENG_LOGITS_CHUNK};
+        c->logits_max_ok = b->logits_max && eng_matmul_fused(c->pool, c->mm, 1, &head, c->out_x,
+                                                             c->n_out, &y, false, &post);
+        if (!c->logits_max_ok) matmul(c, m->output, c->out_x, c->n_out, c->logits);
     }
 #undef OBSERVE
     c->b = NULL;
@@ -650,6 +678,11 @@ int eng_n_outputs(const struct eng_ctx *c) {
 const float *eng_logits(const struct eng_ctx *c, int i) {
     if (i < 0 || i >= c->n_out) return NULL;
     return c->logits + (size_t)i * c->m->hp.n_vocab;
+}
+
+const float *eng_logits_chunk_max(const struct eng_ctx *c, int i) {
+    if (i < 0 || i >= c->n_out || !c->logits_max_ok) return NULL;
+    return c->logits_max + (size_t)i * logit_chunks(c->m->hp.n_vocab);
 }
 
 int eng_output_token_index(const struct eng_ctx *c, int i) {

@@ -29,13 +29,14 @@
 
 #define PRUNE_NATS 40.0f
 
-/* The logits are copied in chunks of ARGMAX_CHUNK values, each chunk's maximum taken on the way
- * (one read of the logits, which the pass's threads have just written, half of them in the
+/* The logits are copied in chunks of ENG_LOGITS_CHUNK values, each chunk's maximum taken on the
+ * way (one read of the logits, which the pass's threads have just written, half of them in the
  * other core's cache); biases and penalties then change a few values, and only the chunks they
- * touched are searched again. The argmax reads the chunk maxima and one chunk: at 32000 logits
- * edgellmd's sampling of a step (L110M, one stream, greedy with logit_bias) took 12-15 us before,
- * as a copy and then a search, and takes 7-8 us now. */
-#define ARGMAX_CHUNK 256
+ * touched are searched again. The argmax reads the chunk maxima and one chunk. Given the pass's
+ * own chunk maxima (eng_logits_chunk_max), greedy sampling without logprobs copies only the
+ * chunks that biases and penalties change. edgellmd's sampling of a step (L110M, 32000 logits,
+ * one stream, greedy with logit_bias) took 12-15 us as a copy and then a search, 7-8 us as one
+ * pass, and 1.6-1.9 us from the pass's maxima (four streams: 4.4-5.3 us in all). */
 
 struct cand {
     int32_t id;
@@ -56,7 +57,7 @@ struct eng_sampler {
     int ring_head, ring_fill;
     /* scratch */
     float *logits;     /* (n_vocab) biased, penalized */
-    float *cmax;       /* (n_chunks) the maximum of each ARGMAX_CHUNK logits */
+    float *cmax;       /* (n_chunks) the maximum of each ENG_LOGITS_CHUNK logits */
     bool *stale;       /* (n_chunks) logits changed after cmax was taken */
     struct cand *cand; /* (n_vocab) */
     eng_max_fn max;    /* the active level's eng_vec_ops().max */
@@ -166,7 +167,7 @@ struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vo
     s->seen_at = malloc((size_t)n_vocab * sizeof(int32_t));
     s->logits = malloc((size_t)n_vocab * sizeof(float));
     s->cand = malloc((size_t)n_vocab * sizeof(struct cand));
-    int n_chunks = (n_vocab + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK;
+    int n_chunks = (n_vocab + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK;
     s->cmax = malloc((size_t)n_chunks * sizeof(float));
     s->stale = calloc((size_t)n_chunks, sizeof(bool));
     s->max = eng_vec_ops().max;
@@ -245,18 +246,53 @@ static int cmp_cand(const void *pa, const void *pb) {
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
-/* The first index of the maximum of s->logits from the chunk maxima s->cmax: the first chunk
- * that has it, then the first index in that chunk. Returns -1 when every value is NaN or -inf. */
-static int argmax(const struct eng_sampler *s, float *max) {
+/* The first index of the maximum from the chunk maxima s->cmax: the first chunk that has it,
+ * then the first index in that chunk, searched in s->logits or, for a chunk the sampler did not
+ * copy (take_logits), in the pass's logits. Returns -1 when every value is NaN or -inf. */
+static int argmax(const struct eng_sampler *s, const float *logits, bool copied_all, float *max) {
     float best = -INFINITY;
-    int at = -1, n_chunks = (s->n_vocab + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK;
+    int at = -1, n_chunks = (s->n_vocab + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK;
     for (int c = 0; c < n_chunks; c++)
         if (s->cmax[c] > best) best = s->cmax[c], at = c;
     *max = best;
-    int e = at < 0 ? at : ENG_MIN((at + 1) * ARGMAX_CHUNK, s->n_vocab);
-    for (int i = at * ARGMAX_CHUNK; i < e; i++)
-        if (s->logits[i] == best) return i;
+    if (at < 0) return -1;
+    const float *x = copied_all || s->stale[at] ? s->logits : logits;
+    for (int i = at * ENG_LOGITS_CHUNK; i < ENG_MIN((at + 1) * ENG_LOGITS_CHUNK, s->n_vocab); i++)
+        if (x[i] == best) return i;
     return -1;
+}
+
+/* This step's logits into s->logits with the biases and penalties applied, and their chunk
+ * maxima into s->cmax. s->stale marks the chunks those change (the caller clears it). Without
+ * chunk_max every chunk is copied; with it (the pass's maxima of the unchanged logits) only the
+ * marked ones are, and the others keep the pass's maxima. */
+static void take_logits(struct eng_sampler *s, const float *logits, const float *chunk_max) {
+    const struct eng_sampler_params *p = &s->p;
+    const int n = s->n_vocab, n_chunks = (n + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK;
+    const bool penalize = p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
+                          p->frequency_penalty != 0.0f; /* (neutral ones leave every value) */
+    float *l = s->logits;
+    for (int i = 0; i < p->n_logit_bias; i++) s->stale[s->bias[i].token / ENG_LOGITS_CHUNK] = true;
+    for (int i = 0; penalize && i < s->n_seen; i++) s->stale[s->seen[i] / ENG_LOGITS_CHUNK] = true;
+    for (int c = 0; c < n_chunks; c++) {
+        int i = c * ENG_LOGITS_CHUNK;
+        s->cmax[c] = chunk_max && !s->stale[c]
+                         ? chunk_max[c]
+                         : s->max(l + i, logits + i, ENG_MIN(ENG_LOGITS_CHUNK, n - i));
+    }
+    for (int i = 0; i < p->n_logit_bias; i++) l[s->bias[i].token] += s->bias[i].bias;
+    for (int i = 0; penalize && i < s->n_seen; i++) {
+        int32_t t = s->seen[i];
+        float c = (float)s->count[t];
+        if (p->repeat_penalty != 1.0f)
+            l[t] = l[t] > 0 ? l[t] / p->repeat_penalty : l[t] * p->repeat_penalty;
+        l[t] -= p->presence_penalty + p->frequency_penalty * c;
+    }
+    for (int c = 0; c < n_chunks; c++)
+        if (s->stale[c]) {
+            int i = c * ENG_LOGITS_CHUNK;
+            s->cmax[c] = s->max(NULL, l + i, ENG_MIN(ENG_LOGITS_CHUNK, n - i));
+        }
 }
 
 /* Fills the n_top most likely tokens of s->logits into out (log-softmax, temperature 1). */
@@ -279,38 +315,29 @@ static void top_logprobs(const struct eng_sampler *s, float max, double log_z,
 }
 
 int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sample *out) {
+    return eng_sampler_sample_chunked(s, logits, NULL, out);
+}
+
+static bool greedy(const struct eng_sampler_params *p) {
+    return !(p->temperature > 0 && p->top_k != 1);
+}
+
+bool eng_sampler_uses_chunk_max(const struct eng_sampler *s) {
+    return greedy(&s->p) && !s->p.logprob && s->p.n_logprobs == 0;
+}
+
+int eng_sampler_sample_chunked(struct eng_sampler *s, const float *logits, const float *chunk_max,
+                               struct eng_sample *out) {
     const struct eng_sampler_params *p = &s->p;
-    int n = s->n_vocab;
-    float *l = s->logits;
-    const int n_chunks = (n + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK;
-    for (int c = 0; c < n_chunks; c++) {
-        int i = c * ARGMAX_CHUNK;
-        s->cmax[c] = s->max(l + i, logits + i, ENG_MIN(ARGMAX_CHUNK, n - i));
-    }
-    for (int i = 0; i < p->n_logit_bias; i++) {
-        int32_t t = s->bias[i].token;
-        l[t] += s->bias[i].bias;
-        s->stale[t / ARGMAX_CHUNK] = true;
-    }
-    const bool penalize = p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
-                          p->frequency_penalty != 0.0f; /* (neutral ones leave every value) */
-    for (int i = 0; penalize && i < s->n_seen; i++) {
-        int32_t t = s->seen[i];
-        float c = (float)s->count[t];
-        if (p->repeat_penalty != 1.0f)
-            l[t] = l[t] > 0 ? l[t] / p->repeat_penalty : l[t] * p->repeat_penalty;
-        l[t] -= p->presence_penalty + p->frequency_penalty * c;
-        s->stale[t / ARGMAX_CHUNK] = true;
-    }
-    for (int c = 0; c < n_chunks; c++)
-        if (s->stale[c]) {
-            int i = c * ARGMAX_CHUNK;
-            s->cmax[c] = s->max(NULL, l + i, ENG_MIN(ARGMAX_CHUNK, n - i));
-            s->stale[c] = false;
-        }
+    const int n = s->n_vocab;
+    const float *l = s->logits;
+    /* only greedy sampling without logprobs does without the whole vocabulary */
+    if (!eng_sampler_uses_chunk_max(s)) chunk_max = NULL;
+    take_logits(s, logits, chunk_max);
     /* max, argmax, log partition function at temperature 1 */
     float max;
-    int best = argmax(s, &max);
+    int best = argmax(s, logits, !chunk_max, &max);
+    memset(s->stale, 0, (size_t)(n + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK);
     if (best < 0 || max == -INFINITY)
         return eng_fail(ENG_EINVAL, "sampler: every token is excluded (all logits -inf or NaN)");
     double log_z = NAN;
@@ -321,7 +348,7 @@ int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sa
     }
 
     int32_t chosen = best;
-    if (p->temperature > 0 && p->top_k != 1) {
+    if (!greedy(p)) {
         /* candidates within PRUNE_NATS of the best (at this temperature) */
         float inv_t = 1.0f / p->temperature, floor = max - PRUNE_NATS * p->temperature;
         int m = 0;
@@ -363,7 +390,7 @@ int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sa
         }
     }
     out->token = chosen;
-    out->logprob = (float)((double)l[chosen] - max - log_z); /* NAN when not asked for */
+    out->logprob = isnan(log_z) ? NAN : (float)((double)l[chosen] - max - log_z); /* asked for */
     top_logprobs(s, max, log_z, out);
     eng_sampler_accept(s, chosen);
     return 0;

@@ -329,11 +329,13 @@ static void finish_seq(struct srv_sched *s, struct seq *q, const char *reason, b
     seq_release(s, q);
 }
 
-/* Samples the next token of q from logits and hands its text over. */
-static void sample(struct srv_sched *s, struct seq *q, const float *logits, double now) {
+/* Samples the next token of q from logits (and their chunk maxima, or NULL) and hands its text
+ * over. */
+static void sample(struct srv_sched *s, struct seq *q, const float *logits, const float *cmax,
+                   double now) {
     struct srv_job *j = q->job;
     struct eng_sample smp;
-    if (eng_sampler_sample(q->smp, logits, &smp) != 0) {
+    if (eng_sampler_sample_chunked(q->smp, logits, cmax, &smp) != 0) {
         char msg[256];
         snprintf(msg, sizeof(msg), "sampling failed: %s", eng_last_error());
         fail_job(s, j, 500, msg);
@@ -439,6 +441,9 @@ static int step(struct srv_sched *s) {
 
     struct eng_batch b = {
         .n_tokens = nb, .token = s->b_tok, .pos = s->b_pos, .slot = s->b_slot, .output = s->b_out};
+    for (int i = 0; i < s->n_slots; i++) /* some output is sampled greedily: chunk maxima */
+        if (s->seqs[i].out_idx >= 0 && s->seqs[i].smp && eng_sampler_uses_chunk_max(s->seqs[i].smp))
+            b.logits_max = true;
     int rc = eng_forward(s->ctx, &b);
     double now = srv_now();
     if (rc) {
@@ -466,9 +471,10 @@ static int step(struct srv_sched *s) {
         if (!q->job || q->out_idx < 0) continue;
         struct srv_job *j = q->job;
         const float *logits = eng_logits(s->ctx, q->out_idx);
+        const float *cmax = eng_logits_chunk_max(s->ctx, q->out_idx);
         if (q->phase == SEQ_DECODE) {
             q->n_past++;
-            sample(s, q, logits, now);
+            sample(s, q, logits, cmax, now);
             continue;
         }
         /* Prefill of this group finished: the first choice samples, then its siblings take a
@@ -478,7 +484,7 @@ static int step(struct srv_sched *s) {
         int g = q->group, n_prompt = j->n_prompt[g];
         srv_metrics_tokens(n_prompt, 0);
         srv_job_ref(j);
-        sample(s, q, logits, now);
+        sample(s, q, logits, cmax, now);
         for (int k = 0; k < s->n_slots; k++) {
             struct seq *sib = &s->seqs[k];
             if (sib->job != j || sib->group != g || sib->phase != SEQ_WAIT) continue;
@@ -488,7 +494,7 @@ static int step(struct srv_sched *s) {
             }
             sib->n_past = n_prompt;
             sib->phase = SEQ_DECODE;
-            sample(s, sib, logits, now);
+            sample(s, sib, logits, cmax, now);
         }
         srv_job_unref(j);
     }

@@ -69,6 +69,22 @@ static float max_diff(const float *a, const float *b, int n) {
     return d;
 }
 
+/* The chunk maxima a pass took (eng_logits_chunk_max) are those of its logits: every output's,
+ * the short last chunk of the generated vocabulary (320) included. */
+static void check_chunk_max(struct eng_ctx *c, int V) {
+    for (int i = 0; i < eng_n_outputs(c); i++) {
+        const float *cm = eng_logits_chunk_max(c, i), *l = eng_logits(c, i);
+        ck_assert_msg(cm != NULL, "output %d of %d: no chunk maxima", i, eng_n_outputs(c));
+        for (int k = 0; k * ENG_LOGITS_CHUNK < V; k++) {
+            float m = -INFINITY;
+            for (int r = k * ENG_LOGITS_CHUNK; r < V && r < (k + 1) * ENG_LOGITS_CHUNK; r++)
+                m = l[r] > m ? l[r] : m;
+            ck_assert_msg(m == cm[k], "output %d chunk %d: maximum %g, the pass took %g", i, k, m,
+                          cm[k]);
+        }
+    }
+}
+
 #define N_SEQ 3
 static const int32_t seqs[N_SEQ][9] = {
     {1, 17, 250, 3, 99, 42, 7, 0, 0},
@@ -91,8 +107,10 @@ static void check_slots(const char *genargs) {
         int8_t out[9];
         memset(out, 1, sizeof(out));
         struct eng_batch b = {seq_len[s], seqs[s], NULL, NULL, out};
+        b.logits_max = true;
         ck_assert_int_eq(eng_forward(c, &b), 0);
         ck_assert_int_eq(eng_n_outputs(c), seq_len[s]);
+        check_chunk_max(c, V);
         for (int i = 0; i < seq_len[s]; i++)
             memcpy(alone + ((size_t)s * 9 + i) * V, eng_logits(c, i), sizeof(float) * V);
         eng_ctx_free(c);
@@ -120,8 +138,10 @@ static void check_slots(const char *genargs) {
             }
         }
         struct eng_batch b = {n, tok, pos, slot, out};
+        b.logits_max = true;
         ck_assert_int_eq(eng_forward(c, &b), 0);
         ck_assert_int_eq(eng_n_outputs(c), n);
+        check_chunk_max(c, V);
         for (int i = 0; i < n; i++) {
             int seq = (slot[i] + N_SEQ - 1) % N_SEQ;
             float d = max_diff(eng_logits(c, i), alone + ((size_t)seq * 9 + pos[i]) * V, V);
@@ -133,8 +153,28 @@ static void check_slots(const char *genargs) {
     ck_assert_int_eq(eng_slot_copy(c, 2, 1, 3), 0); /* slot 1 holds sequence 0 */
     int32_t tok = seqs[0][3], pos = 3, slot = 2;
     struct eng_batch b = {1, &tok, &pos, &slot, NULL};
+    b.logits_max = true;
     ck_assert_int_eq(eng_forward(c, &b), 0);
     ck_assert_float_le(max_diff(eng_logits(c, 0), alone + (size_t)3 * V, V), TOL);
+    check_chunk_max(c, V);
+    eng_ctx_free(c);
+    /* not asked for: none; more outputs than a pass takes maxima for: none; the next pass has
+     * them again */
+    c = ctx(m, 1, 64, 40, 40);
+    int32_t many[40], at[40];
+    int8_t all[40];
+    for (int i = 0; i < 40; i++) many[i] = 1 + i * 7 % (V - 1), at[i] = i, all[i] = 1;
+    struct eng_batch one = {1, many, at, NULL, NULL};
+    ck_assert_int_eq(eng_forward(c, &one), 0);
+    ck_assert_ptr_null(eng_logits_chunk_max(c, 0));
+    struct eng_batch big = {40, many, at, NULL, all};
+    big.logits_max = true;
+    ck_assert_int_eq(eng_forward(c, &big), 0);
+    ck_assert_int_eq(eng_n_outputs(c), 40);
+    ck_assert_ptr_null(eng_logits_chunk_max(c, 0));
+    pos = 40, tok = 5, slot = 0;
+    ck_assert_int_eq(eng_forward(c, &b), 0);
+    check_chunk_max(c, V);
     eng_ctx_free(c);
     free(alone);
     eng_model_free(m);

@@ -303,7 +303,53 @@ START_TEST(greedy_large_vocab_bias_penalties) {
         ck_assert_int_eq(eng_sampler_sample(g, x, &out), 0);
         ck_assert_msg(out.token == plain_argmax(want, N), "round %d: token %d, argmax %d", round,
                       out.token, plain_argmax(want, N));
+        /* the same from the chunk maxima of the unchanged logits, as the pass gives them */
+        float cmax[(N + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK];
+        for (int c = 0; c * ENG_LOGITS_CHUNK < N; c++) {
+            cmax[c] = -INFINITY;
+            for (int i = c * ENG_LOGITS_CHUNK; i < N && i < (c + 1) * ENG_LOGITS_CHUNK; i++)
+                if (x[i] > cmax[c]) cmax[c] = x[i];
+        }
+        eng_sampler_reset(g);
+        for (int k = 0; k < 4; k++) eng_sampler_accept(g, seen[k]);
+        ck_assert_int_eq(eng_sampler_sample_chunked(g, x, cmax, &out), 0);
+        ck_assert_msg(out.token == plain_argmax(want, N), "round %d chunked: token %d, argmax %d",
+                      round, out.token, plain_argmax(want, N));
+        ck_assert(isnan(out.logprob));
         eng_sampler_free(g);
+    }
+}
+END_TEST
+
+/* Chunk maxima are only read by greedy sampling without logprobs; other settings give the same
+ * tokens and log-probabilities with them as without (here: maxima that are wrong on purpose,
+ * which only a sampler that used them would notice). */
+START_TEST(chunk_max_ignored_when_not_greedy) {
+    enum { N = 600 };
+    static float x[N];
+    float cmax[(N + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK] = {-1e30f, -1e30f, -1e30f};
+    uint64_t r = 88172645463325252ull;
+    for (int i = 0; i < N; i++) {
+        r = next_xorshift(r);
+        x[i] = (float)(r % 1000) / 100.0f;
+    }
+    for (int mode = 0; mode < 3; mode++) {
+        struct eng_sampler_params p;
+        eng_sampler_params_default(&p);
+        p.seed = 99;
+        if (mode == 1) p.temperature = 0, p.logprob = true;
+        if (mode == 2) p.temperature = 0, p.n_logprobs = 3;
+        struct eng_sampler *a = eng_sampler_new(&p, N), *b = eng_sampler_new(&p, N);
+        for (int k = 0; k < 50; k++) {
+            struct eng_sample oa, ob;
+            ck_assert_int_eq(eng_sampler_sample(a, x, &oa), 0);
+            ck_assert_int_eq(eng_sampler_sample_chunked(b, x, cmax, &ob), 0);
+            ck_assert_int_eq(oa.token, ob.token);
+            ck_assert(memcmp(&oa.logprob, &ob.logprob, sizeof(float)) == 0);
+            ck_assert_int_eq(oa.n_top, ob.n_top);
+        }
+        eng_sampler_free(a);
+        eng_sampler_free(b);
     }
 }
 END_TEST
@@ -493,6 +539,7 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, greedy_and_seeds);
     tcase_add_test(tc, greedy_large_vocab);
     tcase_add_test(tc, greedy_large_vocab_bias_penalties);
+    tcase_add_test(tc, chunk_max_ignored_when_not_greedy);
     tcase_add_test(tc, penalties_and_bias);
     tcase_add_test(tc, logprob_only_when_asked);
     tcase_add_test(tc, invalid_params);
