@@ -132,11 +132,6 @@ static void kv_release(void *base, size_t mapped) {
         free(base);
 }
 
-/* Chunks of ENG_LOGITS_CHUNK logits in a vocabulary of v. */
-static size_t logit_chunks(int64_t v) {
-    return (size_t)((v + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK);
-}
-
 static void rope_tables(struct eng_ctx *c) {
     const struct eng_hparams *hp = &c->m->hp;
     int half = hp->n_rot / 2;
@@ -176,7 +171,8 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
 
     size_t kv_floats = (size_t)p.n_slots * hp->n_layer * 2 * C * KV;
     size_t n_floats = B * (2 * E + Q + 2 * KV + Q + 2 * F) + (size_t)p.n_threads * C +
-                      2 * C * half + O * (E + V + logit_chunks(V)) + (size_t)ENG_MAX_EXITS * O * E;
+                      2 * C * half + O * (E + V + (size_t)eng_logit_chunks(V)) +
+                      (size_t)ENG_MAX_EXITS * O * E;
     int64_t max_in = ENG_MAX(m->output->ne[0], (int64_t)Q);
     for (int l = 0; l < hp->n_layer; l++) max_in = ENG_MAX(max_in, m->layers[l].w_down->ne[0]);
     c->mm = eng_mm_ws_new(ENG_MAX(max_in, (int64_t)E), p.n_batch, p.n_threads);
@@ -207,7 +203,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->rope_sin = s, s += C * half;
     c->out_x = s, s += O * E;
     c->logits = s, s += O * V;
-    c->logits_max = s, s += O * logit_chunks(V);
+    c->logits_max = s, s += O * (size_t)eng_logit_chunks(V);
     c->exits_h = s;
     rope_tables(c);
     c->pool = eng_pool_new(p.n_threads, p.pin_threads);
@@ -351,14 +347,13 @@ static void rmsnorm(const struct eng_ctx *c, float *out, const float *x, const f
     c->vec.rmsnorm(out, x, w, n, eps);
 }
 
-/* y (B, out) = x (B, in) · Wᵀ on the context's pool and conversion buffer. */
 /* The output head's post step: the maxima of the logits rows [r0, r1) (whole chunks: the claims
  * are multiples of ENG_LOGITS_CHUNK) of every output, taken while the thread that computed them
  * has them in its cache (eng_logits_chunk_max). */
 static void logits_max(void *arg, int part, int64_t r0, int64_t r1) {
     struct eng_ctx *c = arg;
     const int64_t V = c->m->hp.n_vocab;
-    const size_t nc = logit_chunks(V);
+    const size_t nc = (size_t)eng_logit_chunks(V);
     (void)part;
     for (int i = 0; i < c->n_out; i++)
         for (int64_t r = r0; r < r1; r += ENG_LOGITS_CHUNK)
@@ -366,6 +361,7 @@ static void logits_max(void *arg, int part, int64_t r0, int64_t r1) {
                 c->vec.max(NULL, c->logits + (size_t)i * V + r, ENG_MIN(ENG_LOGITS_CHUNK, r1 - r));
 }
 
+/* y (B, out) = x (B, in) · Wᵀ on the context's pool and conversion buffer. */
 static void matmul(struct eng_ctx *c, const struct eng_tensor *w, const float *x, int B, float *y) {
     eng_matmul(c->pool, c->mm, w, x, B, y, w->ne[1], NULL, 0);
 }
@@ -682,7 +678,7 @@ const float *eng_logits(const struct eng_ctx *c, int i) {
 
 const float *eng_logits_chunk_max(const struct eng_ctx *c, int i) {
     if (i < 0 || i >= c->n_out || !c->logits_max_ok) return NULL;
-    return c->logits_max + (size_t)i * logit_chunks(c->m->hp.n_vocab);
+    return c->logits_max + (size_t)i * (size_t)eng_logit_chunks(c->m->hp.n_vocab);
 }
 
 int eng_output_token_index(const struct eng_ctx *c, int i) {

@@ -115,6 +115,11 @@ void eng_item_split_init(struct eng_row_split *sp, int64_t n, int nth);
 /* The next rows [*r0, *r1) for thread ith (0 <= ith < nth); false when every share is done. */
 bool eng_row_split_claim(struct eng_row_split *sp, int ith, int64_t *r0, int64_t *r1);
 
+/* Chunks of ENG_LOGITS_CHUNK logits in a vocabulary of n_vocab (eng_logits_chunk_max). */
+static inline int eng_logit_chunks(int64_t n_vocab) {
+    return (int)((n_vocab + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK);
+}
+
 /* Fused decode products: y[p] (B, w[p]->ne[1]) = x · w[p]ᵀ for n <= ENG_FUSED_MAX weights of
  * equal input width in one pool job; with glu (n = 2, gate and up of equal shape) y[0] becomes
  * silu(y[0]) * y[1]. Returns false, doing nothing, when the shapes or the batch size call for

@@ -47,6 +47,7 @@ struct eng_sampler {
     struct eng_sampler_params p;
     struct eng_logit_bias *bias; /* (p.n_logit_bias) copied */
     int n_vocab;
+    int n_chunks;  /* eng_logit_chunks(n_vocab) */
     uint64_t s[4]; /* xoshiro256** state */
     /* history for penalties */
     uint32_t *count;  /* (n_vocab) occurrences in the window */
@@ -167,9 +168,9 @@ struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vo
     s->seen_at = malloc((size_t)n_vocab * sizeof(int32_t));
     s->logits = malloc((size_t)n_vocab * sizeof(float));
     s->cand = malloc((size_t)n_vocab * sizeof(struct cand));
-    int n_chunks = (n_vocab + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK;
-    s->cmax = malloc((size_t)n_chunks * sizeof(float));
-    s->stale = calloc((size_t)n_chunks, sizeof(bool));
+    s->n_chunks = eng_logit_chunks(n_vocab);
+    s->cmax = malloc((size_t)s->n_chunks * sizeof(float));
+    s->stale = calloc((size_t)s->n_chunks, sizeof(bool));
     s->max = eng_vec_ops().max;
     if (p->repeat_last_n > 0) s->ring = malloc((size_t)p->repeat_last_n * sizeof(int32_t));
     if (!s->count || !s->seen || !s->seen_at || !s->logits || !s->cand || !s->cmax || !s->stale ||
@@ -251,8 +252,8 @@ static int cmp_cand(const void *pa, const void *pb) {
  * copy (take_logits), in the pass's logits. Returns -1 when every value is NaN or -inf. */
 static int argmax(const struct eng_sampler *s, const float *logits, bool copied_all, float *max) {
     float best = -INFINITY;
-    int at = -1, n_chunks = (s->n_vocab + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK;
-    for (int c = 0; c < n_chunks; c++)
+    int at = -1;
+    for (int c = 0; c < s->n_chunks; c++)
         if (s->cmax[c] > best) best = s->cmax[c], at = c;
     *max = best;
     if (at < 0) return -1;
@@ -268,7 +269,7 @@ static int argmax(const struct eng_sampler *s, const float *logits, bool copied_
  * marked ones are, and the others keep the pass's maxima. */
 static void take_logits(struct eng_sampler *s, const float *logits, const float *chunk_max) {
     const struct eng_sampler_params *p = &s->p;
-    const int n = s->n_vocab, n_chunks = (n + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK;
+    const int n = s->n_vocab, n_chunks = s->n_chunks;
     const bool penalize = p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
                           p->frequency_penalty != 0.0f; /* (neutral ones leave every value) */
     float *l = s->logits;
@@ -337,7 +338,7 @@ int eng_sampler_sample_chunked(struct eng_sampler *s, const float *logits, const
     /* max, argmax, log partition function at temperature 1 */
     float max;
     int best = argmax(s, logits, !chunk_max, &max);
-    memset(s->stale, 0, (size_t)(n + ENG_LOGITS_CHUNK - 1) / ENG_LOGITS_CHUNK);
+    memset(s->stale, 0, (size_t)s->n_chunks);
     if (best < 0 || max == -INFINITY)
         return eng_fail(ENG_EINVAL, "sampler: every token is excluded (all logits -inf or NaN)");
     double log_z = NAN;
