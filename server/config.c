@@ -71,10 +71,9 @@ static const struct cfg_key keys[] = {
     {"keepalive", CFG_FLOAT, OFF(keepalive), 0.05, 3600, "10", NULL, CFG_LIVE, "limits",
      "seconds between SSE keep-alive comments while a stream waits (queue, long prefill)"},
     {"stream_interval", CFG_FLOAT, OFF(stream_interval), 0, 1, "0.01", NULL, CFG_LIVE, "limits",
-     "seconds between two collections of running streams' new tokens: tokens generated within "
-     "one go out together in one event, so fast decoding does not spend its cores on one write "
-     "per token (0: each token as it comes; a stream's first token and its end are never held "
-     "back)"},
+     "least seconds between two sends of a stream's new tokens: tokens generated faster go out "
+     "together in one event, so fast decoding does not spend its cores on one write per token "
+     "(0: each token as it comes; a stream's first token and its end are never held back)"},
     {"shutdown_grace", CFG_FLOAT, OFF(shutdown_grace), 0, 3600, "30", NULL, CFG_LIVE, "limits",
      "seconds SIGTERM waits for in-flight requests before cancelling them"},
 

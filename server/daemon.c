@@ -258,7 +258,7 @@ static void reload(struct srv_server *s) {
     srv_auth_free(&s->auth);
     s->auth = na;
     srv_log_configure(s->cfg.log_format, s->cfg.log_level);
-    srv_wake_set_interval(&s->wake, s->cfg.stream_interval);
+    if (s->sched) srv_sched_set_stream_interval(s->sched, s->cfg.stream_interval);
     srv_log(SRV_LOG_INFO, "configuration reloaded (%d API key(s))", s->auth.n);
 }
 
@@ -344,7 +344,6 @@ int srv_main(int argc, char **argv, char **envp) {
         free(s->loop);
         goto out_auth;
     }
-    srv_wake_set_interval(&s->wake, s->cfg.stream_interval);
     if (srv_http_start(s, err, sizeof(err))) {
         fprintf(stderr, "edgellmd: %s\n", err);
         srv_wake_close(&s->wake);
@@ -372,6 +371,7 @@ int srv_main(int argc, char **argv, char **envp) {
         .kv_f16 = s->cfg.kv_f16,
         .pin_threads = s->cfg.pin_threads,
         .interleave = s->cfg.interleave,
+        .stream_interval = s->cfg.stream_interval,
     };
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;

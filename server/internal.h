@@ -20,13 +20,9 @@
 /* ---- engine → loop wake-up (wake.c) ---- */
 
 struct srv_wake {
-    uv_poll_t poll;      /* on fd */
-    uv_timer_t tick;     /* collects srv_wake_later's output every interval while it keeps coming */
-    int fd;              /* eventfd */
-    atomic_bool pending; /* a write(2) is on its way */
-    atomic_bool later;   /* output waits for the next tick */
-    atomic_bool ticking; /* the tick runs: srv_wake_later needs no write(2) */
-    atomic_uint interval_ms;
+    uv_poll_t poll; /* on fd */
+    int fd;         /* eventfd */
+    atomic_bool pending;
     bool open;
     void (*cb)(struct srv_wake *w);
     void *data;
@@ -36,13 +32,6 @@ struct srv_wake {
 int srv_wake_init(uv_loop_t *loop, struct srv_wake *w, void (*cb)(struct srv_wake *), void *data);
 /* Any thread: wake the loop (coalesces with a wake-up not yet handled). */
 void srv_wake_send(struct srv_wake *w);
-/* Any thread: output that may wait up to the interval. While output keeps coming the loop
- * collects it on a timer, every interval, and this costs an atomic store; otherwise (the first
- * output after a quiet interval, or interval 0) it is srv_wake_send. */
-void srv_wake_later(struct srv_wake *w);
-/* Loop thread: the interval of srv_wake_later, in seconds (rounded to milliseconds; 0: at once;
- * the config key stream_interval). Takes effect at once. */
-void srv_wake_set_interval(struct srv_wake *w, double seconds);
 /* Loop thread: stop watching; the fd closes with the handle. */
 void srv_wake_close(struct srv_wake *w);
 
@@ -204,6 +193,7 @@ struct srv_sched_params {
     const char *model_path; /* copied */
     int threads, slots, ctx, batch, prefill_chunk;
     bool mlock, kv_f16, pin_threads, interleave;
+    double stream_interval; /* seconds; see srv_sched_set_stream_interval */
 };
 
 /* Starts the engine thread, which loads the model and then serves jobs. wake is signalled (from
@@ -232,6 +222,9 @@ int srv_sched_take_dirty(struct srv_sched *s, struct srv_job ***out);
 /* The scheduler mutex, for reading job outputs. */
 void srv_sched_lock(struct srv_sched *s);
 void srv_sched_unlock(struct srv_sched *s);
+/* Least seconds between two wake-ups for new tokens of running streams (the config key
+ * stream_interval); a job's first token and its end wake the loop at once. Thread-safe. */
+void srv_sched_set_stream_interval(struct srv_sched *s, double seconds);
 /* Jobs waiting and slots in use. Thread-safe. */
 void srv_sched_counts(struct srv_sched *s, int *queued, int *active);
 

@@ -9,10 +9,10 @@
  * A job with several choices prefills its prompt once and copies the KV cache to its siblings.
  *
  * It does not touch HTTP: results go into the job's output under the scheduler mutex, the job is
- * put on the dirty list and the loop is told. A job's first token, its end and errors wake it at
- * once (srv_wake_send, which coalesces); running streams' further tokens wait for the loop to
- * collect them, once per stream_interval (srv_wake_later): at hundreds of tokens per second a
- * wake-up, an HTTP write and the client's read per token take the cores the engine decodes on.
+ * put on the dirty list and the loop is woken with srv_wake_send (which coalesces). Running
+ * streams' tokens wake the loop at most once per stream_interval: at hundreds of tokens per
+ * second a wake-up, an HTTP write and the client's read per token take the cores the engine
+ * decodes on. A job's first token, its end and errors wake it at once.
  */
 #include "internal.h"
 
@@ -75,6 +75,9 @@ struct srv_sched {
     uint64_t order;
     bool undelivered; /* jobs were marked dirty since the last wake-up */
     bool wake_now;    /* ... and one of them must not wait for stream_interval */
+    double t_wake;    /* time of the last wake-up for new output */
+
+    _Atomic double stream_interval; /* seconds */
 };
 
 /* ---- jobs ---- */
@@ -498,18 +501,18 @@ static int step(struct srv_sched *s) {
     return nb;
 }
 
-/* Tells the loop about the output marked since the last time: at once for a first token, a
- * finished or failed job, or when no sequence is left running; otherwise the loop collects it
- * within stream_interval (srv_wake_later). Engine thread: n_active, guarded by mu for the
- * loop's readers, is written only here, so reading it unlocked is safe. */
-static void deliver(struct srv_sched *s) {
+/* Wakes the loop for the output marked since the last wake-up: at once for a first token, a
+ * finished or failed job, or when no sequence is left running; otherwise once stream_interval
+ * has passed since the last one (the text waits in the jobs' buffers until then). Engine
+ * thread: n_active, guarded by mu for the loop's readers, is written only here, so reading it
+ * unlocked is safe. */
+static void deliver(struct srv_sched *s, double now) {
     if (!s->undelivered) return;
-    bool now = s->wake_now || s->n_active == 0;
+    double gap = atomic_load_explicit(&s->stream_interval, memory_order_relaxed);
+    if (!s->wake_now && s->n_active > 0 && now - s->t_wake < gap) return;
     s->undelivered = s->wake_now = false;
-    if (now)
-        wake_loop(s);
-    else
-        srv_wake_later(s->wake);
+    s->t_wake = now;
+    wake_loop(s);
 }
 
 /* ---- the thread ---- */
@@ -584,7 +587,7 @@ static void *engine_main(void *arg) {
             admit_queued(s, now);
             drop_dead(s, now);
             step(s);
-            deliver(s);
+            deliver(s, srv_now());
         }
         /* Shutdown: everything still running or queued ends with 503. */
         for (int i = 0; i < s->n_slots; i++)
@@ -613,6 +616,7 @@ struct srv_sched *srv_sched_start(const struct srv_sched_params *p, struct srv_w
     if (!s) return NULL;
     s->p = *p;
     s->wake = wake;
+    atomic_init(&s->stream_interval, p->stream_interval);
     atomic_init(&s->state, SRV_SCHED_LOADING);
     if (!(s->model_path = strdup(p->model_path))) goto err_free;
     if (pthread_mutex_init(&s->mu, NULL)) goto err_free;
@@ -741,6 +745,10 @@ void srv_sched_lock(struct srv_sched *s) {
 
 void srv_sched_unlock(struct srv_sched *s) {
     pthread_mutex_unlock(&s->mu);
+}
+
+void srv_sched_set_stream_interval(struct srv_sched *s, double seconds) {
+    atomic_store_explicit(&s->stream_interval, seconds, memory_order_relaxed);
 }
 
 void srv_sched_counts(struct srv_sched *s, int *queued, int *active) {

@@ -1,10 +1,7 @@
 /*
  * check_server_wake.c — the engine → loop wake-up (server/wake.c, white-box through
  * server/internal.h): no signal is lost between the loop's callback and a sender on another
- * thread, a burst of signals coalesces into one callback, and closing releases the eventfd;
- * output that may wait (srv_wake_later) is collected on the loop's timer without a write(2)
- * while it keeps coming, none of it is lost when the timer stops, and an interval of 0 or a
- * change to 0 sends at once.
+ * thread, a burst of signals coalesces into one callback, and closing releases the eventfd.
  */
 #include "../server/internal.h"
 
@@ -135,120 +132,6 @@ START_TEST(close_without_signals) {
 }
 END_TEST
 
-/* Like sender, with srv_wake_later, pausing every third signal for 0.5-3 intervals so that the
- * timer stops between signals at every phase (the race between a tick that finds nothing and a
- * new signal). */
-static void *later_sender(void *arg) {
-    struct rig *r = arg;
-    for (int i = 1; i <= 300; i++) {
-        atomic_store(&r->seq, i);
-        srv_wake_later(&r->w);
-        struct timespec t0, t;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        while (atomic_load(&r->seen) < i) {
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            if (t.tv_sec - t0.tv_sec > 2) return NULL;
-        }
-        if (i % 3 == 0) { /* 0.5-3 ms, across the timer's phases */
-            struct timespec ts = {0, 500000L + 1000L * ((i * 397) % 2500)};
-            nanosleep(&ts, NULL);
-        }
-    }
-    return NULL;
-}
-
-START_TEST(no_later_signal_is_lost) {
-    struct rig r;
-    rig_init(&r);
-    srv_wake_set_interval(&r.w, 0.001);
-    uv_timer_init(&r.loop, &r.deadline);
-    r.deadline.data = &r;
-    uv_timer_start(&r.deadline, on_deadline, 20000, 0);
-    pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, later_sender, &r), 0);
-    while (atomic_load(&r.seen) != 300 && !r.timed_out) uv_run(&r.loop, UV_RUN_ONCE);
-    pthread_join(th, NULL);
-    ck_assert_msg(!r.timed_out, "signal %d not seen", atomic_load(&r.seen) + 1);
-    uv_close((uv_handle_t *)&r.deadline, NULL);
-    rig_close(&r);
-}
-END_TEST
-
-/* Runs the loop until the callback count reaches calls (or 2 s pass). */
-static void run_until_calls(struct rig *r, int calls) {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do {
-        uv_run(&r->loop, UV_RUN_NOWAIT);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while (r->calls < calls && t.tv_sec - t0.tv_sec < 2);
-}
-
-START_TEST(later_collected_without_writes) {
-    struct rig r;
-    rig_init(&r);
-    srv_wake_set_interval(&r.w, 0.005);
-    /* the first one writes: nothing collects yet */
-    atomic_store(&r.seq, 1);
-    srv_wake_later(&r.w);
-    ck_assert(atomic_load(&r.w.pending));
-    run_until_calls(&r, 1);
-    ck_assert_int_eq(r.calls, 1);
-    ck_assert(atomic_load(&r.w.ticking));
-    /* while the timer runs: no write, and the next tick delivers; a burst is one callback */
-    for (int i = 2; i <= 50; i++) {
-        atomic_store(&r.seq, i);
-        srv_wake_later(&r.w);
-    }
-    ck_assert(!atomic_load(&r.w.pending));
-    uint64_t v;
-    ck_assert_int_lt(read(r.w.fd, &v, sizeof(v)), 0); /* the eventfd holds nothing */
-    run_until_calls(&r, 2);
-    ck_assert_int_eq(r.calls, 2);
-    ck_assert_int_eq(atomic_load(&r.seen), 50);
-    /* a tick that finds nothing stops the timer; the next one writes again */
-    struct timespec ts = {0, 20000000L};
-    for (int k = 0; k < 5 && atomic_load(&r.w.ticking); k++) {
-        nanosleep(&ts, NULL);
-        uv_run(&r.loop, UV_RUN_NOWAIT);
-    }
-    ck_assert(!atomic_load(&r.w.ticking));
-    ck_assert_int_eq(r.calls, 2);
-    atomic_store(&r.seq, 51);
-    srv_wake_later(&r.w);
-    ck_assert(atomic_load(&r.w.pending));
-    run_until_calls(&r, 3);
-    ck_assert_int_eq(atomic_load(&r.seen), 51);
-    rig_close(&r);
-}
-END_TEST
-
-START_TEST(later_at_once_with_interval_0) {
-    struct rig r;
-    rig_init(&r); /* the interval starts at 0 */
-    atomic_store(&r.seq, 1);
-    srv_wake_later(&r.w);
-    ck_assert(atomic_load(&r.w.pending));
-    run_until_calls(&r, 1);
-    ck_assert(!atomic_load(&r.w.ticking)); /* no timer at 0 */
-    /* a change to 0 while output waits for a tick sends it at once */
-    srv_wake_set_interval(&r.w, 1.0);
-    atomic_store(&r.seq, 2);
-    srv_wake_later(&r.w); /* writes: the timer is not running yet */
-    run_until_calls(&r, 2);
-    ck_assert(atomic_load(&r.w.ticking));
-    atomic_store(&r.seq, 3);
-    srv_wake_later(&r.w); /* waits for the 1 s tick */
-    for (int i = 0; i < 5; i++) uv_run(&r.loop, UV_RUN_NOWAIT);
-    ck_assert_int_eq(r.calls, 2);
-    srv_wake_set_interval(&r.w, 0);
-    ck_assert_int_eq(r.calls, 3);
-    ck_assert_int_eq(atomic_load(&r.seen), 3);
-    ck_assert(!atomic_load(&r.w.ticking));
-    rig_close(&r);
-}
-END_TEST
-
 Suite *server_wake_suite(void) {
     Suite *s = suite_create("server_wake");
     TCase *tc = tcase_create("wake");
@@ -257,9 +140,6 @@ Suite *server_wake_suite(void) {
     tcase_add_test(tc, burst_coalesces);
     tcase_add_test(tc, burst_writes_once);
     tcase_add_test(tc, close_without_signals);
-    tcase_add_test(tc, no_later_signal_is_lost);
-    tcase_add_test(tc, later_collected_without_writes);
-    tcase_add_test(tc, later_at_once_with_interval_0);
     suite_add_tcase(s, tc);
     return s;
 }
