@@ -321,6 +321,41 @@ START_TEST(greedy_large_vocab_bias_penalties) {
 }
 END_TEST
 
+/* Greedy sampling from chunk maxima reads only the maxima, the chunks that biases and penalties
+ * change and the winner's chunk: given maxima that understate one chunk (7 where it holds 100),
+ * it picks the first 7 of that chunk, which only a sampler that trusted them would pick; a
+ * biased chunk is searched again in the changed values. */
+START_TEST(greedy_reads_only_maxima) {
+    enum { N = 768 };
+    static float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 3);
+    x[10] = 3.0f;
+    x[300] = 7.0f, x[400] = 100.0f; /* chunk 1 */
+    x[600] = 6.0f;                  /* chunk 2 */
+    float cmax[3] = {3.0f, 7.0f, 6.0f};
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.temperature = 0;
+    p.repeat_last_n = 0;
+    struct eng_sampler *g = eng_sampler_new(&p, N);
+    ck_assert(eng_sampler_uses_chunk_max(g));
+    struct eng_sample out;
+    ck_assert_int_eq(eng_sampler_sample_chunked(g, x, cmax, &out), 0);
+    ck_assert_int_eq(out.token, 300);
+    ck_assert_int_eq(eng_sampler_sample(g, x, &out), 0); /* without them: every logit */
+    ck_assert_int_eq(out.token, 400);
+    eng_sampler_free(g);
+    /* a bias in chunk 2 makes it stale: its changed values are searched, 6 + 2 = 8 wins */
+    struct eng_logit_bias b = {600, 2.0f};
+    p.logit_bias = &b;
+    p.n_logit_bias = 1;
+    g = eng_sampler_new(&p, N);
+    ck_assert_int_eq(eng_sampler_sample_chunked(g, x, cmax, &out), 0);
+    ck_assert_int_eq(out.token, 600);
+    eng_sampler_free(g);
+}
+END_TEST
+
 /* Chunk maxima are only read by greedy sampling without logprobs; other settings give the same
  * tokens and log-probabilities with them as without (here: maxima that are wrong on purpose,
  * which only a sampler that used them would notice). */
@@ -539,6 +574,7 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, greedy_and_seeds);
     tcase_add_test(tc, greedy_large_vocab);
     tcase_add_test(tc, greedy_large_vocab_bias_penalties);
+    tcase_add_test(tc, greedy_reads_only_maxima);
     tcase_add_test(tc, chunk_max_ignored_when_not_greedy);
     tcase_add_test(tc, penalties_and_bias);
     tcase_add_test(tc, logprob_only_when_asked);
