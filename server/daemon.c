@@ -193,7 +193,10 @@ static void on_wake(struct srv_wake *w) {
     int n = srv_sched_take_dirty(s->sched, &jobs);
     for (int i = 0; i < n; i++) {
         struct srv_req *r = jobs[i]->req;
-        if (r) srv_req_resume(r);
+        if (r) {
+            r->woken = true;
+            srv_req_resume(r);
+        }
         srv_job_unref(jobs[i]);
     }
     free(jobs);

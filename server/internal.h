@@ -312,6 +312,7 @@ struct srv_req {
     int err_status;
     char err_msg[256];
     struct srv_buf out; /* SSE bytes ready for MHD */
+    bool woken;         /* the engine delivered output since the stream last took any */
     double last_send;
     bool suspended;
     bool poll_init;
