@@ -531,6 +531,73 @@ ENG_COLS_SIG(q4_0x16_avx512_vec_dot_cols) {
     }
 }
 
+/* Round half away from zero, as quants_x86.c's round_away does for eight lanes (the same
+ * operations, so the same codes). */
+static inline __m512i round_away16(__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 half =
+        _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512i sign = _mm512_and_epi32(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN));
+    const __m512 one = _mm512_castsi512_ps(_mm512_or_epi32(sign, _mm512_set1_epi32(0x3f800000)));
+    return _mm512_cvttps_epi32(_mm512_mask_add_ps(t, half, t, one));
+}
+
+/* Q8_0X / Q8_0X16 activations (quants_x86.c's q8_0x_fill_avx2, byte for byte): a block's 32
+ * values are two registers, whose 16 codes each narrow to one of the block's two 16-byte
+ * halves with one saturating conversion (vpmovsdb), where eight lanes took two packs and a
+ * permute per block. A last group of fewer than eight blocks goes to the AVX2 code. Every
+ * product of a decode step converts its activations: with several sequences each thread
+ * converts all of them (matmul.c convert_private). */
+static inline __attribute__((always_inline)) void q8_0x_fill_avx512(const float *x, void *vy,
+                                                                    int64_t n, const bool x16) {
+    uint8_t *y = vy;
+    const int64_t nb = n / ENG_QK8_0, nb8 = nb / 8 * 8;
+    for (int64_t g = 0; g < nb8; g += 8) {
+        const float *xg = x + g * ENG_QK8_0;
+        float *d = (float *)(y + 40 * g), *c = d + 8;
+        int8_t *lo = (int8_t *)(c + 8), *hi = lo + 128;
+        __m256 m[8];
+        for (int k = 0; k < 8; k++) {
+            const __m512 a = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xg + 32 * k)),
+                                           _mm512_abs_ps(_mm512_loadu_ps(xg + 32 * k + 16)));
+            m[k] = _mm256_max_ps(_mm512_castps512_ps256(a),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+        }
+        const __m256 vd = _mm256_div_ps(maxima8(m), _mm256_set1_ps(127.0f));
+        const __m256 nz = _mm256_cmp_ps(vd, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+        float id[8];
+        _mm256_storeu_ps(id, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), vd), nz));
+        __m256i sums[8];
+        for (int k = 0; k < 8; k++) {
+            const __m512 vid = _mm512_set1_ps(id[k]);
+            const __m512i i0 = round_away16(_mm512_mul_ps(_mm512_loadu_ps(xg + 32 * k), vid));
+            const __m512i i1 = round_away16(_mm512_mul_ps(_mm512_loadu_ps(xg + 32 * k + 16), vid));
+            _mm_storeu_si128((__m128i *)(lo + 16 * k), _mm512_cvtsepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(hi + 16 * k), _mm512_cvtsepi32_epi8(i1));
+            const __m512i s16 = _mm512_add_epi32(i0, i1);
+            sums[k] =
+                _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
+        }
+        const __m256 d16 = _mm256_cvtph_ps(_mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT));
+        _mm256_storeu_ps(d, d16);
+        const __m256i tot = totals8_epi32(sums);
+        if (x16)
+            _mm256_storeu_si256((__m256i *)c, _mm256_mullo_epi32(tot, _mm256_set1_epi32(-8)));
+        else
+            _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(tot)));
+    }
+    if (nb8 < nb)
+        eng_q8_0x_fill_avx2(x + nb8 * ENG_QK8_0, y + 40 * nb8, (nb - nb8) * ENG_QK8_0, x16);
+}
+
+static void q8_0x_avx512_from_float(const float *x, void *vy, int64_t n) {
+    q8_0x_fill_avx512(x, vy, n, false);
+}
+
+static void q8_0x16_avx512_from_float(const float *x, void *vy, int64_t n) {
+    q8_0x_fill_avx512(x, vy, n, true);
+}
+
 /* iq4_xs (eight scales per block, one per 32 weights): word indices that spread scale 2k over
  * words 0-15 and scale 2k+1 over words 16-31, for the block's register k. */
 static const uint16_t k_pair_sidx[4][32] = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -893,6 +960,8 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
         t[ENG_TYPE_Q4_0X16].vec_dot_rows = q4_0x16_avx512_vec_dot_rows;
         t[ENG_TYPE_Q4_0X16].vec_dot_type = ENG_TYPE_Q8_0X16;
     }
+    t[ENG_TYPE_Q8_0X].from_float = q8_0x_avx512_from_float;
+    t[ENG_TYPE_Q8_0X16].from_float = q8_0x16_avx512_from_float;
     t[ENG_TYPE_F16].vec_dot = f16_avx512_vec_dot;
     t[ENG_TYPE_F16].vec_dot_rows = f16_avx512_vec_dot_rows;
     t[ENG_TYPE_F16].vec_dot_cols = f16_avx512_vec_dot_cols;

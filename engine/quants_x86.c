@@ -321,29 +321,6 @@ static inline __attribute__((always_inline)) void q8_0_cols(const int NC, int64_
 
 ENG_COLS_ENTRY_POINTS(q8_0_avx2, q8_0_cols)
 
-/* The eight maxima of m0..m7, in order (totals8's tree with max for add). */
-static inline __m256 maxima8(const __m256 m[8]) {
-    __m256 h[4];
-    for (int k = 0; k < 4; k++)
-        h[k] = _mm256_max_ps(_mm256_shuffle_ps(m[2 * k], m[2 * k + 1], 0x88),
-                             _mm256_shuffle_ps(m[2 * k], m[2 * k + 1], 0xDD));
-    const __m256 a =
-        _mm256_max_ps(_mm256_shuffle_ps(h[0], h[1], 0x88), _mm256_shuffle_ps(h[0], h[1], 0xDD));
-    const __m256 b =
-        _mm256_max_ps(_mm256_shuffle_ps(h[2], h[3], 0x88), _mm256_shuffle_ps(h[2], h[3], 0xDD));
-    return _mm256_max_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-}
-
-/* The eight totals of s0..s7, in order. */
-static inline __m256i totals8_epi32(const __m256i s[8]) {
-    const __m256i a =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-    const __m256i b =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
-                            _mm256_permute2x128_si256(a, b, 0x31));
-}
-
 /* Q8_0X (types.c): Q8_0's codes and scales regrouped for the kernels below. Same codes as
  * q8_0_from_float_avx2 (quant32), so both activation types give the same products: a full group
  * of eight blocks takes their maxima, scales (amax / 127, then fp16-rounded by F16C, which
@@ -405,6 +382,13 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx2(const float *x
             memcpy(hi + 16 * k, qs + 16, 16);
         }
     }
+}
+
+void eng_q8_0x_fill_avx2(const float *x, void *vy, int64_t n, bool x16) {
+    if (x16)
+        q8_0x_fill_avx2(x, vy, n, true);
+    else
+        q8_0x_fill_avx2(x, vy, n, false);
 }
 
 static void q8_0x_from_float_avx2(const float *x, void *vy, int64_t n) {

@@ -160,4 +160,32 @@ static inline void k4_unpack(const uint8_t *q, uint32_t out[4]) {
     out[3] = ((w[2] >> 4) & 0x0f0f0f0f) | (((w[1] >> 6) & 0x03030303) << 4);
 }
 
+/* The eight maxima of m0..m7, in order (totals8's tree with max for add). */
+static inline __m256 maxima8(const __m256 m[8]) {
+    __m256 h[4];
+    for (int k = 0; k < 4; k++)
+        h[k] = _mm256_max_ps(_mm256_shuffle_ps(m[2 * k], m[2 * k + 1], 0x88),
+                             _mm256_shuffle_ps(m[2 * k], m[2 * k + 1], 0xDD));
+    const __m256 a =
+        _mm256_max_ps(_mm256_shuffle_ps(h[0], h[1], 0x88), _mm256_shuffle_ps(h[0], h[1], 0xDD));
+    const __m256 b =
+        _mm256_max_ps(_mm256_shuffle_ps(h[2], h[3], 0x88), _mm256_shuffle_ps(h[2], h[3], 0xDD));
+    return _mm256_max_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+}
+
+/* The eight totals of s0..s7, in order. */
+static inline __m256i totals8_epi32(const __m256i s[8]) {
+    const __m256i a =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    const __m256i b =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Q8_0X (x16 false) or Q8_0X16 activations of x (quants_x86.c): the AVX2 level's from_float,
+ * whose bytes every level's must equal (the AVX-512 level hands it the last group of fewer than
+ * eight blocks). */
+void eng_q8_0x_fill_avx2(const float *x, void *vy, int64_t n, bool x16);
+
 #endif
