@@ -563,10 +563,9 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx512(const float 
             m[k] = _mm256_max_ps(_mm512_castps512_ps256(a),
                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
         }
-        const __m256 vd = _mm256_div_ps(maxima8(m), _mm256_set1_ps(127.0f));
-        const __m256 nz = _mm256_cmp_ps(vd, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+        __m256 vd;
         float id[8];
-        _mm256_storeu_ps(id, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), vd), nz));
+        _mm256_storeu_ps(id, q8_0x_scales(m, &vd));
         __m256i sums[8];
         for (int k = 0; k < 8; k++) {
             const __m512 vid = _mm512_set1_ps(id[k]);
@@ -578,13 +577,7 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx512(const float 
             sums[k] =
                 _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
         }
-        const __m256 d16 = _mm256_cvtph_ps(_mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT));
-        _mm256_storeu_ps(d, d16);
-        const __m256i tot = totals8_epi32(sums);
-        if (x16)
-            _mm256_storeu_si256((__m256i *)c, _mm256_mullo_epi32(tot, _mm256_set1_epi32(-8)));
-        else
-            _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(tot)));
+        q8_0x_put_group(d, c, vd, sums, x16);
     }
     if (nb8 < nb)
         eng_q8_0x_fill_avx2(x + nb8 * ENG_QK8_0, y + 40 * nb8, (nb - nb8) * ENG_QK8_0, x16);

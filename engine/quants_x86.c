@@ -345,9 +345,8 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx2(const float *x
                                  _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(b + 16)),
                                                _mm256_andnot_ps(sign, _mm256_loadu_ps(b + 24))));
         }
-        const __m256 vd = _mm256_div_ps(maxima8(m), _mm256_set1_ps(127.0f));
-        const __m256 nz = _mm256_cmp_ps(vd, _mm256_setzero_ps(), _CMP_NEQ_OQ);
-        const __m256 vid = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), vd), nz);
+        __m256 vd;
+        const __m256 vid = q8_0x_scales(m, &vd);
         __m256i sums[8];
         for (int k = 0; k < 8; k++) {
             const float *b = xg + 32 * k;
@@ -361,13 +360,7 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx2(const float *x
             _mm_storeu_si128((__m128i *)(lo + 16 * k), _mm256_castsi256_si128(q));
             _mm_storeu_si128((__m128i *)(hi + 16 * k), _mm256_extracti128_si256(q, 1));
         }
-        const __m256 d16 = _mm256_cvtph_ps(_mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT));
-        _mm256_storeu_ps(d, d16);
-        const __m256i tot = totals8_epi32(sums);
-        if (x16)
-            _mm256_storeu_si256((__m256i *)c, _mm256_mullo_epi32(tot, _mm256_set1_epi32(-8)));
-        else
-            _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(tot)));
+        q8_0x_put_group(d, c, vd, sums, x16);
     }
     if (nb8 < nb) {
         int r = (int)(nb - nb8);

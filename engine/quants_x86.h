@@ -183,6 +183,27 @@ static inline __m256i totals8_epi32(const __m256i s[8]) {
                             _mm256_permute2x128_si256(a, b, 0x31));
 }
 
+/* A Q8_0X group of eight blocks (types.c) from the blocks' absolute maxima m (eight lanes each):
+ * the scales amax / 127 (*vd), and the inverse scales, 0 where a block is all zero. */
+static inline __m256 q8_0x_scales(const __m256 m[8], __m256 *vd) {
+    *vd = _mm256_div_ps(maxima8(m), _mm256_set1_ps(127.0f));
+    const __m256 nz = _mm256_cmp_ps(*vd, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+    return _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), *vd), nz);
+}
+
+/* The group's scales rounded to fp16 (F16C rounds as eng_fp32_to_fp16) into d, and into c the
+ * eight blocks' d · Σ codes, or for Q8_0X16 -8 · Σ codes as int32 (sums: each block's code sums
+ * in eight lanes). */
+static inline void q8_0x_put_group(float *d, float *c, __m256 vd, const __m256i sums[8], bool x16) {
+    const __m256 d16 = _mm256_cvtph_ps(_mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT));
+    _mm256_storeu_ps(d, d16);
+    const __m256i tot = totals8_epi32(sums);
+    if (x16)
+        _mm256_storeu_si256((__m256i *)c, _mm256_mullo_epi32(tot, _mm256_set1_epi32(-8)));
+    else
+        _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(tot)));
+}
+
 /* Q8_0X (x16 false) or Q8_0X16 activations of x (quants_x86.c): the AVX2 level's from_float,
  * whose bytes every level's must equal (the AVX-512 level hands it the last group of fewer than
  * eight blocks). */
