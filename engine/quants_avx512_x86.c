@@ -591,6 +591,61 @@ static void q8_0x16_avx512_from_float(const float *x, void *vy, int64_t n) {
     q8_0x_fill_avx512(x, vy, n, true);
 }
 
+/* The sixteen lane sums of s[0..15], in order: unpacks and 128-bit shuffles, each level adding
+ * pairs (the transposition totals8_epi32 does for eight registers of eight lanes). */
+static inline __m512i totals16_epi32(const __m512i s[16]) {
+    __m512i a[8], b[4], c[2];
+    for (int k = 0; k < 8; k++)
+        a[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2 * k], s[2 * k + 1]),
+                                _mm512_unpackhi_epi32(s[2 * k], s[2 * k + 1]));
+    for (int k = 0; k < 4; k++) /* per 128 bits: the sums of registers 4k..4k+3 there */
+        b[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * k], a[2 * k + 1]),
+                                _mm512_unpackhi_epi64(a[2 * k], a[2 * k + 1]));
+    for (int k = 0; k < 2; k++)
+        c[k] = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2 * k], b[2 * k + 1], 0x88),
+                                _mm512_shuffle_i32x4(b[2 * k], b[2 * k + 1], 0xDD));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(c[0], c[1], 0x88),
+                            _mm512_shuffle_i32x4(c[0], c[1], 0xDD));
+}
+
+/* Q8_K activations (the k-quants' and iq4_xs'), byte for byte as quants_x86.c's AVX2 code: the
+ * same maximum and scale, the codes rounded by the same conversion, each 16 narrowed with one
+ * saturating vpmovsdb, and the 16 sums of 16 codes taken together (totals16_epi32) and narrowed
+ * to int16 with one vpmovdw, where eight lanes took two horizontal sums per 32 codes. */
+static void q8_k_avx512_from_float(const float *x, void *vy, int64_t n) {
+    struct eng_block_q8_k *y = vy;
+    for (int64_t i = 0; i < n / ENG_QK_K; i++, x += ENG_QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        for (int j = 0; j < ENG_QK_K; j += 16)
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+        const float amax = _mm512_reduce_max_ps(m);
+        if (!amax) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        /* the sign of the first element of largest magnitude, as the reference */
+        float max = amax;
+        const __m512 va = _mm512_set1_ps(amax);
+        for (int j = 0; j < ENG_QK_K; j += 16) {
+            const __mmask16 eq =
+                _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)), va, _CMP_EQ_OQ);
+            if (eq) {
+                max = x[j + __builtin_ctz((unsigned)eq)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m512 vs = _mm512_set1_ps(iscale);
+        __m512i q[ENG_QK_K / 16];
+        for (int g = 0; g < ENG_QK_K / 16; g++) {
+            q[g] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vs));
+            _mm_storeu_si128((__m128i *)(y[i].qs + 16 * g), _mm512_cvtsepi32_epi8(q[g]));
+        }
+        _mm256_storeu_si256((__m256i *)y[i].bsums, _mm512_cvtepi32_epi16(totals16_epi32(q)));
+        y[i].d = 1.0f / iscale;
+    }
+}
+
 /* iq4_xs (eight scales per block, one per 32 weights): word indices that spread scale 2k over
  * words 0-15 and scale 2k+1 over words 16-31, for the block's register k. */
 static const uint16_t k_pair_sidx[4][32] = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -955,6 +1010,7 @@ void eng_simd_install_avx512(struct eng_type_traits *t) {
     }
     t[ENG_TYPE_Q8_0X].from_float = q8_0x_avx512_from_float;
     t[ENG_TYPE_Q8_0X16].from_float = q8_0x16_avx512_from_float;
+    t[ENG_TYPE_Q8_K].from_float = q8_k_avx512_from_float;
     t[ENG_TYPE_F16].vec_dot = f16_avx512_vec_dot;
     t[ENG_TYPE_F16].vec_dot_rows = f16_avx512_vec_dot_rows;
     t[ENG_TYPE_F16].vec_dot_cols = f16_avx512_vec_dot_cols;
