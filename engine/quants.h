@@ -161,6 +161,20 @@ static inline void eng_q8_0x_put_sum(float *c, float d, int sum, bool x16) {
     }
 }
 
+/* Where group g of a Q8_0X / Q8_0X16 row (types.c) keeps its r blocks (8, fewer in the last
+ * group): the scales d[r], the fields c[r], and the blocks' first and last 16 codes, lo[16 r]
+ * and hi[16 r]. The converters write a group through this; the kernels read the layout in
+ * place. */
+struct eng_q8_0x_group {
+    float *d, *c;
+    int8_t *lo, *hi;
+};
+static inline struct eng_q8_0x_group eng_q8_0x_group(void *row, int64_t g, int r) {
+    float *d = (float *)((uint8_t *)row + 40 * g);
+    int8_t *lo = (int8_t *)(d + 2 * r);
+    return (struct eng_q8_0x_group){d, d + r, lo, lo + 16 * r};
+}
+
 #define ENG_X16_ROWS  16 /* rows of a half: one register's lanes */
 #define ENG_X16_GROUP 32 /* rows interleaved together: the type's row_group */
 static inline size_t eng_x16_scales_at(int64_t b, int64_t nb, int h) {

@@ -554,8 +554,7 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx512(const float 
     const int64_t nb = n / ENG_QK8_0, nb8 = nb / 8 * 8;
     for (int64_t g = 0; g < nb8; g += 8) {
         const float *xg = x + g * ENG_QK8_0;
-        float *d = (float *)(y + 40 * g), *c = d + 8;
-        int8_t *lo = (int8_t *)(c + 8), *hi = lo + 128;
+        const struct eng_q8_0x_group o = eng_q8_0x_group(y, g, 8);
         __m256 m[8];
         for (int k = 0; k < 8; k++) {
             const __m512 a = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xg + 32 * k)),
@@ -571,13 +570,13 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx512(const float 
             const __m512 vid = _mm512_set1_ps(id[k]);
             const __m512i i0 = round_away16(_mm512_mul_ps(_mm512_loadu_ps(xg + 32 * k), vid));
             const __m512i i1 = round_away16(_mm512_mul_ps(_mm512_loadu_ps(xg + 32 * k + 16), vid));
-            _mm_storeu_si128((__m128i *)(lo + 16 * k), _mm512_cvtsepi32_epi8(i0));
-            _mm_storeu_si128((__m128i *)(hi + 16 * k), _mm512_cvtsepi32_epi8(i1));
+            _mm_storeu_si128((__m128i *)(o.lo + 16 * k), _mm512_cvtsepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(o.hi + 16 * k), _mm512_cvtsepi32_epi8(i1));
             const __m512i s16 = _mm512_add_epi32(i0, i1);
             sums[k] =
                 _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
         }
-        q8_0x_put_group(d, c, vd, sums, x16);
+        q8_0x_put_group(o, vd, sums, x16);
     }
     if (nb8 < nb)
         eng_q8_0x_fill_avx2(x + nb8 * ENG_QK8_0, y + 40 * nb8, (nb - nb8) * ENG_QK8_0, x16);

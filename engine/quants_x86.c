@@ -335,8 +335,7 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx2(const float *x
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t g = 0; g < nb8; g += 8) {
         const float *xg = x + g * ENG_QK8_0;
-        float *d = (float *)(y + 40 * g), *c = d + 8;
-        int8_t *lo = (int8_t *)(c + 8), *hi = lo + 128;
+        const struct eng_q8_0x_group o = eng_q8_0x_group(y, g, 8);
         __m256 m[8];
         for (int k = 0; k < 8; k++) {
             const float *b = xg + 32 * k;
@@ -357,22 +356,22 @@ static inline __attribute__((always_inline)) void q8_0x_fill_avx2(const float *x
             const __m256i i3 = round_away(_mm256_mul_ps(_mm256_loadu_ps(b + 24), id));
             sums[k] = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
             const __m256i q = pack32(i0, i1, i2, i3);
-            _mm_storeu_si128((__m128i *)(lo + 16 * k), _mm256_castsi256_si128(q));
-            _mm_storeu_si128((__m128i *)(hi + 16 * k), _mm256_extracti128_si256(q, 1));
+            _mm_storeu_si128((__m128i *)(o.lo + 16 * k), _mm256_castsi256_si128(q));
+            _mm_storeu_si128((__m128i *)(o.hi + 16 * k), _mm256_extracti128_si256(q, 1));
         }
-        q8_0x_put_group(d, c, vd, sums, x16);
+        q8_0x_put_group(o, vd, sums, x16);
     }
     if (nb8 < nb) {
-        int r = (int)(nb - nb8);
-        float *d = (float *)(y + 40 * nb8), *c = d + r;
-        int8_t *lo = (int8_t *)(c + r), *hi = lo + 16 * r;
+        const int r = (int)(nb - nb8);
+        const struct eng_q8_0x_group o = eng_q8_0x_group(y, nb8, r);
         for (int k = 0; k < r; k++) {
             int8_t qs[32];
             int sum;
-            d[k] = eng_fp16_to_fp32(eng_fp32_to_fp16(quant32(x + (nb8 + k) * ENG_QK8_0, qs, &sum)));
-            eng_q8_0x_put_sum(&c[k], d[k], sum, x16);
-            memcpy(lo + 16 * k, qs, 16);
-            memcpy(hi + 16 * k, qs + 16, 16);
+            o.d[k] =
+                eng_fp16_to_fp32(eng_fp32_to_fp16(quant32(x + (nb8 + k) * ENG_QK8_0, qs, &sum)));
+            eng_q8_0x_put_sum(&o.c[k], o.d[k], sum, x16);
+            memcpy(o.lo + 16 * k, qs, 16);
+            memcpy(o.hi + 16 * k, qs + 16, 16);
         }
     }
 }

@@ -191,17 +191,18 @@ static inline __m256 q8_0x_scales(const __m256 m[8], __m256 *vd) {
     return _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), *vd), nz);
 }
 
-/* The group's scales rounded to fp16 (F16C rounds as eng_fp32_to_fp16) into d, and into c the
- * eight blocks' d · Σ codes, or for Q8_0X16 -8 · Σ codes as int32 (sums: each block's code sums
- * in eight lanes). */
-static inline void q8_0x_put_group(float *d, float *c, __m256 vd, const __m256i sums[8], bool x16) {
+/* A full group's scales rounded to fp16 (F16C rounds as eng_fp32_to_fp16) into o.d, and into
+ * o.c the eight blocks' d · Σ codes, or for Q8_0X16 -8 · Σ codes as int32 (sums: each block's
+ * code sums in eight lanes). */
+static inline void q8_0x_put_group(struct eng_q8_0x_group o, __m256 vd, const __m256i sums[8],
+                                   bool x16) {
     const __m256 d16 = _mm256_cvtph_ps(_mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT));
-    _mm256_storeu_ps(d, d16);
+    _mm256_storeu_ps(o.d, d16);
     const __m256i tot = totals8_epi32(sums);
     if (x16)
-        _mm256_storeu_si256((__m256i *)c, _mm256_mullo_epi32(tot, _mm256_set1_epi32(-8)));
+        _mm256_storeu_si256((__m256i *)o.c, _mm256_mullo_epi32(tot, _mm256_set1_epi32(-8)));
     else
-        _mm256_storeu_ps(c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(tot)));
+        _mm256_storeu_ps(o.c, _mm256_mul_ps(d16, _mm256_cvtepi32_ps(tot)));
 }
 
 /* Q8_0X (x16 false) or Q8_0X16 activations of x (quants_x86.c): the AVX2 level's from_float,

@@ -192,17 +192,16 @@ static void q8_0x_fill(const float *x, void *vy, int64_t n, bool x16) {
     int64_t nb = n / ENG_QK8_0;
     for (int64_t g = 0; g < nb; g += 8) {
         int r = (int)(nb - g < 8 ? nb - g : 8);
-        float *d = (float *)(y + 40 * g), *c = d + r;
-        int8_t *lo = (int8_t *)(c + r), *hi = lo + 16 * r;
+        const struct eng_q8_0x_group o = eng_q8_0x_group(y, g, r);
         for (int k = 0; k < r; k++) {
             struct eng_block_q8_0 b;
             q8_0_from_float(x + (g + k) * ENG_QK8_0, &b, ENG_QK8_0);
             int sum = 0;
             for (int j = 0; j < ENG_QK8_0; j++) sum += b.qs[j];
-            d[k] = eng_fp16_to_fp32(b.d);
-            eng_q8_0x_put_sum(&c[k], d[k], sum, x16);
-            memcpy(lo + 16 * k, b.qs, 16);
-            memcpy(hi + 16 * k, b.qs + 16, 16);
+            o.d[k] = eng_fp16_to_fp32(b.d);
+            eng_q8_0x_put_sum(&o.c[k], o.d[k], sum, x16);
+            memcpy(o.lo + 16 * k, b.qs, 16);
+            memcpy(o.hi + 16 * k, b.qs + 16, 16);
         }
     }
 }

@@ -200,8 +200,7 @@ int srv_send_stream(struct srv_req *r) {
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_reader, r, sse_free);
     if (!resp) return -1;
-    r->refs++;       /* released by sse_free */
-    r->woken = true; /* the first call takes whatever is there already */
+    r->refs++; /* released by sse_free */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");

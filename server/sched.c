@@ -435,15 +435,16 @@ static int step(struct srv_sched *s) {
         budget -= take;
     }
     if (nb == 0) return 0;
-    int n_seqs = 0;
-    for (int i = 0; i < s->n_slots; i++) n_seqs += s->seqs[i].out_idx >= 0 || s->seqs[i].chunk > 0;
-    srv_metrics_step(n_seqs);
-
     struct eng_batch b = {
         .n_tokens = nb, .token = s->b_tok, .pos = s->b_pos, .slot = s->b_slot, .output = s->b_out};
-    for (int i = 0; i < s->n_slots; i++) /* some output is sampled greedily: chunk maxima */
-        if (s->seqs[i].out_idx >= 0 && s->seqs[i].smp && eng_sampler_uses_chunk_max(s->seqs[i].smp))
-            b.logits_max = true;
+    int n_seqs = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        const struct seq *q = &s->seqs[i];
+        n_seqs += q->out_idx >= 0 || q->chunk > 0;
+        /* an output sampled greedily: the pass takes the logits' chunk maxima */
+        if (q->out_idx >= 0 && q->smp && eng_sampler_uses_chunk_max(q->smp)) b.logits_max = true;
+    }
+    srv_metrics_step(n_seqs);
     int rc = eng_forward(s->ctx, &b);
     double now = srv_now();
     if (rc) {
