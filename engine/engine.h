@@ -394,6 +394,10 @@ const struct eng_ctx_params *eng_ctx_get_params(const struct eng_ctx *c);
 const struct eng_model *eng_ctx_model(const struct eng_ctx *c);
 /* Bytes allocated by the context (KV cache + scratch). */
 size_t eng_ctx_memory_bytes(const struct eng_ctx *c);
+/* The CPUs the context's threads are placed on (pin_threads): the one of the thread that calls
+ * eng_forward first, then the workers'. Writes at most max of them to cpus and returns how many
+ * there are; 0 when placement is left to the scheduler. */
+int eng_ctx_cpus(const struct eng_ctx *c, int *cpus, int max);
 
 /* A batch of tokens. Tokens of one slot must be at consecutive positions in increasing order;
  * a token at position p attends to its slot's cached positions 0..p, so a slot's positions

@@ -232,6 +232,10 @@ const struct eng_ctx_params *eng_ctx_get_params(const struct eng_ctx *c) {
 const struct eng_model *eng_ctx_model(const struct eng_ctx *c) {
     return c->m;
 }
+int eng_ctx_cpus(const struct eng_ctx *c, int *cpus, int max) {
+    return eng_pool_cpus(c->pool, cpus, max);
+}
+
 size_t eng_ctx_memory_bytes(const struct eng_ctx *c) {
     return c->mem_bytes;
 }

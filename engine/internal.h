@@ -59,6 +59,9 @@ struct eng_pool;
 struct eng_pool *eng_pool_new(int n_threads, bool pin);
 void eng_pool_free(struct eng_pool *p);
 int eng_pool_size(const struct eng_pool *p);
+/* The CPUs the threads are placed on (pin): the caller's first, then worker i's at i; writes at
+ * most max and returns how many there are, 0 without placement. */
+int eng_pool_cpus(const struct eng_pool *p, int *cpus, int max);
 /* One CPU of each performance core this process may run on, in CPU order: the CPUs of its
  * affinity mask, of the highest cpu_capacity where the kernel reports capacities (big.LITTLE),
  * the first CPU of each (package, core) pair (SMT siblings share a core). Writes at most max of

@@ -63,6 +63,7 @@ struct eng_pool {
      * affinity it had before */
     bool pin, caller_pinned;
     int cpu0;
+    int *cpus; /* with pin: thread i's CPU (the caller's first); NULL otherwise */
     pthread_t caller;
     cpu_set_t caller_mask;
     struct worker {
@@ -226,6 +227,7 @@ struct eng_pool *eng_pool_new(int n_threads, bool pin) {
     }
     p->pin = cpus != NULL;
     p->cpu0 = cpus ? cpus[0] : 0;
+    p->cpus = cpus;
     p->n_threads = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv_work, NULL);
@@ -241,11 +243,9 @@ struct eng_pool *eng_pool_new(int n_threads, bool pin) {
         }
         if (cpus) pin_thread(p->threads[i], cpus[i]);
     }
-    free(cpus);
     return p;
 err:
-    free(cpus);
-    eng_pool_free(p);
+    eng_pool_free(p); /* frees cpus */
     return NULL;
 }
 
@@ -264,10 +264,17 @@ void eng_pool_free(struct eng_pool *p) {
     pthread_cond_destroy(&p->cv_done);
     free(p->threads);
     free(p->workers);
+    free(p->cpus);
     free(p);
 }
 
 int eng_pool_size(const struct eng_pool *p) {
+    return p->n_threads;
+}
+
+int eng_pool_cpus(const struct eng_pool *p, int *cpus, int max) {
+    if (!p->cpus) return 0;
+    for (int i = 0; i < p->n_threads && i < max; i++) cpus[i] = p->cpus[i];
     return p->n_threads;
 }
 

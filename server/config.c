@@ -42,7 +42,8 @@ static const struct cfg_key keys[] = {
     {"pin_threads", CFG_BOOL, OFF(pin_threads), 0, 0, "true", NULL, 0, "model",
      "run each engine thread on a performance core of its own when there are enough of them "
      "(the first passes after an idle spell then do not wait for the scheduler to spread the "
-     "threads: short replies come sooner); false leaves placement to the scheduler"},
+     "threads: short replies come sooner), and the loop thread off the engine thread's core; "
+     "false leaves placement to the scheduler"},
     {"interleave", CFG_BOOL, OFF(interleave), 0, 0, "true", NULL, 0, "model",
      "lay the weight matrices out for this CPU's kernels at load, where it has such a layout "
      "(q4_0 on AVX-512: rows interleaved in groups of 32, which decode multiplies with half the "

@@ -664,9 +664,9 @@ static cpu_set_t single_cpu_threads(int *n) {
 
 /* pin_threads: with at least two performance cores allowed, the thread that runs the passes of
  * a 2-thread context and the pool's worker each run on one CPU, not the same, while the context
- * lives, and the caller gets its affinity back when it frees the context; pin_threads off, or a
- * mask of one CPU, leaves both alone. The default thread count is the number of performance
- * cores in the mask. */
+ * lives (eng_ctx_cpus names them), and the caller gets its affinity back when it frees the
+ * context; pin_threads off, or a mask of one CPU, leaves both alone (eng_ctx_cpus: none). The
+ * default thread count is the number of performance cores in the mask. */
 START_TEST(thread_placement) {
     struct eng_model *m = eng_model_load(gen("m.gguf", "--arch llama --type f32 --seed 5"), NULL);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
@@ -678,17 +678,25 @@ START_TEST(thread_placement) {
     for (int pin = 0; pin < 2; pin++) {
         struct eng_ctx *c = ctx_after_pass(m, pin);
         ck_assert_int_eq(sched_getaffinity(0, sizeof(during), &during), 0);
-        int n_single;
+        int n_single, placed[4] = {-1, -1, -1, -1};
         cpu_set_t workers = single_cpu_threads(&n_single);
+        int n_placed = eng_ctx_cpus(c, placed, 4);
         if (pin && cores >= 2) {
             ck_assert_int_eq(CPU_COUNT(&during), 1);
             ck_assert_int_eq(n_single, 1); /* the one worker */
             cpu_set_t both;
             CPU_AND(&both, &workers, &during);
             ck_assert_int_eq(CPU_COUNT(&both), 0); /* not on the caller's CPU */
+            /* eng_ctx_cpus names them: the caller's first, then the worker's */
+            ck_assert_int_eq(n_placed, 2);
+            ck_assert(CPU_ISSET(placed[0], &during));
+            ck_assert(CPU_ISSET(placed[1], &workers));
+            ck_assert_int_eq(placed[2], -1); /* nothing written past them */
         } else {
             ck_assert(CPU_EQUAL(&during, &before));
             ck_assert_int_eq(n_single, 0);
+            ck_assert_int_eq(n_placed, 0);
+            ck_assert_int_eq(placed[0], -1);
         }
         eng_ctx_free(c);
         ck_assert_int_eq(sched_getaffinity(0, sizeof(after), &after), 0);
@@ -717,6 +725,8 @@ START_TEST(thread_placement) {
     struct eng_ctx *c = ctx_after_pass(m, true);
     ck_assert_int_eq(sched_getaffinity(0, sizeof(during), &during), 0);
     ck_assert(CPU_EQUAL(&during, &one));
+    int placed[2];
+    ck_assert_int_eq(eng_ctx_cpus(c, placed, 2), 0);
     eng_ctx_free(c);
     ck_assert_int_eq(sched_setaffinity(0, sizeof(before), &before), 0);
     eng_model_free(m);

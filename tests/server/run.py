@@ -1338,6 +1338,88 @@ def default_model_fallback():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def eng_cores():
+    """Performance cores this process may run on, as the engine counts them (eng_perf_cpus): the
+    allowed CPUs of the highest cpu_capacity, one per (package, core)."""
+    def attr(c, name, default):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{c}/{name}") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return default
+    cpus = os.sched_getaffinity(0)
+    cap = {c: attr(c, "cpu_capacity", -1) for c in cpus}
+    top = max(cap.values())
+    cores = set()
+    for c in cpus:
+        if cap[c] != top:
+            continue
+        core = attr(c, "topology/core_id", -1)
+        cores.add((attr(c, "topology/physical_package_id", 0), core) if core >= 0 else ("cpu", c))
+    return len(cores)
+
+
+def single_cpu_threads(pid):
+    """{tid: cpu} of the process's threads other than the main (loop) thread held to one CPU."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if int(tid) == pid:
+            continue
+        try:
+            cpus = os.sched_getaffinity(int(tid))
+        except OSError:
+            continue
+        if len(cpus) == 1:
+            out[int(tid)] = next(iter(cpus))
+    return out
+
+
+@test
+def loop_thread_placement():
+    """With the engine's threads on CPUs of their own (pin_threads, the default), the loop thread
+    (the process's main thread) keeps off the engine thread's CPU; with pin_threads off it keeps
+    the mask it started with."""
+    mine = os.sched_getaffinity(0)
+    d = Daemon("--threads", "2")
+    try:
+        r = d.post("/v1/completions", {"model": "small", "prompt": "hi", "max_tokens": 2})
+        expect(r[0] == 200, r)
+        pinned = single_cpu_threads(d.proc.pid)
+        loop = os.sched_getaffinity(d.proc.pid)
+        line = [x for x in d.log if "the loop thread runs on CPU" in x]
+        if len(mine) >= 2 and eng_cores() >= 2:
+            expect(line, "no placement line:\n" + "".join(d.log))
+            m = re.search(r"runs on CPU ([0-9,-]+), off the engine thread's CPU (\d+)", line[0])
+            expect(m, line[0])
+            named = set()
+            for part in m.group(1).split(","):
+                lo, _, hi = part.partition("-")
+                named |= set(range(int(lo), int(hi or lo) + 1))
+            engine_cpu = int(m.group(2))
+            expect(loop == named, (loop, named))
+            expect(engine_cpu not in loop, (engine_cpu, loop))
+            # the engine thread and its worker, each on a CPU of its own, one of them the CPU
+            # the loop keeps off
+            expect(len(pinned) == 2 and engine_cpu in pinned.values() and
+                   len(set(pinned.values())) == 2, pinned)
+            expect(loop <= mine and loop, (loop, mine))
+            print(f"    loop thread on CPU {sorted(loop)}, engine threads on {sorted(pinned.values())}")
+        else:
+            expect(not line and loop == mine, (line, loop, mine))
+            print(f"    NOTICE: {len(mine)} CPU(s) allowed: nothing to place")
+    finally:
+        expect(d.stop() == 0, "exit status")
+    d = Daemon("--threads", "2", "--pin-threads=false")
+    try:
+        r = d.post("/v1/completions", {"model": "small", "prompt": "hi", "max_tokens": 2})
+        expect(r[0] == 200, r)
+        expect(os.sched_getaffinity(d.proc.pid) == mine, os.sched_getaffinity(d.proc.pid))
+        expect(not single_cpu_threads(d.proc.pid), single_cpu_threads(d.proc.pid))
+        expect(not any("the loop thread runs on CPU" in x for x in d.log), d.log)
+    finally:
+        expect(d.stop() == 0, "exit status")
+
+
 @test
 def systemd_unit_security():
     unit = os.path.join(ROOT, "systemd", "edgellmd.service")
