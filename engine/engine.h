@@ -663,6 +663,10 @@ struct eng_sampler;
 void eng_sampler_params_default(struct eng_sampler_params *p);
 /* NULL on invalid parameters (eng_last_error() says which). Caller frees. */
 struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vocab);
+/* Gives s new parameters, as eng_sampler_new would (the same checks), keeping its buffers: the
+ * history is forgotten and the random stream starts again from p's seed, so s then samples as
+ * a new sampler with p does. 0, or an error code with s unchanged. */
+int eng_sampler_set_params(struct eng_sampler *s, const struct eng_sampler_params *p);
 void eng_sampler_free(struct eng_sampler *s);
 /* Picks the next token from logits (n_vocab; not modified) and records it in the history. */
 int eng_sampler_sample(struct eng_sampler *s, const float *logits, struct eng_sample *out);

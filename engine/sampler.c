@@ -17,7 +17,11 @@
  * probability is below 1e-12 even for 151k vocabularies).
  *
  * Does not: decide when to stop for length or EOS (the caller's loop does), or allocate per token:
- * every buffer is allocated in eng_sampler_new.
+ * every buffer is allocated in eng_sampler_new. A sampler takes new parameters without new
+ * buffers (eng_sampler_set_params): a daemon keeps one per slot. Its buffers of the vocabulary's
+ * size (768 KiB for 32000 tokens) cost a page fault per 4 KiB when new: edgellmd's admission of
+ * a request took 700-830 us while other streams ran (L110M, the engine thread's steps waiting
+ * meanwhile), 20-40 us with the slot's sampler reused.
  */
 #include "engine.h"
 #include "internal.h"
@@ -45,17 +49,18 @@ struct cand {
 
 struct eng_sampler {
     struct eng_sampler_params p;
-    struct eng_logit_bias *bias; /* (p.n_logit_bias) copied */
+    struct eng_logit_bias *bias; /* (p.n_logit_bias) copied; room for bias_cap */
+    int bias_cap;
     int n_vocab;
     int n_chunks;  /* eng_logit_chunks(n_vocab) */
     uint64_t s[4]; /* xoshiro256** state */
     /* history for penalties */
     uint32_t *count;  /* (n_vocab) occurrences in the window */
     int32_t *seen;    /* (n_vocab) distinct tokens in the window */
-    int32_t *seen_at; /* (n_vocab) index in seen, -1 if absent */
+    int32_t *seen_at; /* (n_vocab) index in seen; valid only where count > 0 */
     int n_seen;
-    int32_t *ring; /* (repeat_last_n) the window, when limited */
-    int ring_head, ring_fill;
+    int32_t *ring; /* (repeat_last_n) the window, when limited; room for ring_cap */
+    int ring_cap, ring_head, ring_fill;
     /* scratch */
     float *logits;     /* (n_vocab) biased, penalized */
     float *cmax;       /* (n_chunks) the maximum of each ENG_LOGITS_CHUNK logits */
@@ -115,55 +120,61 @@ static bool finite_in(float x, float lo, float hi) {
     return isfinite(x) && x >= lo && x <= hi;
 }
 
-struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vocab) {
-    if (n_vocab <= 0) {
-        eng_fail(ENG_EINVAL, "sampler: n_vocab %d", n_vocab);
-        return NULL;
-    }
-    if (!finite_in(p->temperature, 0, 100)) {
-        eng_fail(ENG_EINVAL, "sampler: temperature %g is outside [0, 100]", p->temperature);
-        return NULL;
-    }
-    if (p->top_k < 0 || !finite_in(p->top_p, 0, 1) || p->top_p <= 0 || !finite_in(p->min_p, 0, 1)) {
-        eng_fail(ENG_EINVAL,
-                 "sampler: top_k %d, top_p %g, min_p %g out of range (top_k >= 0, "
-                 "0 < top_p <= 1, 0 <= min_p <= 1)",
-                 p->top_k, p->top_p, p->min_p);
-        return NULL;
-    }
+/* 0 when p suits a vocabulary of n_vocab tokens; else eng_fail's code, naming what does not. */
+static int check_params(const struct eng_sampler_params *p, int n_vocab) {
+    if (n_vocab <= 0) return eng_fail(ENG_EINVAL, "sampler: n_vocab %d", n_vocab);
+    if (!finite_in(p->temperature, 0, 100))
+        return eng_fail(ENG_EINVAL, "sampler: temperature %g is outside [0, 100]", p->temperature);
+    if (p->top_k < 0 || !finite_in(p->top_p, 0, 1) || p->top_p <= 0 || !finite_in(p->min_p, 0, 1))
+        return eng_fail(ENG_EINVAL,
+                        "sampler: top_k %d, top_p %g, min_p %g out of range (top_k >= 0, "
+                        "0 < top_p <= 1, 0 <= min_p <= 1)",
+                        p->top_k, p->top_p, p->min_p);
     if (!finite_in(p->repeat_penalty, 1e-3f, 1e3f) || p->repeat_last_n < 0 ||
-        !finite_in(p->presence_penalty, -2, 2) || !finite_in(p->frequency_penalty, -2, 2)) {
-        eng_fail(ENG_EINVAL, "sampler: penalties out of range (repeat_penalty > 0, "
-                             "presence/frequency in [-2, 2], repeat_last_n >= 0)");
-        return NULL;
-    }
-    if (p->n_logprobs < 0 || p->n_logprobs > 20) {
-        eng_fail(ENG_EINVAL, "sampler: n_logprobs %d is outside 0..20", p->n_logprobs);
-        return NULL;
-    }
-    if (p->n_logit_bias < 0 || (p->n_logit_bias > 0 && !p->logit_bias)) {
-        eng_fail(ENG_EINVAL, "sampler: bad logit_bias list");
-        return NULL;
-    }
+        !finite_in(p->presence_penalty, -2, 2) || !finite_in(p->frequency_penalty, -2, 2))
+        return eng_fail(ENG_EINVAL, "sampler: penalties out of range (repeat_penalty > 0, "
+                                    "presence/frequency in [-2, 2], repeat_last_n >= 0)");
+    if (p->n_logprobs < 0 || p->n_logprobs > 20)
+        return eng_fail(ENG_EINVAL, "sampler: n_logprobs %d is outside 0..20", p->n_logprobs);
+    if (p->n_logit_bias < 0 || (p->n_logit_bias > 0 && !p->logit_bias))
+        return eng_fail(ENG_EINVAL, "sampler: bad logit_bias list");
     for (int i = 0; i < p->n_logit_bias; i++) {
         const struct eng_logit_bias *b = &p->logit_bias[i];
-        if (b->token < 0 || b->token >= n_vocab || !(isfinite(b->bias) || b->bias == -INFINITY)) {
-            eng_fail(ENG_EINVAL, "sampler: logit_bias for token %d (vocabulary %d) value %g",
-                     b->token, n_vocab, b->bias);
-            return NULL;
-        }
+        if (b->token < 0 || b->token >= n_vocab || !(isfinite(b->bias) || b->bias == -INFINITY))
+            return eng_fail(ENG_EINVAL, "sampler: logit_bias for token %d (vocabulary %d) value %g",
+                            b->token, n_vocab, b->bias);
     }
+    return 0;
+}
+
+/* Takes checked parameters p: the bias list copied, the window's ring grown if it must be; then
+ * the history is forgotten and the random stream seeded. s is unchanged on failure. */
+static int take_params(struct eng_sampler *s, const struct eng_sampler_params *p) {
+    if (p->n_logit_bias > s->bias_cap) {
+        struct eng_logit_bias *b = realloc(s->bias, (size_t)p->n_logit_bias * sizeof(*b));
+        if (!b) return eng_fail(ENG_ENOMEM, "sampler: out of memory");
+        s->bias = b;
+        s->bias_cap = p->n_logit_bias;
+    }
+    if (p->repeat_last_n > s->ring_cap) {
+        int32_t *r = realloc(s->ring, (size_t)p->repeat_last_n * sizeof(*r));
+        if (!r) return eng_fail(ENG_ENOMEM, "sampler: out of memory");
+        s->ring = r;
+        s->ring_cap = p->repeat_last_n;
+    }
+    if (p->n_logit_bias) memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof(*s->bias));
+    s->p = *p;
+    s->p.logit_bias = s->bias;
+    eng_sampler_reset(s);
+    return 0;
+}
+
+struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vocab) {
+    if (check_params(p, n_vocab)) return NULL;
     struct eng_sampler *s = calloc(1, sizeof(*s));
     if (!s) goto oom;
-    s->p = *p;
     s->n_vocab = n_vocab;
-    if (p->n_logit_bias) {
-        s->bias = malloc((size_t)p->n_logit_bias * sizeof(*s->bias));
-        if (!s->bias) goto oom;
-        memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof(*s->bias));
-    }
-    s->p.logit_bias = s->bias;
-    s->count = calloc((size_t)n_vocab, sizeof(uint32_t));
+    s->count = calloc((size_t)n_vocab, sizeof(uint32_t)); /* zero: eng_sampler_reset keeps it so */
     s->seen = malloc((size_t)n_vocab * sizeof(int32_t));
     s->seen_at = malloc((size_t)n_vocab * sizeof(int32_t));
     s->logits = malloc((size_t)n_vocab * sizeof(float));
@@ -172,16 +183,19 @@ struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vo
     s->cmax = malloc((size_t)s->n_chunks * sizeof(float));
     s->stale = calloc((size_t)s->n_chunks, sizeof(bool));
     s->max = eng_vec_ops().max;
-    if (p->repeat_last_n > 0) s->ring = malloc((size_t)p->repeat_last_n * sizeof(int32_t));
     if (!s->count || !s->seen || !s->seen_at || !s->logits || !s->cand || !s->cmax || !s->stale ||
-        (p->repeat_last_n > 0 && !s->ring))
+        take_params(s, p))
         goto oom;
-    eng_sampler_reset(s);
     return s;
 oom:
     eng_sampler_free(s);
     eng_fail(ENG_ENOMEM, "sampler: out of memory (vocabulary %d)", n_vocab);
     return NULL;
+}
+
+int eng_sampler_set_params(struct eng_sampler *s, const struct eng_sampler_params *p) {
+    int err = check_params(p, s->n_vocab);
+    return err ? err : take_params(s, p);
 }
 
 void eng_sampler_free(struct eng_sampler *s) {
@@ -198,9 +212,9 @@ void eng_sampler_free(struct eng_sampler *s) {
     free(s);
 }
 
+/* Only the tokens in the history have a count (seen_at is read only where one is). */
 void eng_sampler_reset(struct eng_sampler *s) {
-    memset(s->count, 0, (size_t)s->n_vocab * sizeof(uint32_t));
-    memset(s->seen_at, 0xff, (size_t)s->n_vocab * sizeof(int32_t));
+    for (int i = 0; i < s->n_seen; i++) s->count[s->seen[i]] = 0;
     s->n_seen = 0;
     s->ring_head = s->ring_fill = 0;
     seed(s, s->p.seed);
@@ -220,7 +234,6 @@ static void count_remove(struct eng_sampler *s, int32_t t) {
         int32_t i = s->seen_at[t], last = s->seen[--s->n_seen];
         s->seen[i] = last;
         s->seen_at[last] = i;
-        s->seen_at[t] = -1;
     }
 }
 

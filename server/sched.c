@@ -30,12 +30,12 @@ struct seq {
     struct srv_job *job;
     int choice, group;
     enum seq_phase phase;
-    int n_past;     /* positions of the slot filled */
-    int32_t next;   /* token to feed at position n_past (decode) */
-    int out_idx;    /* output index in the current step, -1 if none */
-    int chunk;      /* prompt tokens fed in the current step */
-    uint64_t order; /* admission order: earlier jobs prefill first */
-    struct eng_sampler *smp;
+    int n_past;              /* positions of the slot filled */
+    int32_t next;            /* token to feed at position n_past (decode) */
+    int out_idx;             /* output index in the current step, -1 if none */
+    int chunk;               /* prompt tokens fed in the current step */
+    uint64_t order;          /* admission order: earlier jobs prefill first */
+    struct eng_sampler *smp; /* the slot's sampler (srv_sched.smps) while job is set */
     struct eng_detok detok;
     struct eng_stop *stop;
     int n_gen;
@@ -68,6 +68,7 @@ struct srv_sched {
 
     /* Engine thread only. */
     struct seq *seqs;                /* (n_slots) */
+    struct eng_sampler **smps;       /* (n_slots) each slot's sampler, kept across jobs */
     int32_t *b_tok, *b_pos, *b_slot; /* (batch) */
     int8_t *b_out;                   /* (batch) */
     char *piece;                     /* (piece_cap) text of one token */
@@ -145,8 +146,7 @@ static int live_seqs(struct srv_sched *s, const struct srv_job *j) {
 /* Frees a slot. The job reference held by the engine is dropped with the job's last slot. */
 static void seq_release(struct srv_sched *s, struct seq *q) {
     struct srv_job *j = q->job;
-    eng_sampler_free(q->smp);
-    eng_stop_free(q->stop);
+    eng_stop_free(q->stop); /* the sampler stays with the slot (srv_sched.smps) */
     memset(q, 0, sizeof(*q));
     pthread_mutex_lock(&s->mu);
     s->n_active--;
@@ -209,7 +209,12 @@ static int admit(struct srv_sched *s, struct srv_job *j) {
         struct eng_sampler_params sp = j->sp;
         /* Each choice has its own stream of random numbers; the slot does not matter. */
         sp.seed = j->sp.seed + (uint64_t)c;
-        q->smp = eng_sampler_new(&sp, eng_model_hparams(s->model)->n_vocab);
+        /* The slot's sampler from an earlier job takes the new parameters: new buffers of the
+         * vocabulary's size page-faulted in while the other slots' streams waited (sampler.c). */
+        struct eng_sampler **smp = &s->smps[i];
+        if (*smp ? eng_sampler_set_params(*smp, &sp) == 0
+                 : (*smp = eng_sampler_new(&sp, eng_model_hparams(s->model)->n_vocab)) != NULL)
+            q->smp = *smp;
         if (j->n_stop) q->stop = eng_stop_new((const char *const *)j->stop, j->n_stop);
         eng_detok_init(&q->detok, s->tok, 0);
         q->detok.at_start = !j->continues;
@@ -558,13 +563,14 @@ static int load(struct srv_sched *s) {
     s->n_slots = cp.n_slots;
     size_t B = (size_t)s->p.batch;
     s->seqs = calloc((size_t)s->n_slots, sizeof(*s->seqs));
+    s->smps = calloc((size_t)s->n_slots, sizeof(*s->smps));
     s->b_tok = malloc(B * sizeof(int32_t));
     s->b_pos = malloc(B * sizeof(int32_t));
     s->b_slot = malloc(B * sizeof(int32_t));
     s->b_out = malloc(B);
     s->piece_cap = eng_detok_max(s->tok) > 64 ? eng_detok_max(s->tok) : 64;
     s->piece = malloc((size_t)s->piece_cap);
-    if (!s->seqs || !s->b_tok || !s->b_pos || !s->b_slot || !s->b_out || !s->piece) {
+    if (!s->seqs || !s->smps || !s->b_tok || !s->b_pos || !s->b_slot || !s->b_out || !s->piece) {
         set_failed(s, "out of memory");
         return -1;
     }
@@ -650,6 +656,8 @@ void srv_sched_stop(struct srv_sched *s) {
     eng_tokenizer_free(s->tok);
     eng_model_free(s->model);
     free(s->seqs);
+    for (int i = 0; s->smps && i < s->n_slots; i++) eng_sampler_free(s->smps[i]);
+    free(s->smps);
     free(s->b_tok);
     free(s->b_pos);
     free(s->b_slot);

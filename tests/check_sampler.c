@@ -482,6 +482,110 @@ START_TEST(penalties_and_bias) {
 }
 END_TEST
 
+/* eng_sampler_set_params: a sampler used with other parameters (penalties over a window, biases,
+ * a history) samples, after taking new ones, exactly as a new sampler with them: the same tokens,
+ * logprobs and top lists, over a window and a bias list larger than it had. Invalid parameters
+ * are refused and leave it as it was. */
+#define NVB 3000
+static void step_logits(float *l, int step) {
+    uint32_t x = 2463534242u + (uint32_t)step * 7919u;
+    for (int i = 0; i < NVB; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        l[i] = (float)(x % 10000) / 1000.0f;
+    }
+}
+static int32_t sampled[256]; /* a's tokens from same_samples, in order */
+static int n_sampled;
+static void same_samples(struct eng_sampler *a, struct eng_sampler *b, int n, int first_step) {
+    static float l[NVB];
+    for (int i = 0; i < n; i++) {
+        step_logits(l, first_step + i);
+        struct eng_sample x, y;
+        ck_assert_int_eq(eng_sampler_sample(a, l, &x), 0);
+        ck_assert_int_eq(eng_sampler_sample(b, l, &y), 0);
+        ck_assert_int_eq(x.token, y.token);
+        if (n_sampled < 256) sampled[n_sampled++] = x.token;
+        ck_assert(x.logprob == y.logprob || (isnan(x.logprob) && isnan(y.logprob)));
+        ck_assert_int_eq(x.n_top, y.n_top);
+        for (int k = 0; k < x.n_top; k++) {
+            ck_assert_int_eq(x.top[k].token, y.top[k].token);
+            ck_assert(x.top[k].logprob == y.top[k].logprob);
+        }
+    }
+}
+START_TEST(set_params_as_new) {
+    struct eng_logit_bias b1[1] = {{7, 2.0f}}, b2[3] = {{11, 5.0f}, {12, -INFINITY}, {2999, 1.5f}};
+    struct eng_sampler_params p1, p2;
+    eng_sampler_params_default(&p1);
+    p1.temperature = 0.7f;
+    p1.repeat_last_n = 8;
+    p1.repeat_penalty = 1.3f;
+    p1.frequency_penalty = 0.4f;
+    p1.logit_bias = b1;
+    p1.n_logit_bias = 1;
+    p1.seed = 1;
+    eng_sampler_params_default(&p2);
+    p2.temperature = 0.9f;
+    p2.top_k = 0;
+    p2.top_p = 0.9f;
+    p2.repeat_last_n = 32;
+    p2.presence_penalty = 0.6f;
+    p2.frequency_penalty = -0.3f;
+    p2.n_logprobs = 5;
+    p2.logprob = true;
+    p2.logit_bias = b2;
+    p2.n_logit_bias = 3;
+    p2.seed = 2;
+    n_sampled = 0;
+    struct eng_sampler *a = eng_sampler_new(&p1, NVB), *ref = eng_sampler_new(&p1, NVB);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(ref);
+    for (int t = 0; t < 20; t++) eng_sampler_accept(a, (t * 37) % NVB); /* a history */
+    for (int t = 0; t < 20; t++) eng_sampler_accept(ref, (t * 37) % NVB);
+    same_samples(a, ref, 60, 0);
+    eng_sampler_free(ref);
+
+    /* refused: a bias past the vocabulary; a keeps p1 and its history */
+    struct eng_sampler_params bad = p2;
+    struct eng_logit_bias oob = {NVB, 1.0f};
+    bad.logit_bias = &oob;
+    bad.n_logit_bias = 1;
+    struct eng_sampler *twin = eng_sampler_new(&p1, NVB);
+    for (int t = 0; t < 20; t++) eng_sampler_accept(twin, (t * 37) % NVB);
+    {
+        static float l[NVB];
+        for (int i = 0; i < 60; i++) { /* twin catches up with a's history */
+            step_logits(l, i);
+            struct eng_sample x;
+            ck_assert_int_eq(eng_sampler_sample(twin, l, &x), 0);
+        }
+    }
+    ck_assert_int_ne(eng_sampler_set_params(a, &bad), 0);
+    ck_assert(strstr(eng_last_error(), "logit_bias") != NULL);
+    same_samples(a, twin, 30, 60);
+    eng_sampler_free(twin);
+
+    /* new parameters: as a new sampler with them. The prompt both accept is what a sampled
+     * before, so that any count left from that history would change a penalty. */
+    ck_assert_int_eq(eng_sampler_set_params(a, &p2), 0);
+    struct eng_sampler *fresh = eng_sampler_new(&p2, NVB);
+    ck_assert_ptr_nonnull(fresh);
+    ck_assert_int_eq(n_sampled, 90);
+    for (int t = 0; t < n_sampled; t++) {
+        eng_sampler_accept(a, sampled[t]);
+        eng_sampler_accept(fresh, sampled[t]);
+    }
+    same_samples(a, fresh, 100, 1000);
+    /* and back to p1's smaller window and single bias */
+    ck_assert_int_eq(eng_sampler_set_params(a, &p1), 0);
+    eng_sampler_free(fresh);
+    fresh = eng_sampler_new(&p1, NVB);
+    same_samples(a, fresh, 50, 2000);
+    eng_sampler_free(fresh);
+    eng_sampler_free(a);
+}
+END_TEST
+
 START_TEST(invalid_params) {
     struct eng_sampler_params p;
     eng_sampler_params_default(&p);
@@ -579,6 +683,7 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, penalties_and_bias);
     tcase_add_test(tc, logprob_only_when_asked);
     tcase_add_test(tc, invalid_params);
+    tcase_add_test(tc, set_params_as_new);
     tcase_add_test(tc, stop_strings);
     suite_add_tcase(s, tc);
     return s;
