@@ -1100,6 +1100,46 @@ def stream_interval():
 
 
 @test
+def slot_sampler_reuse():
+    """One slot serves every request, and its sampler is kept from one request to the next
+    (sched.c): a request with penalties, a bias and a seed gives the same text after requests
+    with other settings and histories used the slot as on a daemon that never served another."""
+    def body(**kw):
+        b = {"model": "small", "prompt": "once upon a time", "max_tokens": 48,
+             "logit_bias": dict(NO_EOS)}
+        b.update(kw)
+        return b
+    probe = body(temperature=0.8, seed=5, presence_penalty=1.5, frequency_penalty=1.0,
+                 repetition_penalty=1.3, top_k=0)
+    others = [body(temperature=0, frequency_penalty=-1.5, logit_bias={**NO_EOS, "300": 8}),
+              body(temperature=1.2, seed=9, presence_penalty=-2, top_p=0.5, max_tokens=80),
+              body(temperature=0.8, seed=5, presence_penalty=1.5, frequency_penalty=1.0,
+                   repetition_penalty=1.3, top_k=0, prompt="a different prompt")]
+
+    def text(d, b):
+        st, _, raw = d.post("/v1/completions", b)
+        expect(st == 200, raw[:300])
+        return json.loads(raw)["choices"][0]["text"]
+    d = Daemon("--slots", "1")
+    try:
+        fresh = text(d, probe)
+    finally:
+        expect(d.stop() == 0, "exit status")
+    d = Daemon("--slots", "1")
+    try:
+        for b in others:
+            text(d, b)
+        again = text(d, probe)
+        for b in others[:2]:
+            text(d, b)
+        last = text(d, probe)
+    finally:
+        expect(d.stop() == 0, "exit status")
+    expect(again == fresh and last == fresh, (fresh, again, last))
+    expect(len(set(fresh.split())) > 1, f"a text that penalties do not shape: {fresh!r}")
+
+
+@test
 def finish_reason_stop():
     d = Daemon()
     try:
