@@ -13,11 +13,16 @@
 #include "quants.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static unsigned long long rng_state;
@@ -561,9 +566,12 @@ START_TEST(interleaved_weights_match_file_layout) {
 END_TEST
 
 /* The pool: every item of every job is done exactly once whichever threads take part; no job
- * function runs after eng_pool_run has returned; and a worker that wakes after the caller has
- * finished a job skips it instead of being waited for (a job whose items the caller takes at
- * once, right after the workers have gone to sleep, is finished without them). */
+ * function runs after eng_pool_run has returned; and the caller does not wait for a worker
+ * that has not joined: with every worker held where it sleeps (in a signal handler, as a
+ * descheduled thread would be), jobs finish on the caller alone, and the workers, let go,
+ * skip the jobs that closed meanwhile and take part again. Holding the workers makes this
+ * deterministic: counting one-item jobs that happened to finish before a sleeping worker woke
+ * failed on a loaded machine, where the woken worker was put on the caller's CPU and ran first. */
 struct pool_probe {
     atomic_int next, n_items, joined, late;
     atomic_bool returned;
@@ -577,31 +585,106 @@ static void pool_probe_fn(void *arg, int ith, int nth) {
     for (int i; (i = atomic_fetch_add(&j->next, 1)) < atomic_load(&j->n_items);) j->done[i]++;
     if (atomic_load(&j->returned)) atomic_fetch_add(&j->late, 1);
 }
+/* One job of n items; checks each was done once and nothing ran after the return. Returns
+ * how many workers joined. */
+static int probe_job(struct eng_pool *pool, int n) {
+    struct pool_probe *j = calloc(1, sizeof(*j));
+    ck_assert_ptr_nonnull(j);
+    atomic_init(&j->n_items, n);
+    eng_pool_run(pool, pool_probe_fn, j);
+    atomic_store(&j->returned, true);
+    for (int i = 0; i < n; i++) ck_assert_msg(j->done[i] == 1, "item %d of %d", i, n);
+    int joined = atomic_load(&j->joined);
+    ck_assert_int_eq(atomic_load(&j->late), 0);
+    free(j);
+    return joined;
+}
+/* The ids of this process's threads, at most max. */
+static int thread_ids(pid_t *out, int max) {
+    DIR *d = opendir("/proc/self/task");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < max;)
+        if (atoi(e->d_name) > 0) out[n++] = (pid_t)atoi(e->d_name);
+    closedir(d);
+    return n;
+}
+/* The state letter of thread tid (/proc: 'S' sleeping, 'R' running, ...). */
+static char thread_state(pid_t tid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    const char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    return p[2];
+}
+static sem_t hold_sem;
+static atomic_int n_held;
+static void hold_here(int sig) {
+    (void)sig;
+    atomic_fetch_add(&n_held, 1);
+    while (sem_wait(&hold_sem) != 0) {
+    }
+    atomic_fetch_sub(&n_held, 1);
+}
 START_TEST(pool_jobs_complete_without_late_workers) {
+    struct sigaction sa = {.sa_handler = hold_here}, old;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+    ck_assert_int_eq(sem_init(&hold_sem, 0, 0), 0);
     for (int nth = 2; nth <= 4; nth++) {
+        pid_t before[64], after[64], workers[4];
+        int nb = thread_ids(before, 64);
         struct eng_pool *pool = eng_pool_new(nth, false);
         ck_assert_ptr_nonnull(pool);
-        int skipped_after_sleep = 0, late = 0;
-        for (int k = 0; k < 600; k++) {
-            struct pool_probe *j = calloc(1, sizeof(*j));
-            int n = k % 3 == 0 ? 1 : 1 + (k * 37) % 512;
-            atomic_init(&j->n_items, n);
-            bool after_sleep = k % 6 == 0;
-            if (after_sleep) usleep(2000); /* the workers stop spinning and sleep */
-            eng_pool_run(pool, pool_probe_fn, j);
-            atomic_store(&j->returned, true);
-            for (int i = 0; i < n; i++) ck_assert_msg(j->done[i] == 1, "job %d item %d", k, i);
-            if (after_sleep && atomic_load(&j->joined) == 0) skipped_after_sleep++;
-            /* a worker still inside (or entering) this job would count itself late now */
-            late += atomic_load(&j->late);
-            free(j);
+        int na = thread_ids(after, 64), nw = 0;
+        for (int a = 0; a < na; a++) {
+            bool old_thread = false;
+            for (int b = 0; b < nb; b++) old_thread |= after[a] == before[b];
+            if (!old_thread && nw < 4) workers[nw++] = after[a];
         }
+        ck_assert_int_eq(nw, nth - 1);
+        /* all together, sometimes after the workers fell asleep */
+        for (int k = 0; k < 600; k++) {
+            if (k % 6 == 0) usleep(2000); /* the workers stop spinning and sleep */
+            probe_job(pool, k % 3 == 0 ? 1 : 1 + (k * 37) % 512);
+        }
+        /* every worker asleep (state S: not inside the pool's mutex, which it holds only
+         * running), then held in the signal handler */
+        for (int w = 0; w < nw; w++) {
+            for (int tries = 0; thread_state(workers[w]) != 'S'; tries++) {
+                ck_assert_int_lt(tries, 10000);
+                usleep(1000);
+            }
+            ck_assert_int_eq(syscall(SYS_tgkill, getpid(), workers[w], SIGUSR1), 0);
+        }
+        for (int tries = 0; atomic_load(&n_held) < nw; tries++) {
+            ck_assert_int_lt(tries, 10000);
+            usleep(1000);
+        }
+        /* the caller alone, without waiting (a pool that waited for the held workers would
+         * never return: SIGALRM ends the run instead) */
+        alarm(60);
+        for (int k = 0; k < 50; k++) ck_assert_int_eq(probe_job(pool, 1 + (k * 53) % 512), 0);
+        alarm(0);
+        for (int w = 0; w < nw; w++) sem_post(&hold_sem);
+        for (int tries = 0; atomic_load(&n_held) > 0; tries++) {
+            ck_assert_int_lt(tries, 10000);
+            usleep(1000);
+        }
+        /* let go: they skip the closed jobs and join new ones (jobs of many items back to
+         * back, so that they are awake and spinning) */
+        int joined = 0;
+        for (int k = 0; k < 2000 && joined == 0; k++) joined += probe_job(pool, 512);
+        ck_assert_int_gt(joined, 0);
         eng_pool_free(pool);
-        ck_assert_int_eq(late, 0);
-        /* 100 one-item jobs right after the workers fell asleep: a wake-up takes far longer
-         * than the caller's item, so most of them finish without the workers */
-        ck_assert_int_gt(skipped_after_sleep, 0);
     }
+    sem_destroy(&hold_sem);
+    ck_assert_int_eq(sigaction(SIGUSR1, &old, NULL), 0);
 }
 END_TEST
 
