@@ -18,8 +18,8 @@ static inline float kv_get(const void *p, size_t i, bool f16) {
     return f16 ? eng_fp16_to_fp32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
 }
 
-void eng_attn_ref(int hd, int n, const float *q, const void *k, const void *v, size_t ld, bool f16,
-                  float scale, float *att, float *out) {
+float eng_attn_ref(int hd, int n, const float *q, const void *k, const void *v, size_t ld, bool f16,
+                   float scale, float *att, float *out) {
     float max = -INFINITY;
     for (int p = 0; p < n; p++) {
         float s = 0.0f;
@@ -33,6 +33,7 @@ void eng_attn_ref(int hd, int n, const float *q, const void *k, const void *v, s
     for (int p = 0; p < n; p++)
         for (int i = 0; i < hd; i++) out[i] += att[p] * kv_get(v, (size_t)p * ld + i, f16);
     for (int i = 0; i < hd; i++) out[i] /= sum;
+    return max + logf(sum);
 }
 
 #if defined(__aarch64__)
@@ -62,10 +63,9 @@ static inline __attribute__((always_inline)) void weighted_neon(const int W, con
     for (int j = 0; j < W; j++) vst1q_f32(out + 4 * j, vmulq_n_f32(o[j], inv));
 }
 
-static inline __attribute__((always_inline)) void attn_neon_t(const bool h, int hd, int n,
-                                                              const float *q, const void *k,
-                                                              const void *v, size_t ld, float scale,
-                                                              float *att, float *out) {
+static inline __attribute__((always_inline)) float
+attn_neon_t(const bool h, int hd, int n, const float *q, const void *k, const void *v, size_t ld,
+            float scale, float *att, float *out) {
     float32x4_t vmax = vdupq_n_f32(-INFINITY);
     int p = 0;
     for (; p + 4 <= n; p += 4) { /* hot loop: four positions' scores */
@@ -105,16 +105,14 @@ static inline __attribute__((always_inline)) void attn_neon_t(const bool h, int 
     for (; i0 + 64 <= hd; i0 += 64) weighted_neon(16, h, n, att, v, (size_t)i0, ld, inv, out + i0);
     for (; i0 + 16 <= hd; i0 += 16) weighted_neon(4, h, n, att, v, (size_t)i0, ld, inv, out + i0);
     for (; i0 < hd; i0 += 4) weighted_neon(1, h, n, att, v, (size_t)i0, ld, inv, out + i0);
+    return max + logf(sum);
 }
 
-static void attn_neon(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
-                      bool f16, float scale, float *att, float *out) {
-    if (hd % 4)
-        eng_attn_ref(hd, n, q, k, v, ld, f16, scale, att, out);
-    else if (f16)
-        attn_neon_t(true, hd, n, q, k, v, ld, scale, att, out);
-    else
-        attn_neon_t(false, hd, n, q, k, v, ld, scale, att, out);
+static float attn_neon(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
+                       bool f16, float scale, float *att, float *out) {
+    if (hd % 4) return eng_attn_ref(hd, n, q, k, v, ld, f16, scale, att, out);
+    if (f16) return attn_neon_t(true, hd, n, q, k, v, ld, scale, att, out);
+    return attn_neon_t(false, hd, n, q, k, v, ld, scale, att, out);
 }
 #endif
 

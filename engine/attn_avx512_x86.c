@@ -72,10 +72,10 @@ static inline __attribute__((always_inline)) void weighted16(const int W, const 
     for (int j = 0; j < W; j++) _mm512_storeu_ps(out + 16 * j, _mm512_mul_ps(o[j], vi));
 }
 
-static inline __attribute__((always_inline)) void attn16(const bool h, int hd, int n,
-                                                         const float *q, const void *k,
-                                                         const void *v, size_t ld, float scale,
-                                                         float *att, float *out) {
+static inline __attribute__((always_inline)) float attn16(const bool h, int hd, int n,
+                                                          const float *q, const void *k,
+                                                          const void *v, size_t ld, float scale,
+                                                          float *att, float *out) {
     const __m512 vs = _mm512_set1_ps(scale);
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     const size_t row = ld * (h ? sizeof(uint16_t) : sizeof(float));
@@ -111,19 +111,17 @@ static inline __attribute__((always_inline)) void attn16(const bool h, int hd, i
         max = fmaxf(max, att[p]);
     }
 
-    const float inv = 1.0f / exp_scores(att, n, max);
+    const float sum = exp_scores(att, n, max), inv = 1.0f / sum;
     int i0 = 0;
     for (; i0 + 128 <= hd; i0 += 128) weighted16(8, h, n, att, v, (size_t)i0, ld, inv, out + i0);
     for (; i0 + 64 <= hd; i0 += 64) weighted16(4, h, n, att, v, (size_t)i0, ld, inv, out + i0);
     for (; i0 < hd; i0 += 16) weighted16(1, h, n, att, v, (size_t)i0, ld, inv, out + i0);
+    return max + logf(sum);
 }
 
-void eng_attn_avx512(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
-                     bool f16, float scale, float *att, float *out) {
-    if (hd % 16)
-        eng_attn_avx2(hd, n, q, k, v, ld, f16, scale, att, out);
-    else if (f16)
-        attn16(true, hd, n, q, k, v, ld, scale, att, out);
-    else
-        attn16(false, hd, n, q, k, v, ld, scale, att, out);
+float eng_attn_avx512(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
+                      bool f16, float scale, float *att, float *out) {
+    if (hd % 16) return eng_attn_avx2(hd, n, q, k, v, ld, f16, scale, att, out);
+    if (f16) return attn16(true, hd, n, q, k, v, ld, scale, att, out);
+    return attn16(false, hd, n, q, k, v, ld, scale, att, out);
 }

@@ -47,10 +47,10 @@ static inline __attribute__((always_inline)) void weighted(const int W, const bo
     for (int j = 0; j < W; j++) _mm256_storeu_ps(out + 8 * j, _mm256_mul_ps(o[j], vi));
 }
 
-static inline __attribute__((always_inline)) void attn_t(const bool h, int hd, int n,
-                                                         const float *q, const void *k,
-                                                         const void *v, size_t ld, float scale,
-                                                         float *att, float *out) {
+static inline __attribute__((always_inline)) float attn_t(const bool h, int hd, int n,
+                                                          const float *q, const void *k,
+                                                          const void *v, size_t ld, float scale,
+                                                          float *att, float *out) {
     const __m256 vs = _mm256_set1_ps(scale);
     __m256 vmax = _mm256_set1_ps(-INFINITY);
     const size_t row = ld * (h ? sizeof(uint16_t) : sizeof(float));
@@ -97,19 +97,17 @@ static inline __attribute__((always_inline)) void attn_t(const bool h, int hd, i
         max = fmaxf(max, att[p]);
     }
 
-    const float inv = 1.0f / exp_scores(att, n, max);
+    const float sum = exp_scores(att, n, max), inv = 1.0f / sum;
     int i0 = 0;
     for (; i0 + 64 <= hd; i0 += 64) weighted(8, h, n, att, v, (size_t)i0, ld, inv, out + i0);
     for (; i0 + 32 <= hd; i0 += 32) weighted(4, h, n, att, v, (size_t)i0, ld, inv, out + i0);
     for (; i0 < hd; i0 += 8) weighted(1, h, n, att, v, (size_t)i0, ld, inv, out + i0);
+    return max + logf(sum);
 }
 
-void eng_attn_avx2(int hd, int n, const float *q, const void *k, const void *v, size_t ld, bool f16,
-                   float scale, float *att, float *out) {
-    if (hd % 8)
-        eng_attn_ref(hd, n, q, k, v, ld, f16, scale, att, out);
-    else if (f16)
-        attn_t(true, hd, n, q, k, v, ld, scale, att, out);
-    else
-        attn_t(false, hd, n, q, k, v, ld, scale, att, out);
+float eng_attn_avx2(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
+                    bool f16, float scale, float *att, float *out) {
+    if (hd % 8) return eng_attn_ref(hd, n, q, k, v, ld, f16, scale, att, out);
+    if (f16) return attn_t(true, hd, n, q, k, v, ld, scale, att, out);
+    return attn_t(false, hd, n, q, k, v, ld, scale, att, out);
 }

@@ -381,7 +381,14 @@ struct eng_ctx_params {
      * woken after an idle spell is often put on the caller's CPU, and the two take turns there
      * for the first passes of a request. false leaves placement to the scheduler. */
     bool pin_threads;
+    /* Positions per block of a slot's KV cache (0: ENG_KV_BLOCK; capped at n_ctx): the cache
+     * holds each block's positions for every layer and head together, so a short sequence's
+     * keys and values lie close together however long the context. Attention takes a
+     * sequence's blocks one at a time and merges them; past the first block results differ
+     * from one pass over all positions by float rounding only. */
+    int kv_block;
 };
+#define ENG_KV_BLOCK 256
 
 struct eng_ctx;
 

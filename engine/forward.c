@@ -27,11 +27,14 @@ struct eng_ctx {
     struct eng_pool *pool;
     size_t mem_bytes;
 
-    void *kv;      /* (S, L, 2, KVH, C, hd) key then value caches, each head's rows contiguous;
-                    * aligned inside kv_mem (kv_alloc), so a head row's loads never straddle lines */
-    void *kv_mem;  /* the allocation: kv_alloc's mapping or calloc block, zeroed */
-    size_t kv_map; /* its length when mapped by kv_alloc, 0 when from calloc */
-    size_t kv_elt; /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
+    void *kv;         /* (S, NB, L, 2, KVH, KB, hd) key then value caches in blocks of KB
+                       * positions (kv_at); aligned inside kv_mem (kv_alloc), so a head row's
+                       * loads never straddle lines */
+    void *kv_mem;     /* the allocation: kv_alloc's mapping or calloc block, zeroed */
+    size_t kv_map;    /* its length when mapped by kv_alloc, 0 when from calloc */
+    size_t kv_elt;    /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
+    size_t kv_block;  /* KB: positions per cache block (p.kv_block, at most n_ctx) */
+    size_t kv_blocks; /* NB: blocks per slot */
     void (*kv_from_float)(const float *x, void *y, int64_t n); /* fp16: F16's from_float */
 
     /* scratch, (B, ...) rows */
@@ -43,7 +46,7 @@ struct eng_ctx {
     float *att_out;         /* (B, Q) */
     float *hb;              /* (B, F) */
     float *hb2;             /* (B, F) */
-    float *att;             /* (n_threads, C) attention scores, one row per thread */
+    float *att;             /* (n_threads, C + hd) attention scores and a block's output */
     struct eng_mm_ws *mm;   /* matrix-product scratch (converted activations, weight chunks) */
     struct eng_vec_ops vec; /* RMSNorm and SwiGLU of the active level, set by each pass */
     float *rope_cos;        /* (C, n_rot/2) */
@@ -86,6 +89,7 @@ void eng_ctx_params_default(const struct eng_model *m, struct eng_ctx_params *p)
     p->n_threads = eng_default_threads();
     p->kv_f16 = false;
     p->pin_threads = true;
+    p->kv_block = 0; /* ENG_KV_BLOCK */
 }
 
 /* ---- context ---- */
@@ -153,10 +157,12 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     if (params) p = *params;
     if (p.n_outputs <= 0) p.n_outputs = p.n_slots;
     if (p.n_slots < 1 || p.n_slots > 4096 || p.n_ctx < 1 || p.n_ctx > (1 << 22) || p.n_batch < 1 ||
-        p.n_batch > 65536 || p.n_outputs > p.n_batch || p.n_threads < 1 || p.n_threads > 1024) {
+        p.n_batch > 65536 || p.n_outputs > p.n_batch || p.n_threads < 1 || p.n_threads > 1024 ||
+        p.kv_block < 0) {
         eng_fail(ENG_EINVAL,
-                 "invalid context parameters (slots %d, ctx %d, batch %d, outputs %d, threads %d)",
-                 p.n_slots, p.n_ctx, p.n_batch, p.n_outputs, p.n_threads);
+                 "invalid context parameters (slots %d, ctx %d, batch %d, outputs %d, threads %d, "
+                 "KV block %d)",
+                 p.n_slots, p.n_ctx, p.n_batch, p.n_outputs, p.n_threads, p.kv_block);
         return NULL;
     }
     struct eng_ctx *c = calloc(1, sizeof(*c));
@@ -169,10 +175,12 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     size_t C = (size_t)p.n_ctx, B = (size_t)p.n_batch, O = (size_t)p.n_outputs;
     size_t half = (size_t)hp->n_rot / 2;
 
-    size_t kv_floats = (size_t)p.n_slots * hp->n_layer * 2 * C * KV;
-    size_t n_floats = B * (2 * E + Q + 2 * KV + Q + 2 * F) + (size_t)p.n_threads * C +
-                      2 * C * half + O * (E + V + (size_t)eng_logit_chunks(V)) +
-                      (size_t)ENG_MAX_EXITS * O * E;
+    c->kv_block = (size_t)ENG_MIN(p.kv_block > 0 ? p.kv_block : ENG_KV_BLOCK, p.n_ctx);
+    c->kv_blocks = (C + c->kv_block - 1) / c->kv_block;
+    size_t kv_floats = (size_t)p.n_slots * hp->n_layer * 2 * c->kv_blocks * c->kv_block * KV;
+    size_t n_floats = B * (2 * E + Q + 2 * KV + Q + 2 * F) +
+                      (size_t)p.n_threads * (C + (size_t)hp->head_dim) + 2 * C * half +
+                      O * (E + V + (size_t)eng_logit_chunks(V)) + (size_t)ENG_MAX_EXITS * O * E;
     int64_t max_in = ENG_MAX(m->output->ne[0], (int64_t)Q);
     for (int l = 0; l < hp->n_layer; l++) max_in = ENG_MAX(max_in, m->layers[l].w_down->ne[0]);
     c->mm = eng_mm_ws_new(ENG_MAX(max_in, (int64_t)E), p.n_batch, p.n_threads);
@@ -198,7 +206,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->att_out = s, s += B * Q;
     c->hb = s, s += B * F;
     c->hb2 = s, s += B * F;
-    c->att = s, s += (size_t)p.n_threads * C;
+    c->att = s, s += (size_t)p.n_threads * (C + (size_t)hp->head_dim);
     c->rope_cos = s, s += C * half;
     c->rope_sin = s, s += C * half;
     c->out_x = s, s += O * E;
@@ -268,13 +276,22 @@ void eng_ctx_set_observer(struct eng_ctx *c,
     c->obs_user = user;
 }
 
-/* Row pos of key/value head g in a slot's cache: each head's rows are contiguous, so attention
- * streams them in order. */
+/* Row pos of key/value head g in a slot's cache. A slot's cache is cut into blocks of kv_block
+ * positions, each holding every layer's heads for those positions, and within a block each
+ * head's rows are contiguous, so attention streams them in order (a block at a time). With each
+ * head's n_ctx rows in one run instead, a short sequence wrote and read only the start of every
+ * run: memory scattered at a power-of-two stride (256 KiB at 2048 positions of an fp16 head of
+ * 64), which falls into a small part of the sets of the caches (physically indexed, and the
+ * cache sits in 2 MiB pages), where the rows evicted each other. edgellmd (L110M Q4_0, 8 slots of
+ * 2048 positions, 4 streams, throwaway timing) spent 6-8 us in each q/k/v post step's row stores
+ * against 0.7-1.3 us with 256 positions per slot. */
 static void *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos) {
     const struct eng_hparams *hp = &c->m->hp;
-    size_t C = (size_t)c->p.n_ctx, hd = (size_t)hp->head_dim;
-    size_t head = (((size_t)slot * hp->n_layer + layer) * 2 + which) * hp->n_head_kv + g;
-    return (uint8_t *)c->kv + (head * C + (size_t)pos) * hd * c->kv_elt;
+    size_t hd = (size_t)hp->head_dim, blk = (size_t)pos / c->kv_block;
+    size_t head =
+        ((((size_t)slot * c->kv_blocks + blk) * hp->n_layer + layer) * 2 + which) * hp->n_head_kv +
+        g;
+    return (uint8_t *)c->kv + (head * c->kv_block + (size_t)pos % c->kv_block) * hd * c->kv_elt;
 }
 
 /* Stores one key or value row of hd floats at its cache row (fp16: rounded to nearest even by
@@ -293,11 +310,14 @@ int eng_slot_copy(struct eng_ctx *c, int dst, int src, int n_pos) {
                         n_pos);
     if (dst == src || n_pos == 0) return 0;
     const struct eng_hparams *hp = &c->m->hp;
-    for (int l = 0; l < hp->n_layer; l++)
-        for (int w = 0; w < 2; w++)
-            for (int g = 0; g < hp->n_head_kv; g++)
-                memcpy(kv_at(c, dst, l, w, g, 0), kv_at(c, src, l, w, g, 0),
-                       (size_t)n_pos * hp->head_dim * c->kv_elt);
+    for (int p0 = 0; p0 < n_pos; p0 += (int)c->kv_block) {
+        const size_t rows = (size_t)ENG_MIN((int)c->kv_block, n_pos - p0);
+        for (int l = 0; l < hp->n_layer; l++)
+            for (int w = 0; w < 2; w++)
+                for (int g = 0; g < hp->n_head_kv; g++)
+                    memcpy(kv_at(c, dst, l, w, g, p0), kv_at(c, src, l, w, g, p0),
+                           rows * hp->head_dim * c->kv_elt);
+    }
     return 0;
 }
 
@@ -487,6 +507,28 @@ static int attn_items_per_kv(const struct eng_hparams *hp) {
     return (hp->n_head / hp->n_head_kv + ATTN_HEADS_PER_ITEM - 1) / ATTN_HEADS_PER_ITEM;
 }
 
+/* out = attention of query q over positions [0, n) of key/value head g: one kernel call per cache
+ * block, the blocks' results merged by their softmax denominators (the kernels return their
+ * logs): out = Σ_b e^(lse_b - lse) · out_b with lse = log Σ_b e^(lse_b), taken block by block.
+ * A sequence within one block (kv_block positions, 256 by default) is one call, as before the
+ * blocks. att: the thread's n_ctx scores and hd floats for a block's output. */
+static void attend(const struct eng_ctx *c, eng_attn_fn attn, int slot, int layer, int g, int n,
+                   const float *q, float scale, float *att, float *out) {
+    const int hd = c->m->hp.head_dim, kb = (int)c->kv_block;
+    const bool f16 = c->p.kv_f16;
+    float lse = attn(hd, ENG_MIN(n, kb), q, kv_at(c, slot, layer, 0, g, 0),
+                     kv_at(c, slot, layer, 1, g, 0), (size_t)hd, f16, scale, att, out);
+    float *ob = att + c->p.n_ctx;
+    for (int p0 = kb; p0 < n; p0 += kb) {
+        const float lb = attn(hd, ENG_MIN(n - p0, kb), q, kv_at(c, slot, layer, 0, g, p0),
+                              kv_at(c, slot, layer, 1, g, p0), (size_t)hd, f16, scale, att, ob);
+        const float m = fmaxf(lse, lb), wa = expf(lse - m), wb = expf(lb - m),
+                    inv = 1.0f / (wa + wb);
+        for (int i = 0; i < hd; i++) out[i] = (wa * out[i] + wb * ob[i]) * inv;
+        lse = m + logf(wa + wb);
+    }
+}
+
 /* att_out[b, h] = softmax(q[b,h] · K[slot(b), 0..pos(b)] / sqrt(hd)) · V, split over tokens
  * and key/value heads. The items are split like a product's rows (eng_item_split_init), one at
  * a time: each thread claims from its own share, then from the back of another's, so prefill's
@@ -506,7 +548,7 @@ static void attention(void *arg, int ith, int nth) {
     int per_kv = attn_items_per_kv(hp), per_tok = hp->n_head_kv * per_kv;
     size_t Q = (size_t)n_head * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    float *att = c->att + (size_t)ith * c->p.n_ctx;
+    float *att = c->att + (size_t)ith * ((size_t)c->p.n_ctx + (size_t)hd);
     (void)nth;
     int64_t i0, i1;
     while (eng_row_split_claim(&j->items, ith, &i0, &i1))
@@ -514,13 +556,12 @@ static void attention(void *arg, int ith, int nth) {
             int t = task / per_tok, g = task % per_tok / per_kv, sub = task % per_kv;
             int slot = b->slot ? b->slot[t] : 0;
             int pos = b->pos ? b->pos[t] : t;
-            const void *kc = kv_at(c, slot, j->layer, 0, g, 0);
-            const void *vc = kv_at(c, slot, j->layer, 1, g, 0);
             int h0 = g * group + sub * ATTN_HEADS_PER_ITEM;
             int h1 = ENG_MIN(g * group + group, h0 + ATTN_HEADS_PER_ITEM);
             for (int h = h0; h < h1; h++)
-                j->attn(hd, pos + 1, c->q + (size_t)t * Q + (size_t)h * hd, kc, vc, hd, c->p.kv_f16,
-                        scale, att, c->att_out + (size_t)t * Q + (size_t)h * hd);
+                attend(c, j->attn, slot, j->layer, g, pos + 1,
+                       c->q + (size_t)t * Q + (size_t)h * hd, scale, att,
+                       c->att_out + (size_t)t * Q + (size_t)h * hd);
         }
 }
 

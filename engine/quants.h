@@ -258,17 +258,18 @@ eng_axpy_fn eng_axpy_kernel(void);
 
 /* Attention of one query head over n cached positions (attn.c): out[0..hd) = softmax(scale ·
  * q · k_pᵀ) · V with key and value rows at elements p·ld of k and v, which hold floats, or fp16
- * values when f16 (the context's kv_f16); att holds n scores (scratch). The scalar reference,
- * the AVX2 and AVX-512 kernels (NEON's is private to attn.c), and the fastest for the active
- * level. */
-typedef void (*eng_attn_fn)(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
-                            bool f16, float scale, float *att, float *out);
-void eng_attn_ref(int hd, int n, const float *q, const void *k, const void *v, size_t ld, bool f16,
-                  float scale, float *att, float *out);
-void eng_attn_avx2(int hd, int n, const float *q, const void *k, const void *v, size_t ld, bool f16,
+ * values when f16 (the context's kv_f16); att holds n scores (scratch). Returns the log of the
+ * softmax's denominator, log Σ_p e^(scores_p) (taken as max + log Σ e^(score - max)), with which
+ * forward.c merges the results of a sequence's cache blocks. The scalar reference, the AVX2 and
+ * AVX-512 kernels (NEON's is private to attn.c), and the fastest for the active level. */
+typedef float (*eng_attn_fn)(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
+                             bool f16, float scale, float *att, float *out);
+float eng_attn_ref(int hd, int n, const float *q, const void *k, const void *v, size_t ld, bool f16,
                    float scale, float *att, float *out);
-void eng_attn_avx512(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
-                     bool f16, float scale, float *att, float *out);
+float eng_attn_avx2(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
+                    bool f16, float scale, float *att, float *out);
+float eng_attn_avx512(int hd, int n, const float *q, const void *k, const void *v, size_t ld,
+                      bool f16, float scale, float *att, float *out);
 eng_attn_fn eng_attn_kernel(void);
 /* The SIMD kernel of level s; NULL for the scalar level (which runs eng_attn_ref). */
 eng_attn_fn eng_attn_kernel_for(enum eng_simd s);

@@ -352,6 +352,89 @@ START_TEST(kv_f16_qwen3_q8) {
 }
 END_TEST
 
+/* KV cache blocks (eng_ctx_params.kv_block): a sequence whose positions span several blocks,
+ * fed as a prompt chunk that crosses block boundaries and then one token at a time, gives the
+ * logits of a context whose cache is one block (the kernels' results merged per block differ by
+ * float rounding only), with f32 and fp16 caches; slot copies of prefixes ending inside a block
+ * and on a block's last position continue as the original; a negative block size is refused.
+ * Block sizes 8 and 7 (not a power of two); a q/k/v grouping (2 key/value heads of 4 query
+ * heads) so that items of several heads read each block. Deliberate breaks each fail it: the
+ * merge dropping the later block's output; a slot copy of the first block only. */
+START_TEST(kv_blocks) {
+    struct eng_model *m = eng_model_load(
+        gen("kb.gguf", "--arch llama --type f32 --seed 12 --n-embd 64 --n-head 4 --n-head-kv 2"),
+        NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    const int V = eng_model_hparams(m)->n_vocab, N = 40, P = 13;
+    int32_t tok[40], pos[40];
+    for (int i = 0; i < N; i++) tok[i] = 1 + (i * 37 + 11) % (V - 1), pos[i] = i;
+    float *ref = malloc(sizeof(float) * (size_t)N * V);
+    ck_assert_ptr_nonnull(ref);
+    struct eng_ctx_params p;
+    eng_ctx_params_default(m, &p);
+    p.kv_block = -1;
+    ck_assert_ptr_null(eng_ctx_new(m, &p));
+    ck_assert_ptr_nonnull(strstr(eng_last_error(), "KV block -1"));
+    for (int f16 = 0; f16 < 2; f16++) {
+        const int blocks[] = {0, 8, 7};
+        for (size_t bi = 0; bi < sizeof(blocks) / sizeof(blocks[0]); bi++) {
+            eng_ctx_params_default(m, &p);
+            p.kv_f16 = f16;
+            p.n_slots = 3;
+            p.n_ctx = 48;
+            p.n_batch = P;
+            p.n_outputs = P;
+            p.n_threads = 2;
+            p.kv_block = blocks[bi];
+            struct eng_ctx *c = eng_ctx_new(m, &p);
+            ck_assert_msg(c != NULL, "%s", eng_last_error());
+            int8_t out[13];
+            memset(out, 1, sizeof(out));
+            struct eng_batch b = {P, tok, pos, NULL, out};
+            ck_assert_int_eq(eng_forward(c, &b), 0);
+            float *l = malloc(sizeof(float) * (size_t)N * V);
+            ck_assert_ptr_nonnull(l);
+            for (int i = 0; i < P; i++)
+                memcpy(l + (size_t)i * V, eng_logits(c, i), sizeof(float) * V);
+            for (int i = P; i < N; i++) {
+                struct eng_batch one = {1, tok + i, pos + i, NULL, NULL};
+                ck_assert_int_eq(eng_forward(c, &one), 0);
+                memcpy(l + (size_t)i * V, eng_logits(c, 0), sizeof(float) * V);
+            }
+            if (bi == 0) {
+                memcpy(ref, l, sizeof(float) * (size_t)N * V);
+            } else {
+                for (int i = 0; i < N; i++) {
+                    float d = max_diff(l + (size_t)i * V, ref + (size_t)i * V, V);
+                    ck_assert_msg(d <= TOL, "block %d, %s cache: position %d differs by %g",
+                                  blocks[bi], f16 ? "fp16" : "f32", i, d);
+                }
+            }
+            /* prefixes of 20 (inside a block of 8 or 7) and 21 (a block of 7's end) positions
+             * into slots 1 and 2, continued there */
+            for (int s = 1; s <= 2; s++) {
+                int n_pos = 19 + s;
+                ck_assert_int_eq(eng_slot_copy(c, s, 0, n_pos), 0);
+                for (int i = n_pos; i < n_pos + 3; i++) {
+                    int32_t slot = s;
+                    struct eng_batch one = {1, tok + i, pos + i, &slot, NULL};
+                    ck_assert_int_eq(eng_forward(c, &one), 0);
+                    float d = max_diff(eng_logits(c, 0), l + (size_t)i * V, V);
+                    ck_assert_msg(d == 0.0f,
+                                  "block %d: slot %d copy of %d positions, position %d "
+                                  "differs by %g",
+                                  blocks[bi], s, n_pos, i, d);
+                }
+            }
+            free(l);
+            eng_ctx_free(c);
+        }
+    }
+    free(ref);
+    eng_model_free(m);
+}
+END_TEST
+
 START_TEST(exits) {
     struct eng_model *m =
         eng_model_load(gen("e.gguf", "--arch qwen2 --type f32 --seed 5 --n-layer 4"), NULL);
@@ -746,6 +829,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, kv_f16_llama);
     tcase_add_test(tc, kv_f16_qwen3_q8);
     tcase_add_test(tc, exits);
+    tcase_add_test(tc, kv_blocks);
     tcase_add_test(tc, batch_validation);
     tcase_add_test(tc, load_errors);
     tcase_add_test(tc, populate_at_load);

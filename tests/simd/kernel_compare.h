@@ -411,12 +411,19 @@ static struct kc_result kc_compare_attn(enum eng_simd s, const char *level, FILE
                     for (int i = 0; i < hd; i++) q[i] = (kc_uniform() * 2.0f - 1.0f) * mags[mi];
                     float scale = 1.0f / sqrtf((float)hd);
                     const void *kk = f16 ? (const void *)kh : k, *vv = f16 ? (const void *)vh : v;
-                    eng_attn_ref(hd, n, q, kk, vv, ld, f16, scale, att1, o1);
-                    attn(hd, n, q, kk, vv, ld, f16, scale, att2, o2);
+                    const float lse1 = eng_attn_ref(hd, n, q, kk, vv, ld, f16, scale, att1, o1);
+                    const float lse2 = attn(hd, n, q, kk, vv, ld, f16, scale, att2, o2);
                     /* the largest score's size: |q|·|k| / sqrt(hd) at most */
                     double smax = 0.0;
                     for (int i = 0; i < hd; i++) smax += fabsf(q[i]);
                     double tol = KC_ATTN_ABS_TOL + KC_ATTN_SCORE_TOL * smax * scale;
+                    /* the log of the softmax's denominator, which forward.c merges blocks with */
+                    r.checks++;
+                    if (!(fabs((double)lse1 - lse2) <= tol * (1.0 + fabs((double)lse1))))
+                        kc_fail(&r, log,
+                                "%s attention %s hd*1000+n=%lld: log-sum %.9g vs %.9g (tol %g)",
+                                level, f16 ? "fp16 cache" : "f32 cache", (long long)hd * 1000 + n,
+                                lse2, lse1, tol * (1.0 + fabs((double)lse1)));
                     for (int i = 0; i < hd; i++) {
                         r.checks++;
                         if (!(fabs((double)o1[i] - o2[i]) <= tol)) {
