@@ -279,12 +279,12 @@ void eng_ctx_set_observer(struct eng_ctx *c,
 /* Row pos of key/value head g in a slot's cache. A slot's cache is cut into blocks of kv_block
  * positions, each holding every layer's heads for those positions, and within a block each
  * head's rows are contiguous, so attention streams them in order (a block at a time). With each
- * head's n_ctx rows in one run instead, a short sequence wrote and read only the start of every
- * run: memory scattered at a power-of-two stride (256 KiB at 2048 positions of an fp16 head of
- * 64), which falls into a small part of the sets of the caches (physically indexed, and the
- * cache sits in 2 MiB pages), where the rows evicted each other. edgellmd (L110M Q4_0, 8 slots of
- * 2048 positions, 4 streams, throwaway timing) spent 6-8 us in each q/k/v post step's row stores
- * against 0.7-1.3 us with 256 positions per slot. */
+ * head's n_ctx rows in one run instead, a short sequence touched the start of every run, so
+ * every slot a request used committed all of its cache, zeroed 2 MiB page by page while the
+ * request waited: edgellmd (L110M Q4_0, 8 slots of 2048 positions, fp16), after three requests of
+ * four 128-token streams, RSS 377 -> 129 MiB; the first such request after start, time to first
+ * token 327-360 -> 60-85 ms and 879-953 -> 1582-1706 tok/s. Requests on slots already touched
+ * ran even (traced q/k/v products and stores over 20 requests; two daemons alternated). */
 static void *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos) {
     const struct eng_hparams *hp = &c->m->hp;
     size_t hd = (size_t)hp->head_dim, blk = (size_t)pos / c->kv_block;

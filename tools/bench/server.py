@@ -327,6 +327,13 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
              f"{'✓' if pair4 >= 2.5 else '✗'}); pairs "
              + ", ".join(f"{x:.2f}×" for x in conc_pairs)
              + (f". The table's rows, measured minutes apart: {at4:.2f}×." if at4 else "."))
+    if meta.get("rss"):
+        L.append("")
+        L.append(f"Daemon memory after these runs, every one of its 8 slots having held a "
+                 f"sequence of {meta['tokens'] + len(PROMPT)} positions: RSS "
+                 f"{meta['rss'] / 1048576:.0f} MiB (`process_resident_memory_bytes`; the model "
+                 f"file is {meta['size'] / 1048576:.0f} MiB; the KV cache is committed as "
+                 "sequences fill it, a block of 256 positions at a time).")
     L.append("")
     L.append("### Bounded load (wrk)\n")
     se = wrk["socket_errors"]
@@ -500,6 +507,8 @@ def main(argv):
             conc.append(c)
             log(f"{n} streams: {c['aggregate']:.1f} tok/s aggregate, "
                 f"{c['mean_batch']:.2f} sequences per step")
+        # the daemon's memory once all 8 slots have held a sequence (the 8-stream runs)
+        meta["rss"] = d.metrics().get("process_resident_memory_bytes", 0.0)
         conc_pairs = four_pairs(d, work, tokens, reps)
         log("4 streams / one stream, pairs: " + ", ".join(f"{x:.2f}x" for x in conc_pairs))
 
