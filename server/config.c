@@ -26,7 +26,8 @@ static const struct cfg_key keys[] = {
     {"threads", CFG_INT, OFF(threads), 0, 1024, "0", NULL, 0, "model",
      "engine threads (0: one per performance core)"},
     {"slots", CFG_INT, OFF(slots), 1, 256, "4", NULL, 0, "model",
-     "sequences decoded together (continuous batching); each has its own KV cache"},
+     "sequences decoded together (continuous batching); each has its own KV cache, whose memory "
+     "is taken as its sequences fill it, 256 positions at a time"},
     {"ctx", CFG_INT, OFF(ctx), 0, 1 << 20, "0", NULL, 0, "model",
      "context length per slot in tokens (0: the model's trained context, at most 4096)"},
     {"batch", CFG_INT, OFF(batch), 16, 1 << 16, "512", NULL, 0, "model",
