@@ -294,6 +294,10 @@ static void *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int 
     return (uint8_t *)c->kv + (head * c->kv_block + (size_t)pos % c->kv_block) * hd * c->kv_elt;
 }
 
+size_t eng_kv_row_offset(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos) {
+    return (size_t)((const uint8_t *)kv_at(c, slot, layer, which, g, pos) - (const uint8_t *)c->kv);
+}
+
 /* Stores one key or value row of hd floats at its cache row (fp16: rounded to nearest even by
  * the F16 type's from_float, F16C or NEON where the level has it). */
 static void kv_put(const struct eng_ctx *c, void *dst, const float *x, int hd) {

@@ -183,4 +183,10 @@ struct eng_model {
 /* Reads a tensor's row r (of ne[0] elements) as floats. */
 void eng_tensor_row_f32(const struct eng_tensor *t, int64_t r, float *out);
 
+/* Where forward.c keeps the cache row of position pos of key/value head g (which: 0 keys, 1
+ * values) of a slot's layer: its byte offset from the start of the context's KV cache. For
+ * tests of the cache's layout. */
+struct eng_ctx;
+size_t eng_kv_row_offset(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos);
+
 #endif

@@ -10,6 +10,7 @@
  */
 #include "check_pagecache.h"
 #include "engine.h"
+#include "internal.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -360,6 +361,73 @@ END_TEST
  * Block sizes 8 and 7 (not a power of two); a q/k/v grouping (2 key/value heads of 4 query
  * heads) so that items of several heads read each block. Deliberate breaks each fail it: the
  * merge dropping the later block's output; a slot copy of the first block only. */
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The rows of positions [p0, p1) of one slot (a block of kb positions, or the last, partial
+ * one), every layer, key and value head: rows of their own within one run of the block's size. */
+static void check_dense(const struct eng_ctx *c, const struct eng_hparams *hp, size_t row, int slot,
+                        int p0, int p1, int kb) {
+    const size_t per_pos = (size_t)hp->n_layer * 2 * hp->n_head_kv, n = per_pos * (size_t)(p1 - p0);
+    size_t *off = malloc(n * sizeof(*off)), k = 0;
+    ck_assert_ptr_nonnull(off);
+    for (int l = 0; l < hp->n_layer; l++)
+        for (int w = 0; w < 2; w++)
+            for (int g = 0; g < hp->n_head_kv; g++)
+                for (int pos = p0; pos < p1; pos++)
+                    off[k++] = eng_kv_row_offset(c, slot, l, w, g, pos);
+    qsort(off, n, sizeof(*off), cmp_size);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_msg(off[i] - off[i - 1] >= row,
+                      "slot %d positions %d..%d: rows at %zu and %zu overlap", slot, p0, p1 - 1,
+                      off[i - 1], off[i]);
+    ck_assert_msg(off[n - 1] + row - off[0] <= per_pos * (size_t)kb * row,
+                  "slot %d positions %d..%d: rows spread over %zu bytes, a block is %zu", slot, p0,
+                  p1 - 1, off[n - 1] + row - off[0], per_pos * (size_t)kb * row);
+    free(off);
+}
+
+/* The cache's layout (eng_ctx_params.kv_block): however long the context, a slot's first
+ * block of positions is one dense run of rows (so a short sequence's keys and values take that
+ * much memory, not a piece of every head's n_ctx rows), and so is each later block (the last
+ * one of blocks of 7 partial, within its block's run); the slots' caches follow each other. 2048
+ * positions in the default blocks of 256, 48 in blocks of 7. Each head's
+ * n_ctx rows in one run (the layout before the blocks) fails it. */
+START_TEST(kv_block_layout) {
+    struct eng_model *m = eng_model_load(
+        gen("kl.gguf", "--arch llama --type f32 --seed 12 --n-embd 64 --n-head 4 --n-head-kv 2"),
+        NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    const struct eng_hparams *hp = eng_model_hparams(m);
+    const struct { int ctx, block, kb; } cases[] = {{2048, 0, ENG_KV_BLOCK}, {48, 7, 7}};
+    for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++)
+        for (int f16 = 0; f16 < 2; f16++) {
+            struct eng_ctx_params p;
+            eng_ctx_params_default(m, &p);
+            p.kv_f16 = f16;
+            p.n_slots = 3;
+            p.n_ctx = cases[ci].ctx;
+            p.kv_block = cases[ci].block;
+            p.n_threads = 1;
+            struct eng_ctx *c = eng_ctx_new(m, &p);
+            ck_assert_msg(c != NULL, "%s", eng_last_error());
+            const size_t row = (size_t)hp->head_dim * (f16 ? 2 : 4);
+            const int kb = cases[ci].kb;
+            for (int s = 0; s < 3; s++)
+                for (int p0 = 0; p0 < p.n_ctx; p0 += kb)
+                    check_dense(c, hp, row, s, p0, p0 + kb < p.n_ctx ? p0 + kb : p.n_ctx, kb);
+            /* a slot's whole cache, then the next slot's */
+            for (int s = 0; s < 2; s++)
+                ck_assert(eng_kv_row_offset(c, s, hp->n_layer - 1, 1, hp->n_head_kv - 1,
+                                            p.n_ctx - 1) < eng_kv_row_offset(c, s + 1, 0, 0, 0, 0));
+            eng_ctx_free(c);
+        }
+    eng_model_free(m);
+}
+END_TEST
+
 START_TEST(kv_blocks) {
     struct eng_model *m = eng_model_load(
         gen("kb.gguf", "--arch llama --type f32 --seed 12 --n-embd 64 --n-head 4 --n-head-kv 2"),
@@ -830,6 +898,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, kv_f16_qwen3_q8);
     tcase_add_test(tc, exits);
     tcase_add_test(tc, kv_blocks);
+    tcase_add_test(tc, kv_block_layout);
     tcase_add_test(tc, batch_validation);
     tcase_add_test(tc, load_errors);
     tcase_add_test(tc, populate_at_load);
