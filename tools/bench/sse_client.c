@@ -6,10 +6,16 @@
  * tokens. A client of a few microseconds per event leaves the two cores of a small machine to
  * the daemon (the Python client it replaces spent 70-90 µs per event, on the same cores).
  *
- * usage: sse_client PORT N BODY_FILE
- * Prints one JSON object per stream: {"stream": i, "send": s, "first": s, "last": s, "end": s,
- * "events": n, "tokens": n} (seconds on CLOCK_MONOTONIC), or {"stream": i, "error": "..."}.
- * Exit status 0 when every stream ended with a usage event, 1 otherwise, 2 on bad arguments.
+ * usage: sse_client PORT N BODY_FILE [ROUNDS]
+ * ROUNDS (default 1) rounds of the N streams run one after another from this process, each on
+ * new connections, the next sent as soon as the last stream of the one before has ended: as an
+ * application's requests follow each other, and as `edgellm bench` runs its repetitions back to
+ * back. (A client process started for each request runs, with whatever starts it, on the cores
+ * the daemon decodes on, between one request and the next.)
+ * Prints one JSON object per stream: {"round": r, "stream": i, "send": s, "first": s,
+ * "last": s, "end": s, "events": n, "tokens": n} (seconds on CLOCK_MONOTONIC), or
+ * {"round": r, "stream": i, "error": "..."}. Exit status 0 when every stream ended with a usage
+ * event, 1 otherwise, 2 on bad arguments.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -177,32 +183,12 @@ static void parse(struct stream *s, double t) {
     scan_events(s, t);
 }
 
-int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: sse_client PORT N BODY_FILE\n");
-        return 2;
-    }
-    int port = atoi(argv[1]), n = atoi(argv[2]);
-    if (port <= 0 || port > 65535 || n < 1 || n > MAX_STREAMS) {
-        fprintf(stderr, "sse_client: bad port or stream count\n");
-        return 2;
-    }
-    FILE *f = fopen(argv[3], "rb");
-    if (!f) {
-        perror(argv[3]);
-        return 2;
-    }
-    static char body[1 << 16];
-    size_t blen = fread(body, 1, sizeof(body), f);
-    fclose(f);
-    char req[(1 << 16) + 512];
-    int rlen = snprintf(req, sizeof(req),
-                        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                        "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                        "Connection: close\r\n\r\n%.*s",
-                        port, blen, (int)blen, body);
+/* One round: n streams posting req at the same moment, read until each has ended; prints a line
+ * per stream. Returns 0 when every stream ended with a usage event. */
+static int run_round(int port, int n, const char *req, size_t rlen, int round) {
     static struct stream st[MAX_STREAMS];
     struct pollfd pf[MAX_STREAMS];
+    memset(st, 0, sizeof(st));
     for (int i = 0; i < n; i++) { /* connect first, so that the requests leave together */
         st[i].fd = connect_to(port);
         st[i].buf = malloc(BUF_SIZE);
@@ -213,7 +199,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) {
         if (st[i].done) continue;
         st[i].send = now_s();
-        if (!send_all(st[i].fd, req, (size_t)rlen)) st[i].error = "send failed", st[i].done = true;
+        if (!send_all(st[i].fd, req, rlen)) st[i].error = "send failed", st[i].done = true;
     }
     int open_n = 0;
     for (int i = 0; i < n; i++) open_n += !st[i].done;
@@ -252,14 +238,48 @@ int main(int argc, char **argv) {
         free(st[i].buf);
         free(st[i].raw);
         if (st[i].error || !st[i].events) {
-            printf("{\"stream\": %d, \"error\": \"%s\"}\n", i,
+            printf("{\"round\": %d, \"stream\": %d, \"error\": \"%s\"}\n", round, i,
                    st[i].error ? st[i].error : "no token chunks");
             bad = 1;
             continue;
         }
-        printf("{\"stream\": %d, \"send\": %.6f, \"first\": %.6f, \"last\": %.6f, \"end\": %.6f, "
+        printf("{\"round\": %d, \"stream\": %d, \"send\": %.6f, \"first\": %.6f, \"last\": %.6f, "
+               "\"end\": %.6f, "
                "\"events\": %ld, \"tokens\": %ld}\n",
-               i, st[i].send, st[i].first, st[i].last, st[i].end, st[i].events, st[i].tokens);
+               round, i, st[i].send, st[i].first, st[i].last, st[i].end, st[i].events,
+               st[i].tokens);
+    }
+    return bad;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: sse_client PORT N BODY_FILE [ROUNDS]\n");
+        return 2;
+    }
+    int port = atoi(argv[1]), n = atoi(argv[2]), rounds = argc == 5 ? atoi(argv[4]) : 1;
+    if (port <= 0 || port > 65535 || n < 1 || n > MAX_STREAMS || rounds < 1) {
+        fprintf(stderr, "sse_client: bad port, stream count or rounds\n");
+        return 2;
+    }
+    FILE *f = fopen(argv[3], "rb");
+    if (!f) {
+        perror(argv[3]);
+        return 2;
+    }
+    static char body[1 << 16];
+    size_t blen = fread(body, 1, sizeof(body), f);
+    fclose(f);
+    char req[(1 << 16) + 512];
+    int rlen = snprintf(req, sizeof(req),
+                        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                        "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                        "Connection: close\r\n\r\n%.*s",
+                        port, blen, (int)blen, body);
+    int bad = 0;
+    for (int r = 0; r < rounds; r++) {
+        bad |= run_round(port, n, req, (size_t)rlen, r);
+        fflush(stdout);
     }
     return bad;
 }
