@@ -5,7 +5,9 @@ count:
   1. streaming tok/s of one greedy stream over HTTP (fixed max_tokens, EOS suppressed with
      logit_bias) against `edgellm bench` tg of the same length on the same model and threads,
      in pairs taken back to back: an engine measurement (median of 3 runs), then three streams
-     (median) (target: HTTP >= 97% of the engine alone, median of the pairs);
+     one after another from one client process (median) (target: HTTP >= 97% of the engine
+     alone, median of 11 pairs); each pair also measures three streams from a client process
+     started for each, reported beside it;
   2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams, and the target (>= 2.5x one stream
      at 4) in pairs taken back to back: one stream, then four (median of the pairs);
   3. a bounded wrk run (64 connections, 60 s) posting small completions: requests/s, latency
@@ -16,8 +18,8 @@ count:
      per-token vector work) weigh less against the products (--second none skips it).
 
 usage: /usr/bin/python3 tools/bench/server.py [--quick] [--out FILE] [--threads 2]
-       [--tokens 128] [--reps 5] [--wrk-seconds 60] [--wrk-connections 64] [--model M.gguf]
-       [--second L1B|none]
+       [--tokens 128] [--reps 5] [--pairs 11] [--wrk-seconds 60] [--wrk-connections 64]
+       [--model M.gguf] [--second L1B|none]
 
 --quick: a small generated model, short runs, one repetition, written to
 $BUILD/bench-server/quick.md unless --out is given (checks the script, not the figures). Only the
@@ -299,7 +301,7 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     L.append("### One stream over HTTP against `edgellm bench`\n")
     L.append(f"HTTP tok/s: the {meta['tokens']} tokens ÷ the time from sending the request to "
              "receiving the last token, as the client sees it (median of "
-             f"{3 * meta['reps']}, after a warm-up): {meta['tokens']} passes over the weights, "
+             f"{3 * meta['pairs']}, after a warm-up): {meta['tokens']} passes over the weights, "
              "like "
              f"the engine's tg{meta['tokens']} (`{bench['cmd']}`, median), plus sampling, "
              "detokenizing, JSON and HTTP. Client: `sse-client` (tools/bench/sse_client.c), "
@@ -418,7 +420,7 @@ def engine_tg(cmd):
     return next(r for r in json.loads(run(cmd)) if r["test"] == "tg")["tok_per_s"]
 
 
-def http_pairs(d, work, one, tokens, reps):
+def http_pairs(d, work, one, tokens, n_pairs):
     """The HTTP/engine target in pairs taken back to back: an engine measurement (`one`: -r 3,
     median), then three streams (median), so that each pair sees the host in the same state
     (this host's speed drifts by more than the difference measured); both sides are medians of
@@ -430,7 +432,7 @@ def http_pairs(d, work, one, tokens, reps):
     beside the target, the two in turns first after the engine measurement."""
     streams(d, work, 1, tokens)
     rates, ttfts, pairs, spawned = [], [], [], []
-    for i in range(reps):
+    for i in range(n_pairs):
         eng = engine_tg(one)
         for mode in ((0, 1) if i % 2 == 0 else (1, 0)):
             if mode == 0:
@@ -452,11 +454,11 @@ def http_pairs(d, work, one, tokens, reps):
             "ttft": statistics.median(ttfts), "pairs": pairs, "spawned": spawned}
 
 
-def four_pairs(d, work, tokens, reps):
+def four_pairs(d, work, tokens, n_pairs):
     """The 4-stream target in pairs taken back to back (one stream, then four), as the
     HTTP/engine target is: the host's speed drifts between the table's rows."""
     out = []
-    for _ in range(reps):
+    for _ in range(n_pairs):
         one_s = concurrent(d, work, 1, tokens)
         four_s = concurrent(d, work, 4, tokens)
         out.append(four_s["aggregate"] / one_s["aggregate"])
@@ -473,7 +475,12 @@ def main(argv):
                          "quick: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=None, help="max_tokens (128; quick 32)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (5; quick 1)")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="repetitions of the engine's table row and of each stream count (5, at "
+                         "most 3 for the streams; quick 1)")
+    ap.add_argument("--pairs", type=int, default=None,
+                    help="pairs for each paired target (11; quick 1): one pair's ratio moves by "
+                         "5-10%% with this host's speed, the median of 11 much less")
     ap.add_argument("--streams", default="1,2,4,8")
     ap.add_argument("--wrk-seconds", type=int, default=None, help="60; quick 3")
     ap.add_argument("--wrk-connections", type=int, default=None, help="64; quick 8")
@@ -482,6 +489,7 @@ def main(argv):
     q = args.quick
     tokens = args.tokens or (32 if q else 128)
     reps = args.reps or (1 if q else 5)
+    n_pairs = args.pairs or (1 if q else 11)
     wrk_seconds = args.wrk_seconds or (3 if q else 60)
     wrk_conns = args.wrk_connections or (8 if q else 64)
     second = args.second or ("none" if q else "L1B")
@@ -504,6 +512,7 @@ def main(argv):
 
     meta = {"quick": q, "start": datetime.datetime.now(datetime.timezone.utc),
             "load_before": loadavg(), "threads": args.threads, "tokens": tokens, "reps": reps,
+            "pairs": n_pairs,
             "model_desc": desc, "size": os.path.getsize(model), "cpu": cpu_name(),
             "model_rel": rel(model)}
 
@@ -522,7 +531,7 @@ def main(argv):
     d = Daemon(build, model, args.threads, work)
     try:
         # 2. One stream against the engine, in pairs (the daemon idle during each engine run).
-        single = http_pairs(d, work, bench_cmd(model, 3), tokens, reps)
+        single = http_pairs(d, work, bench_cmd(model, 3), tokens, n_pairs)
         log(f"HTTP stream: {single['rate']:.1f} tok/s "
             f"({100 * single['rate'] / bench['tok_per_s']:.1f}% of edgellm bench; "
             f"pairs {', '.join(f'{100 * x:.1f}%' for x in single['pairs'])})")
@@ -538,7 +547,7 @@ def main(argv):
                 f"{c['mean_batch']:.2f} sequences per step")
         # the daemon's memory once all 8 slots have held a sequence (the 8-stream runs)
         meta["rss"] = d.metrics().get("process_resident_memory_bytes", 0.0)
-        conc_pairs = four_pairs(d, work, tokens, reps)
+        conc_pairs = four_pairs(d, work, tokens, n_pairs)
         log("4 streams / one stream, pairs: " + ", ".join(f"{x:.2f}x" for x in conc_pairs))
 
         # 4. wrk.
@@ -556,8 +565,8 @@ def main(argv):
         d = Daemon(build, model2, args.threads, work)
         try:
             big = {"desc": desc2, "size": os.path.getsize(model2), "rel": rel(model2),
-                   "single": http_pairs(d, work, bench_cmd(model2, 3), tokens, reps),
-                   "four": four_pairs(d, work, tokens, reps)}
+                   "single": http_pairs(d, work, bench_cmd(model2, 3), tokens, n_pairs),
+                   "four": four_pairs(d, work, tokens, n_pairs)}
         finally:
             d.stop()
         log(f"{second}: HTTP/engine pairs "
