@@ -399,7 +399,9 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
 void eng_ctx_free(struct eng_ctx *c);
 const struct eng_ctx_params *eng_ctx_get_params(const struct eng_ctx *c);
 const struct eng_model *eng_ctx_model(const struct eng_ctx *c);
-/* Bytes allocated by the context (KV cache + scratch). */
+/* Bytes the context reserves (KV cache + scratch). The KV cache's pages are committed as
+ * sequences first write its blocks (kv_block positions at a time), so a context whose slots
+ * hold short sequences uses much less. */
 size_t eng_ctx_memory_bytes(const struct eng_ctx *c);
 /* The CPUs the context's threads are placed on (pin_threads): the one of the thread that calls
  * eng_forward first, then the workers'. Writes at most max of them to cpus and returns how many

@@ -205,7 +205,7 @@ static void on_loaded(struct srv_server *s) {
     const struct eng_hparams *hp = eng_model_hparams(m);
     srv_log(SRV_LOG_INFO,
             "model %s loaded (%s, %lld parameters, %d slots x %d tokens, %s KV cache, context "
-            "%.0f MiB, chat template %s); serving at %s",
+            "up to %.0f MiB, taken as sequences fill the cache, chat template %s); serving at %s",
             s->model_id, eng_arch_name(hp->arch), (long long)eng_model_n_params(m),
             srv_sched_n_slots(s->sched), srv_sched_n_ctx(s->sched),
             eng_ctx_get_params(srv_sched_ctx(s->sched))->kv_f16 ? "fp16" : "f32",
