@@ -4,12 +4,14 @@ On one generated model (default: the L110M shape of tools/bench/run.py in Q4_0) 
 count:
   1. streaming tok/s of one greedy stream over HTTP (fixed max_tokens, EOS suppressed with
      logit_bias) against `edgellm bench` tg of the same length on the same model and threads,
-     in pairs taken back to back: an engine measurement (median of 3 runs), then three streams
-     one after another from one client process (median) (target: HTTP >= 97% of the engine
-     alone, median of 11 pairs); each pair also measures three streams from a client process
-     started for each, reported beside it;
+     in pairs: engine measurements (median of 3 runs) in turns with three streams one after
+     another from one client process (median), each against the mean of the engine
+     measurements around it (target: HTTP >= 97% of the engine alone, median of 11 pairs);
+     each pair also measures three streams from a client process started for each, reported
+     beside it;
   2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams, and the target (>= 2.5x one stream
-     at 4) in pairs taken back to back: one stream, then four (median of the pairs);
+     at 4) in pairs: one stream and four in turns, each four against the mean of the ones
+     around it (median of the pairs);
   3. a bounded wrk run (64 connections, 60 s) posting small completions: requests/s, latency
      p50/p90/p99/max, non-2xx responses and socket errors;
   4. both paired targets again on a second, larger model (default: the L1B shape of
@@ -264,13 +266,19 @@ def fmt_s(x):
     return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
 
 
+def engine_span(single):
+    """The range of a pairs run's engine measurements: how far the host's speed moved."""
+    e = single.get("engine") or []
+    return f", {min(e):.1f}–{max(e):.1f} tok/s" if e else ""
+
+
 def spawned_text(single):
     """The pairs' figure with a client process started for each stream."""
     sp = single.get("spawned") or []
     if not sp:
         return ""
-    return ("With a client process started for each of the three streams instead (the same "
-            f"engine measurements; the two clients took turns going first): median "
+    return ("With a client process started for each of the three streams instead (between the "
+            "same engine measurements; the two clients took turns going first): median "
             f"{100 * statistics.median(sp):.1f}%; pairs "
             + ", ".join(f"{100 * x:.1f}%" for x in sp) + ".")
 
@@ -318,8 +326,11 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     L.append(f"| HTTP stream, one client | {single['rate']:.1f} | {single['min']:.1f}–"
              f"{single['max']:.1f} | {fmt_s(single['ttft'])} |")
     L.append("")
-    L.append("HTTP / engine, pairs measured back to back (one more engine measurement, `-r 3`, "
-             "median, then three streams one after another from one client process, median): "
+    L.append("HTTP / engine, in pairs: engine measurements (`-r 3`, median) and three streams "
+             "one after another from one client process (median) in turns, each streams' "
+             "median against the mean of the engine measurements just before and after it "
+             f"({meta['pairs']} pairs, {meta['pairs'] + 1} engine measurements"
+             + engine_span(single) + "): "
              f"median **{100 * pair:.1f}%** (target ≥ 97% {ok}); pairs "
              + ", ".join(f"{100 * x:.1f}%" for x in single["pairs"])
              + f". The medians of the table above, measured minutes apart: {100 * ratio:.1f}%. "
@@ -339,8 +350,9 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     at4 = next((c["aggregate"] / base for c in conc if c["streams"] == 4), None)
     pair4 = statistics.median(conc_pairs)
     L.append("")
-    L.append(f"At 4 streams, pairs measured back to back (one stream, then four streams; "
-             f"aggregate against aggregate): median **{pair4:.2f}×** one stream (target ≥ 2.5× "
+    L.append("At 4 streams, in pairs: one stream and four streams in turns, each four-stream "
+             "aggregate against the mean of the one-stream aggregates just before and after it "
+             f"({meta['pairs']} pairs): median **{pair4:.2f}×** one stream (target ≥ 2.5× "
              f"{'✓' if pair4 >= 2.5 else '✗'}); pairs "
              + ", ".join(f"{x:.2f}×" for x in conc_pairs)
              + (f". The table's rows, measured minutes apart: {at4:.2f}×." if at4 else "."))
@@ -374,6 +386,7 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
         L.append(f"- HTTP / engine: median **{100 * b1:.1f}%** (target ≥ 97% "
                  f"{'✓' if b1 >= 0.97 else '✗'}); pairs "
                  + ", ".join(f"{100 * x:.1f}%" for x in big["single"]["pairs"])
+                 + f" (engine measurements{engine_span(big['single'])})"
                  + f"; HTTP stream {big['single']['rate']:.1f} tok/s (median), time to first "
                  f"token {fmt_s(big['single']['ttft'])}. " + spawned_text(big["single"]))
         L.append(f"- 4 streams against one: median **{b4:.2f}×** (target ≥ 2.5× "
@@ -421,47 +434,54 @@ def engine_tg(cmd):
 
 
 def http_pairs(d, work, one, tokens, n_pairs):
-    """The HTTP/engine target in pairs taken back to back: an engine measurement (`one`: -r 3,
-    median), then three streams (median), so that each pair sees the host in the same state
-    (this host's speed drifts by more than the difference measured); both sides are medians of
-    three, not one draw of a noisy distribution against a centre. After a warm-up stream.
+    """The HTTP/engine target in pairs: engine measurements (`one`: -r 3, median) taken in turns
+    with three streams (median), E S E S ... E, each streams' median against the mean of the
+    engine measurements just before and just after it, so that a drift of the host's speed
+    within a pair (this host's moves by more than the difference measured, in seconds) counts
+    on both sides; both sides are medians of three, not one draw of a noisy distribution
+    against a centre. After a warm-up stream.
 
     The three streams follow each other from one client process, as the engine's three runs do
     within its process and as an application's requests do. Each pair also takes three streams
-    from a client process started for each (the way this script measured before): reported
-    beside the target, the two in turns first after the engine measurement."""
+    from a client process started for each (the way this script measured before), between the
+    same engine measurements: reported beside the target; the two take turns going first."""
     streams(d, work, 1, tokens)
     rates, ttfts, pairs, spawned = [], [], [], []
+    eng = [engine_tg(one)]
     for i in range(n_pairs):
-        eng = engine_tg(one)
+        meds = {}
         for mode in ((0, 1) if i % 2 == 0 else (1, 0)):
             if mode == 0:
                 three = streams(d, work, 1, tokens, rounds=3)
+                for s in three:
+                    rates.append(stream_rate(s))
+                    ttfts.append(s["first"] - s["send"])
             else:
                 three = [streams(d, work, 1, tokens)[0] for _ in range(3)]
             for s in three:
                 if s["tokens"] != tokens:
                     sys.exit(f"bench-server: {s['tokens']} tokens, asked for {tokens}")
-            ratio = statistics.median(stream_rate(s) for s in three) / eng if eng else 0.0
-            if mode == 1:
-                spawned.append(ratio)
-                continue
-            pairs.append(ratio)
-            for s in three:
-                rates.append(stream_rate(s))
-                ttfts.append(s["first"] - s["send"])
+            meds[mode] = statistics.median(stream_rate(s) for s in three)
+        eng.append(engine_tg(one))
+        ref = (eng[-2] + eng[-1]) / 2
+        pairs.append(meds[0] / ref if ref else 0.0)
+        spawned.append(meds[1] / ref if ref else 0.0)
     return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
-            "ttft": statistics.median(ttfts), "pairs": pairs, "spawned": spawned}
+            "ttft": statistics.median(ttfts), "pairs": pairs, "spawned": spawned,
+            "engine": eng}
 
 
 def four_pairs(d, work, tokens, n_pairs):
-    """The 4-stream target in pairs taken back to back (one stream, then four), as the
-    HTTP/engine target is: the host's speed drifts between the table's rows."""
+    """The 4-stream target in pairs as the HTTP/engine target's (the host's speed drifts between
+    the table's rows): one stream and four streams in turns, 1 4 1 4 ... 1, each four-stream
+    aggregate against the mean of the one-stream aggregates just before and just after it."""
     out = []
+    ones = [concurrent(d, work, 1, tokens)["aggregate"]]
     for _ in range(n_pairs):
-        one_s = concurrent(d, work, 1, tokens)
-        four_s = concurrent(d, work, 4, tokens)
-        out.append(four_s["aggregate"] / one_s["aggregate"])
+        four = concurrent(d, work, 4, tokens)["aggregate"]
+        ones.append(concurrent(d, work, 1, tokens)["aggregate"])
+        ref = (ones[-2] + ones[-1]) / 2
+        out.append(four / ref if ref else 0.0)
     return out
 
 
