@@ -557,7 +557,7 @@ def streams_match_solo(*flags):
     # Two engine threads: the batch is split across the pool (and TSan watches it).
     d = Daemon("--slots", "8", "--queue", "16", "--threads", "2", *flags)
     d.wait_log(r"KV cache, context")
-    m = next(re.search(r"(f32|fp16) KV cache, context ([0-9]+) MiB", x) for x in d.log
+    m = next(re.search(r"(f32|fp16) KV cache, context up to ([0-9]+) MiB", x) for x in d.log
              if "KV cache, context" in x)
     kv = (m.group(1), int(m.group(2)))
     # Streams long enough (tens of milliseconds on a fast machine) that all eight are admitted
