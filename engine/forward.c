@@ -294,6 +294,13 @@ static void *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int 
     return (uint8_t *)c->kv + (head * c->kv_block + (size_t)pos % c->kv_block) * hd * c->kv_elt;
 }
 
+const void *eng_kv_cache(const struct eng_ctx *c, size_t *bytes) {
+    const struct eng_hparams *hp = &c->m->hp;
+    *bytes = (size_t)c->p.n_slots * hp->n_layer * 2 * c->kv_blocks * c->kv_block * hp->n_head_kv *
+             hp->head_dim * c->kv_elt;
+    return c->kv;
+}
+
 size_t eng_kv_row_offset(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos) {
     return (size_t)((const uint8_t *)kv_at(c, slot, layer, which, g, pos) - (const uint8_t *)c->kv);
 }

@@ -188,5 +188,8 @@ void eng_tensor_row_f32(const struct eng_tensor *t, int64_t r, float *out);
  * tests of the cache's layout. */
 struct eng_ctx;
 size_t eng_kv_row_offset(const struct eng_ctx *c, int slot, int layer, int which, int g, int pos);
+/* The start of the context's KV cache and its size in bytes (every slot's), for tests of the
+ * memory it commits. */
+const void *eng_kv_cache(const struct eng_ctx *c, size_t *bytes);
 
 #endif

@@ -14,11 +14,13 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -353,14 +355,6 @@ START_TEST(kv_f16_qwen3_q8) {
 }
 END_TEST
 
-/* KV cache blocks (eng_ctx_params.kv_block): a sequence whose positions span several blocks,
- * fed as a prompt chunk that crosses block boundaries and then one token at a time, gives the
- * logits of a context whose cache is one block (the kernels' results merged per block differ by
- * float rounding only), with f32 and fp16 caches; slot copies of prefixes ending inside a block
- * and on a block's last position continue as the original; a negative block size is refused.
- * Block sizes 8 and 7 (not a power of two); a q/k/v grouping (2 key/value heads of 4 query
- * heads) so that items of several heads read each block. Deliberate breaks each fail it: the
- * merge dropping the later block's output; a slot copy of the first block only. */
 static int cmp_size(const void *a, const void *b) {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
     return x < y ? -1 : x > y;
@@ -428,6 +422,70 @@ START_TEST(kv_block_layout) {
 }
 END_TEST
 
+/* Bytes of [p, p + n) that are resident (mincore), counted in pages. */
+static size_t resident_bytes(const void *p, size_t n) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(page - 1), hi = (uintptr_t)p + n;
+    size_t pages = (hi - lo + page - 1) / page, res = 0;
+    unsigned char *v = malloc(pages);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_msg(mincore((void *)lo, hi - lo, v) == 0, "mincore: %s", strerror(errno));
+    for (size_t i = 0; i < pages; i++) res += v[i] & 1;
+    free(v);
+    return res * page;
+}
+
+/* What the cache's layout is for: the KV cache of short sequences commits memory for their
+ * blocks only. 4 slots of 65536 positions (128 MiB of f32 cache) each get an 8-token prompt:
+ * the cache's resident pages (mincore) stay under one slot's cache (they are one 2 MiB page
+ * per slot where the kernel gives huge pages), and at most a page is resident before. Each head's
+ * n_ctx rows in one run (the layout before the blocks) touched every head's run: 8 runs of 4 MiB in
+ * each slot, 64 MiB in 2 MiB pages, which fails it. */
+START_TEST(kv_commits_as_filled) {
+    struct eng_model *m = eng_model_load(gen("kc.gguf", "--arch llama --type f32 --seed 12 "
+                                                        "--n-embd 64 --n-head 4 --n-head-kv 2 "
+                                                        "--n-layer 2"),
+                                         NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    struct eng_ctx_params p;
+    eng_ctx_params_default(m, &p);
+    p.n_slots = 4;
+    p.n_ctx = 65536;
+    p.n_batch = 8;
+    p.n_outputs = 1;
+    p.n_threads = 1;
+    struct eng_ctx *c = eng_ctx_new(m, &p);
+    ck_assert_msg(c != NULL, "%s", eng_last_error());
+    size_t bytes;
+    const void *kv = eng_kv_cache(c, &bytes);
+    const size_t per_slot = bytes / 4;
+    ck_assert_uint_eq(per_slot, (size_t)65536 * 2 * 2 * 2 * 16 * 4);
+    /* nothing committed at creation but, from a sanitizer's allocator, the page of its header */
+    ck_assert_uint_le(resident_bytes(kv, bytes), (size_t)sysconf(_SC_PAGESIZE));
+    int32_t tok[8], pos[8];
+    for (int s = 0; s < 4; s++) {
+        int32_t slot[8];
+        for (int i = 0; i < 8; i++) tok[i] = 3 + i + s, pos[i] = i, slot[i] = s;
+        struct eng_batch b = {.n_tokens = 8, .token = tok, .pos = pos, .slot = slot};
+        ck_assert_msg(eng_forward(c, &b) == 0, "%s", eng_last_error());
+    }
+    size_t res = resident_bytes(kv, bytes);
+    ck_assert_msg(res > 0 && res < per_slot,
+                  "4 slots of 8 positions: %zu bytes resident, a slot's cache is %zu", res,
+                  per_slot);
+    eng_ctx_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
+/* KV cache blocks (eng_ctx_params.kv_block): a sequence whose positions span several blocks,
+ * fed as a prompt chunk that crosses block boundaries and then one token at a time, gives the
+ * logits of a context whose cache is one block (the kernels' results merged per block differ by
+ * float rounding only), with f32 and fp16 caches; slot copies of prefixes ending inside a block
+ * and on a block's last position continue as the original; a negative block size is refused.
+ * Block sizes 8 and 7 (not a power of two); a q/k/v grouping (2 key/value heads of 4 query
+ * heads) so that items of several heads read each block. Deliberate breaks each fail it: the
+ * merge dropping the later block's output; a slot copy of the first block only. */
 START_TEST(kv_blocks) {
     struct eng_model *m = eng_model_load(
         gen("kb.gguf", "--arch llama --type f32 --seed 12 --n-embd 64 --n-head 4 --n-head-kv 2"),
@@ -899,6 +957,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, exits);
     tcase_add_test(tc, kv_blocks);
     tcase_add_test(tc, kv_block_layout);
+    tcase_add_test(tc, kv_commits_as_filled);
     tcase_add_test(tc, batch_validation);
     tcase_add_test(tc, load_errors);
     tcase_add_test(tc, populate_at_load);
