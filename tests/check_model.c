@@ -447,15 +447,7 @@ START_TEST(kv_commits_as_filled) {
                                                         "--n-layer 2"),
                                          NULL);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
-    struct eng_ctx_params p;
-    eng_ctx_params_default(m, &p);
-    p.n_slots = 4;
-    p.n_ctx = 65536;
-    p.n_batch = 8;
-    p.n_outputs = 1;
-    p.n_threads = 1;
-    struct eng_ctx *c = eng_ctx_new(m, &p);
-    ck_assert_msg(c != NULL, "%s", eng_last_error());
+    struct eng_ctx *c = ctx(m, 4, 65536, 8, 1); /* f32 cache: kv16 is false here */
     size_t bytes;
     const void *kv = eng_kv_cache(c, &bytes);
     const size_t per_slot = bytes / 4;
