@@ -407,6 +407,21 @@ size_t eng_ctx_memory_bytes(const struct eng_ctx *c);
  * eng_forward first, then the workers'. Writes at most max of them to cpus and returns how many
  * there are; 0 when placement is left to the scheduler. */
 int eng_ctx_cpus(const struct eng_ctx *c, int *cpus, int max);
+/* A call that a worker thread of the context makes between its parts of a pass (eng_ctx_defer),
+ * for work that wakes another thread: a thread woken on a worker's CPU while that worker holds
+ * rows of a product makes the pass wait for them, one woken from a worker that has just left
+ * its part does not (the pass's other threads take over the rows meanwhile). */
+struct eng_deferred {
+    void (*fn)(void *arg);
+    void *arg;
+};
+/* Has d->fn(d->arg) called once by the first worker to finish its part of a product or other job
+ * of a later pass (d must stay valid until then or until eng_ctx_defer_cancel). Replaces a call
+ * still pending. false when the context has no worker thread (n_threads 1): the caller makes
+ * the call itself. A call pending when the context is freed is not made. */
+bool eng_ctx_defer(struct eng_ctx *c, struct eng_deferred *d);
+/* Takes back the pending call, if any: true when there was one (it will not be made). */
+bool eng_ctx_defer_cancel(struct eng_ctx *c);
 
 /* A batch of tokens. Tokens of one slot must be at consecutive positions in increasing order;
  * a token at position p attends to its slot's cached positions 0..p, so a slot's positions

@@ -243,6 +243,12 @@ const struct eng_model *eng_ctx_model(const struct eng_ctx *c) {
 int eng_ctx_cpus(const struct eng_ctx *c, int *cpus, int max) {
     return eng_pool_cpus(c->pool, cpus, max);
 }
+bool eng_ctx_defer(struct eng_ctx *c, struct eng_deferred *d) {
+    return eng_pool_defer(c->pool, d);
+}
+bool eng_ctx_defer_cancel(struct eng_ctx *c) {
+    return eng_pool_defer_cancel(c->pool);
+}
 
 size_t eng_ctx_memory_bytes(const struct eng_ctx *c) {
     return c->mem_bytes;

@@ -70,6 +70,10 @@ int eng_perf_cpus(int *cpus, int max);
 /* Calls fn(arg, ith, nth) on every thread (ith = 0 runs on the caller) and returns when all
  * are done. */
 void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
+/* eng_ctx_defer and eng_ctx_defer_cancel of the pool: the first worker to leave a job makes the
+ * call. */
+bool eng_pool_defer(struct eng_pool *p, struct eng_deferred *d);
+bool eng_pool_defer_cancel(struct eng_pool *p);
 
 /* ---- matrix products ---- */
 /* Scratch of the matrix products for weights of up to max_in columns and up to max_b activation

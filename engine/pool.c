@@ -15,6 +15,10 @@
  * an idle spell used to wait for it at every job of the pass (one-token passes of 6-15 ms in the
  * daemon against 2 ms with the worker awake).
  *
+ * A deferred call (eng_pool_defer) is made by the first worker to leave a job, so that the thread
+ * it wakes, if the scheduler runs it on that worker's CPU, preempts a thread that holds no rows
+ * of a product: the caller takes the next jobs alone meanwhile, and nobody waits on the worker.
+ *
  * Placement: with pin (the context's pin_threads), each thread runs on a performance core of its
  * own. Left to the scheduler, a worker woken after an idle spell was often put on the CPU of the
  * thread that woke it — in a virtual machine an idle virtual CPU counts as busy to the guest's
@@ -59,6 +63,7 @@ struct eng_pool {
     atomic_bool stop;
     void (*fn)(void *arg, int ith, int nth);
     void *arg;
+    _Atomic(struct eng_deferred *) deferred; /* eng_pool_defer's call, NULL once made */
     /* placement (eng_pool_new's pin): the caller's CPU, and the caller once pinned, with the
      * affinity it had before */
     bool pin, caller_pinned;
@@ -146,6 +151,11 @@ static void *worker_main(void *p) {
                     pthread_mutex_lock(&pool->mu);
                     pthread_cond_signal(&pool->cv_done);
                     pthread_mutex_unlock(&pool->mu);
+                }
+                /* out of the job: a thread this call wakes here waits for no rows of ours */
+                if (atomic_load_explicit(&pool->deferred, memory_order_relaxed)) {
+                    struct eng_deferred *d = atomic_exchange(&pool->deferred, NULL);
+                    if (d) d->fn(d->arg);
                 }
                 break;
             }
@@ -276,6 +286,16 @@ int eng_pool_cpus(const struct eng_pool *p, int *cpus, int max) {
     if (!p->cpus) return 0;
     for (int i = 0; i < p->n_threads && i < max; i++) cpus[i] = p->cpus[i];
     return p->n_threads;
+}
+
+bool eng_pool_defer(struct eng_pool *p, struct eng_deferred *d) {
+    if (p->n_threads < 2) return false;
+    atomic_store(&p->deferred, d);
+    return true;
+}
+
+bool eng_pool_defer_cancel(struct eng_pool *p) {
+    return atomic_exchange(&p->deferred, NULL) != NULL;
 }
 
 void eng_pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg) {

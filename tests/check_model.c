@@ -16,7 +16,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -934,6 +936,72 @@ START_TEST(thread_placement) {
 }
 END_TEST
 
+struct deferred_seen {
+    atomic_int calls;
+    pthread_t thread; /* written before calls moves */
+};
+
+static int calls_of(struct deferred_seen *d) {
+    return atomic_load(&d->calls);
+}
+
+static void note_deferred(void *arg) {
+    struct deferred_seen *d = arg;
+    d->thread = pthread_self();
+    atomic_fetch_add(&d->calls, 1);
+}
+
+/* One-token passes at positions from *pos on: n of them, or with until_called fewer, until d has
+ * seen a call. */
+static void passes(struct eng_ctx *c, int *pos, int n, struct deferred_seen *until_called) {
+    for (int i = 0; i < n && !(until_called && calls_of(until_called)); i++) {
+        int32_t tok = 3 + *pos % 5, p = (*pos)++;
+        struct eng_batch b = {.n_tokens = 1, .token = &tok, .pos = &p};
+        ck_assert_msg(eng_forward(c, &b) == 0, "%s", eng_last_error());
+    }
+}
+
+/* eng_ctx_defer: the call is made once, by a worker (not the thread running the passes), in a
+ * pass after it was asked for and not before; once made nothing is pending; a call taken back
+ * with eng_ctx_defer_cancel is not made; a context of one thread takes none (the caller makes
+ * it). A worker can miss a pass's jobs (asleep, or not given a CPU in time), so the passes go
+ * on until the call is made, at most 50 of them. */
+START_TEST(deferred_call) {
+    struct eng_model *m = eng_model_load(gen("m.gguf", "--arch llama --type f32 --seed 5"), NULL);
+    ck_assert_msg(m != NULL, "%s", eng_last_error());
+    struct eng_ctx *c = ctx(m, 1, 256, 8, 1); /* 2 threads */
+    struct deferred_seen seen = {0};
+    struct eng_deferred d = {note_deferred, &seen};
+    int pos = 0;
+    passes(c, &pos, 3, NULL); /* the worker has run and waits for jobs */
+    ck_assert(eng_ctx_defer(c, &d));
+    usleep(20000);
+    ck_assert_int_eq(calls_of(&seen), 0); /* no pass since */
+    passes(c, &pos, 50, &seen);
+    ck_assert_int_eq(calls_of(&seen), 1);
+    ck_assert(!pthread_equal(seen.thread, pthread_self()));
+    ck_assert(!eng_ctx_defer_cancel(c)); /* made: nothing left */
+    passes(c, &pos, 10, NULL);
+    ck_assert_int_eq(calls_of(&seen), 1); /* once */
+    /* taken back before a pass: never made */
+    ck_assert(eng_ctx_defer(c, &d));
+    ck_assert(eng_ctx_defer_cancel(c));
+    ck_assert(!eng_ctx_defer_cancel(c));
+    passes(c, &pos, 10, NULL);
+    ck_assert_int_eq(calls_of(&seen), 1);
+    eng_ctx_free(c);
+    struct eng_ctx_params p;
+    eng_ctx_params_default(m, &p);
+    p.n_threads = 1;
+    c = eng_ctx_new(m, &p);
+    ck_assert_msg(c != NULL, "%s", eng_last_error());
+    ck_assert(!eng_ctx_defer(c, &d));
+    ck_assert(!eng_ctx_defer_cancel(c));
+    eng_ctx_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
@@ -956,6 +1024,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, observer_and_first_layer);
     tcase_add_test(tc, replace_tensor);
     tcase_add_test(tc, thread_placement);
+    tcase_add_test(tc, deferred_call);
     suite_add_tcase(s, tc);
     return s;
 }
