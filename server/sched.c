@@ -524,11 +524,13 @@ static int step(struct srv_sched *s) {
  * while the worker held rows of a product that the pass then waited for, and then the client
  * it sent to did the same; woken by the worker between two jobs, it preempts no rows, and the
  * engine thread takes the jobs alone meanwhile. The engine thread's eventfd write, a wake-up
- * across CPUs of 45-55 us on this host, leaves the passes' path as well. L110M Q4_0, one
- * stream of 128 tokens, --stream-interval 0.01, against a long-lived engine process's tg128
- * in turns (30 rounds; BENCHMARKS.md has the daemon's own figures): 0.962 -> 0.981 of it,
- * faster in 23 of 30 rounds, and 0.924 -> 0.969 in 24 of 30; with no wake-up between the
- * first token and the end (--stream-interval 1), 0.984. */
+ * across CPUs of 45-55 us on this host, leaves the passes' path as well. L110M Q4_0, 2
+ * threads, streams of 128 tokens, the daemons in turns with a long-lived engine process's
+ * tg128 (30 rounds of three streams each): one stream 0.964 -> 0.984 of the engine (faster in
+ * 19 of 30 rounds), and 0.965 -> 0.975 (18 of 30) with the daemons' order swapped; four
+ * streams +1.6% (16 of 20); with no wake-up between a stream's first token and its end
+ * (--stream-interval 1, the bound of what fewer wake-ups can give), 0.984. L1B even (5 of
+ * 10): a pass of 12 ms makes a wake-up per token, and each costs little against it. */
 static void deliver(struct srv_sched *s, double now) {
     if (!s->undelivered) return;
     double gap = atomic_load_explicit(&s->stream_interval, memory_order_relaxed);
