@@ -528,8 +528,9 @@ static int step(struct srv_sched *s) {
  * threads, streams of 128 tokens, the daemons in turns with a long-lived engine process's
  * tg128 (30 rounds of three streams each): one stream 0.964 -> 0.984 of the engine (faster in
  * 19 of 30 rounds), and 0.965 -> 0.975 (18 of 30) with the daemons' order swapped; four
- * streams +1.6% (16 of 20); with no wake-up between a stream's first token and its end
- * (--stream-interval 1, the bound of what fewer wake-ups can give), 0.984. L1B even (5 of
+ * streams +1.6% (16 of 20). In a run with a third daemon that sends nothing between a
+ * stream's first token and its end (--stream-interval 1, the bound of what fewer wake-ups can
+ * give): 0.962 from the engine thread, 0.981 from the workers, 0.984 with none. L1B even (5 of
  * 10): a pass of 12 ms makes a wake-up per token, and each costs little against it. */
 static void deliver(struct srv_sched *s, double now) {
     if (!s->undelivered) return;
