@@ -32,6 +32,7 @@ struct eng_ctx {
                        * loads never straddle lines */
     void *kv_mem;     /* the allocation: kv_alloc's mapping or calloc block, zeroed */
     size_t kv_map;    /* its length when mapped by kv_alloc, 0 when from calloc */
+    size_t kv_bytes;  /* the cache's size: every slot's blocks */
     size_t kv_elt;    /* bytes per cached value: 4 (f32) or 2 (fp16, p.kv_f16) */
     size_t kv_block;  /* KB: positions per cache block (p.kv_block, at most n_ctx) */
     size_t kv_blocks; /* NB: blocks per slot */
@@ -189,7 +190,8 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_ctx_para
     c->mem_bytes = kv_floats * c->kv_elt + n_floats * sizeof(float) + O * sizeof(int) +
                    (c->mm ? eng_mm_ws_bytes(c->mm) : 0);
     if (kv_floats > (SIZE_MAX - 64) / c->kv_elt) goto nomem;
-    c->kv = kv_alloc(kv_floats * c->kv_elt, &c->kv_mem, &c->kv_map);
+    c->kv_bytes = kv_floats * c->kv_elt;
+    c->kv = kv_alloc(c->kv_bytes, &c->kv_mem, &c->kv_map);
     /* 64-byte aligned like the KV cache: large mallocs start 16 bytes into a page, and a 64-byte
      * vector load that crosses a cache line costs two */
     float *s = aligned_alloc(64, (n_floats * sizeof(float) + 63) / 64 * 64);
@@ -301,9 +303,7 @@ static void *kv_at(const struct eng_ctx *c, int slot, int layer, int which, int 
 }
 
 const void *eng_kv_cache(const struct eng_ctx *c, size_t *bytes) {
-    const struct eng_hparams *hp = &c->m->hp;
-    *bytes = (size_t)c->p.n_slots * hp->n_layer * 2 * c->kv_blocks * c->kv_block * hp->n_head_kv *
-             hp->head_dim * c->kv_elt;
+    *bytes = c->kv_bytes;
     return c->kv;
 }
 

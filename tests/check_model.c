@@ -14,7 +14,6 @@
 
 #include <check.h>
 #include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -22,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -424,17 +422,9 @@ START_TEST(kv_block_layout) {
 }
 END_TEST
 
-/* Bytes of [p, p + n) that are resident (mincore), counted in pages. */
+/* Bytes of [p, p + n) that are resident, counted in whole pages. */
 static size_t resident_bytes(const void *p, size_t n) {
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(page - 1), hi = (uintptr_t)p + n;
-    size_t pages = (hi - lo + page - 1) / page, res = 0;
-    unsigned char *v = malloc(pages);
-    ck_assert_ptr_nonnull(v);
-    ck_assert_msg(mincore((void *)lo, hi - lo, v) == 0, "mincore: %s", strerror(errno));
-    for (size_t i = 0; i < pages; i++) res += v[i] & 1;
-    free(v);
-    return res * page;
+    return resident_pages(p, n) * (size_t)sysconf(_SC_PAGESIZE);
 }
 
 /* What the cache's layout is for: the KV cache of short sequences commits memory for their
@@ -938,7 +928,9 @@ END_TEST
 
 struct deferred_seen {
     atomic_int calls;
-    pthread_t thread; /* written before calls moves */
+    pthread_t thread;   /* written before calls moves */
+    int sleep_ms;       /* how long a call takes */
+    atomic_int returns; /* calls that have returned */
 };
 
 static int calls_of(struct deferred_seen *d) {
@@ -949,6 +941,8 @@ static void note_deferred(void *arg) {
     struct deferred_seen *d = arg;
     d->thread = pthread_self();
     atomic_fetch_add(&d->calls, 1);
+    usleep((useconds_t)d->sleep_ms * 1000);
+    atomic_fetch_add(&d->returns, 1);
 }
 
 /* One-token passes at positions from *pos on: n of them, or with until_called fewer, until d has
@@ -962,15 +956,17 @@ static void passes(struct eng_ctx *c, int *pos, int n, struct deferred_seen *unt
 }
 
 /* eng_ctx_defer: the call is made once, by a worker (not the thread running the passes), in a
- * pass after it was asked for and not before; once made nothing is pending; a call taken back
- * with eng_ctx_defer_cancel is not made; a context of one thread takes none (the caller makes
- * it). A worker can miss a pass's jobs (asleep, or not given a CPU in time), so the passes go
- * on until the call is made, at most 50 of them. */
+ * pass after it was asked for and not before, and out of a job: a call of a second does not hold
+ * up the passes, which go on without that worker (a call made by a worker inside a job, where it
+ * still holds rows, makes the caller wait for it, and fails here); once made nothing is
+ * pending; a call taken back with eng_ctx_defer_cancel is not made; a context of one thread
+ * takes none (the caller makes it). A worker can miss a pass's jobs (asleep, or not given a CPU
+ * in time), so the passes go on until the call is made, at most 50 of them. */
 START_TEST(deferred_call) {
     struct eng_model *m = eng_model_load(gen("m.gguf", "--arch llama --type f32 --seed 5"), NULL);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
     struct eng_ctx *c = ctx(m, 1, 256, 8, 1); /* 2 threads */
-    struct deferred_seen seen = {0};
+    struct deferred_seen seen = {.sleep_ms = 1000};
     struct eng_deferred d = {note_deferred, &seen};
     int pos = 0;
     passes(c, &pos, 3, NULL); /* the worker has run and waits for jobs */
@@ -980,7 +976,11 @@ START_TEST(deferred_call) {
     passes(c, &pos, 50, &seen);
     ck_assert_int_eq(calls_of(&seen), 1);
     ck_assert(!pthread_equal(seen.thread, pthread_self()));
+    passes(c, &pos, 5, NULL);
+    ck_assert_msg(atomic_load(&seen.returns) == 0, "the passes waited for the call");
     ck_assert(!eng_ctx_defer_cancel(c)); /* made: nothing left */
+    while (atomic_load(&seen.returns) == 0) usleep(1000);
+    seen.sleep_ms = 0;
     passes(c, &pos, 10, NULL);
     ck_assert_int_eq(calls_of(&seen), 1); /* once */
     /* taken back before a pass: never made */
