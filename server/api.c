@@ -390,6 +390,7 @@ static struct srv_job *build_job(struct srv_req *r, const struct srv_gen_request
         job->n_stop++;
     }
     job->want_lp = g->logprobs;
+    job->stream = g->stream;
     job->continues = g->kind == SRV_COMPLETION;
     job->t_submit = r->t_start;
     job->deadline = r->t_start + s->cfg.request_timeout;

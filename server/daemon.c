@@ -232,6 +232,7 @@ static void on_wake(struct srv_wake *w) {
     }
     struct srv_job **jobs = NULL;
     int n = srv_sched_take_dirty(s->sched, &jobs);
+    if (n > 0) srv_metrics_wakeup();
     for (int i = 0; i < n; i++) {
         struct srv_req *r = jobs[i]->req;
         if (r) {

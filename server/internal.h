@@ -85,6 +85,7 @@ void srv_metrics_request(enum srv_route route, int status);
 void srv_metrics_tokens(int prompt, int generated);
 void srv_metrics_cancelled(void);
 void srv_metrics_rejected(void); /* queue full */
+void srv_metrics_wakeup(void);   /* the engine woke the loop to hand over output */
 void srv_metrics_ttft(double seconds);
 void srv_metrics_itl(double seconds);
 void srv_metrics_duration(double seconds);
@@ -154,6 +155,8 @@ struct srv_job {
     char *stop[SRV_MAX_STOP];
     int n_stop;
     bool want_lp;
+    bool stream;    /* the loop sends output as it comes; otherwise it takes the job only once
+                     * it is done (or failed): a non-stream job's tokens do not wake the loop */
     bool continues; /* the output continues the prompt's text (completions): its first token
                      * keeps its leading space, which only the start of a text drops */
     double t_submit;

@@ -37,7 +37,7 @@ static struct {
         int status;
         uint64_t n;
     } requests[SRV_ROUTE_COUNT][N_STATUS];
-    uint64_t prompt_tokens, generated_tokens, cancelled, rejected;
+    uint64_t prompt_tokens, generated_tokens, cancelled, rejected, wakeups;
     struct hist ttft, itl, dur, batch;
     int batch_max; /* most sequences in one step since start */
     int queue, active, slots;
@@ -97,6 +97,12 @@ uint64_t srv_metrics_cancelled_count(void) {
 void srv_metrics_rejected(void) {
     pthread_mutex_lock(&m.mu);
     m.rejected++;
+    pthread_mutex_unlock(&m.mu);
+}
+
+void srv_metrics_wakeup(void) {
+    pthread_mutex_lock(&m.mu);
+    m.wakeups++;
     pthread_mutex_unlock(&m.mu);
 }
 
@@ -192,6 +198,11 @@ int srv_metrics_render(struct srv_buf *b) {
                    "full.\n"
                    "# TYPE edgellm_requests_rejected_total counter\n"
                    "edgellm_requests_rejected_total %llu\n"
+                   "# HELP edgellm_engine_wakeups_total Times the engine woke the HTTP loop to "
+                   "hand over output: a stream's first token, then at most one per "
+                   "stream_interval while streams run, and the end of each request.\n"
+                   "# TYPE edgellm_engine_wakeups_total counter\n"
+                   "edgellm_engine_wakeups_total %llu\n"
                    "# HELP edgellm_queue_depth Requests waiting for a slot.\n"
                    "# TYPE edgellm_queue_depth gauge\n"
                    "edgellm_queue_depth %d\n"
@@ -205,8 +216,8 @@ int srv_metrics_render(struct srv_buf *b) {
                    "# TYPE edgellm_model_loaded gauge\n"
                    "edgellm_model_loaded %d\n",
                    (unsigned long long)m.prompt_tokens, (unsigned long long)m.generated_tokens,
-                   (unsigned long long)m.cancelled, (unsigned long long)m.rejected, m.queue,
-                   m.active, m.slots, m.loaded ? 1 : 0);
+                   (unsigned long long)m.cancelled, (unsigned long long)m.rejected,
+                   (unsigned long long)m.wakeups, m.queue, m.active, m.slots, m.loaded ? 1 : 0);
     render_hist(b, "edgellm_time_to_first_token_seconds",
                 "Seconds from request arrival to its first generated token.", &m.ttft, ttft_bounds,
                 N_TTFT);

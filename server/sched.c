@@ -131,8 +131,10 @@ static void wake_from_worker(void *wake) {
     srv_wake_send(wake);
 }
 
-/* mu held; engine thread. */
+/* mu held; engine thread. A non-stream job is handed over once done: the loop would only resume
+ * its connection to find nothing to send. */
 static void mark_dirty(struct srv_sched *s, struct srv_job *j) {
+    if (!j->stream && !j->done) return;
     s->undelivered = true;
     if (j->done) s->wake_now = true;
     if (j->dirty) return;
@@ -359,7 +361,7 @@ static void sample(struct srv_sched *s, struct seq *q, const float *logits, cons
         return;
     }
     q->n_gen++;
-    if (q->n_gen == 1) s->wake_now = true; /* time to first token is not held back */
+    if (q->n_gen == 1 && j->stream) s->wake_now = true; /* time to first token is not held back */
     srv_metrics_tokens(0, 1);
     char *piece = s->piece;
     int n = eng_detok_push(&q->detok, smp.token, piece, s->piece_cap);

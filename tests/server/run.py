@@ -267,7 +267,8 @@ def curl_endpoints():
         text = curl(d.url + "/metrics")
         for name in ("edgellm_requests_total", "edgellm_prompt_tokens_total",
                      "edgellm_generated_tokens_total", "edgellm_queue_depth",
-                     "edgellm_slots_active", "edgellm_time_to_first_token_seconds_bucket",
+                     "edgellm_slots_active", "edgellm_engine_wakeups_total",
+                     "edgellm_time_to_first_token_seconds_bucket",
                      "edgellm_inter_token_latency_seconds_bucket",
                      "process_resident_memory_bytes"):
             expect(name in text, f"{name} missing from /metrics")
@@ -1034,8 +1035,9 @@ def stream_interval():
     """Tokens decoded within stream_interval of the last send go out together, but the first
     token goes out at once; what arrives is the same text and tokens; SIGHUP changes the
     interval. A stream sends only when the engine wakes the loop: no more sends than wake-ups
-    (the first token, one per interval, the end), also when the tokens come much faster than
-    the interval."""
+    (the first token, one per interval, the end; edgellm_engine_wakeups_total), also when the
+    tokens come much faster than the interval. A request that does not stream wakes the loop
+    once, at its end, whatever the interval."""
     tmp = tempfile.mkdtemp(dir=WORK)
     conf = os.path.join(tmp, "edgellmd.conf")
     with open(conf, "w") as f:
@@ -1045,11 +1047,16 @@ def stream_interval():
     req = {"model": "long", "messages": OK_MSG, "max_tokens": n, "temperature": 0,
            "logprobs": True, "logit_bias": NO_EOS}
 
+    def wakeups():
+        return d.metrics()["edgellm_engine_wakeups_total"]
+
     def chunks(tokens=n):
         """Tokens per content chunk of one stream, and the seconds it took."""
+        w0 = wakeups()
         t0 = time.time()
         st, _, raw = d.post(CHAT, dict(req, stream=True, max_tokens=tokens))
         took = time.time() - t0
+        woke = wakeups() - w0
         expect(st == 200 and raw.endswith(b"data: [DONE]\n\n"), raw[-200:])
         per, text = [], ""
         for ch in data_chunks(raw):
@@ -1059,6 +1066,8 @@ def stream_interval():
                 text += c["delta"].get("content") or ""
         expect(sum(per) == tokens, (per, tokens))
         expect(tokens != n or text == whole, (per, text, whole))
+        # the role chunk and the finish chunk go out with the first token's and the end's sends
+        expect(0 < len(per) <= woke, f"{len(per)} sends, {woke} wake-ups")
         return per, took
 
     def set_interval(seconds):
@@ -1074,8 +1083,12 @@ def stream_interval():
         expect(reloads() > before, "no reload: " + "".join(d.log[-10:]))
 
     try:
+        w0 = wakeups()
         st, _, raw = d.post(CHAT, req)
+        expect(st == 200, raw[:300])
         whole = json.loads(raw)["choices"][0]["message"]["content"]
+        # Interval 0 and 200 tokens, but nothing to send before the end: one wake-up.
+        expect(wakeups() - w0 == 1, f"{wakeups() - w0} wake-ups for one request not streamed")
         # Interval 0: a send per step, unless the loop falls behind the engine (then what
         # accumulated goes together), so many sends in all.
         per, _ = chunks()
