@@ -11,7 +11,9 @@ count:
      reported beside it;
   2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams, and the target (>= 2.5x one stream
      at 4) in pairs: one stream and four in turns, each four against the mean of the ones
-     around it (median of the pairs);
+     around it (median of the pairs); beside it the engine's own ratio, `edgellm bench` with
+     four sequences per pass against one, in pairs the same way (what the daemon's four
+     streams, one batch of four per pass, can reach when HTTP costs nothing);
   3. a bounded wrk run (64 connections, 60 s) posting small completions: requests/s, latency
      p50/p90/p99/max, non-2xx responses and socket errors;
   4. both paired targets again on a second, larger model (default: the L1B shape of
@@ -358,6 +360,15 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
              f"{'✓' if pair4 >= 2.5 else '✗'}); pairs "
              + ", ".join(f"{x:.2f}×" for x in conc_pairs)
              + (f". The table's rows, measured minutes apart: {at4:.2f}×." if at4 else "."))
+    if meta.get("engine4"):
+        e4 = meta["engine4"]
+        L.append("")
+        L.append("The engine alone, four sequences per pass against one (`edgellm bench` tg "
+                 f"{meta['tokens']} with `-s 4` and without, `-r 3` each, in turns as above, the "
+                 f"daemon idle; {len(e4)} pairs): median **{statistics.median(e4):.2f}×**; pairs "
+                 + ", ".join(f"{x:.2f}×" for x in e4)
+                 + ". The daemon decodes four streams as one batch of four per pass: this is "
+                 "what its ratio comes to when HTTP costs nothing.")
     if meta.get("rss"):
         L.append("")
         L.append(f"Daemon memory after these runs, every one of its 8 slots having held a "
@@ -490,6 +501,21 @@ def four_pairs(d, work, tokens, n_pairs):
     return out
 
 
+def engine_four_pairs(cmd1, cmd4, n_pairs):
+    """The engine's own four sequences per pass against one, in pairs as four_pairs: `edgellm
+    bench` tg with -s 1 and -s 4 in turns, each four-sequence rate against the mean of the
+    one-sequence rates just before and after it. The daemon decodes its four streams as one
+    batch of four per pass, so this is the ratio its four streams can reach when HTTP costs
+    nothing."""
+    out, ones = [], [engine_tg(cmd1)]
+    for _ in range(n_pairs):
+        four = engine_tg(cmd4)
+        ones.append(engine_tg(cmd1))
+        ref = (ones[-2] + ones[-1]) / 2
+        out.append(four / ref if ref else 0.0)
+    return out
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -541,9 +567,10 @@ def main(argv):
             "model_desc": desc, "size": os.path.getsize(model), "cpu": cpu_name(),
             "model_rel": rel(model)}
 
-    def bench_cmd(m, r):
+    def bench_cmd(m, r, seqs=1):
         return [os.path.join(build, "edgellm"), "bench", "-m", m, "-t", str(args.threads), "-p",
-                "0", "-n", str(tokens), "-r", str(r), "--kv-f16", "--json"]
+                "0", "-n", str(tokens), "-r", str(r), "--kv-f16", "--json"] + (
+                    ["-s", str(seqs)] if seqs > 1 else [])
 
     # 1. The engine alone. The model starts uncached, as after a reboot (pagecache.py); the
     # engine's warm-up reads it in, and the daemon started after it maps the same pages.
@@ -574,6 +601,9 @@ def main(argv):
         meta["rss"] = d.metrics().get("process_resident_memory_bytes", 0.0)
         conc_pairs = four_pairs(d, work, tokens, n_pairs)
         log("4 streams / one stream, pairs: " + ", ".join(f"{x:.2f}x" for x in conc_pairs))
+        meta["engine4"] = engine_four_pairs(bench_cmd(model, 3), bench_cmd(model, 3, 4), n_pairs)
+        log("edgellm bench 4 sequences / one, pairs: "
+            + ", ".join(f"{x:.2f}x" for x in meta["engine4"]))
 
         # 4. wrk.
         wrk = run_wrk(d, work, wrk_conns, wrk_seconds, args.wrk_tokens)
