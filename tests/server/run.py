@@ -1088,7 +1088,8 @@ def stream_interval():
         expect(st == 200, raw[:300])
         whole = json.loads(raw)["choices"][0]["message"]["content"]
         # Interval 0 and 200 tokens, but nothing to send before the end: one wake-up.
-        expect(wakeups() - w0 == 1, f"{wakeups() - w0} wake-ups for one request not streamed")
+        woke = wakeups() - w0
+        expect(woke == 1, f"{woke} wake-ups for one request not streamed")
         # Interval 0: a send per step, unless the loop falls behind the engine (then what
         # accumulated goes together), so many sends in all.
         per, _ = chunks()

@@ -491,13 +491,19 @@ def four_pairs(d, work, tokens, n_pairs):
     """The 4-stream target in pairs as the HTTP/engine target's (the host's speed drifts between
     the table's rows): one stream and four streams in turns, 1 4 1 4 ... 1, each four-stream
     aggregate against the mean of the one-stream aggregates just before and just after it."""
-    out = []
-    ones = [concurrent(d, work, 1, tokens)["aggregate"]]
+    return in_turns(lambda: concurrent(d, work, 1, tokens)["aggregate"],
+                    lambda: concurrent(d, work, 4, tokens)["aggregate"], n_pairs)
+
+
+def in_turns(one, four, n_pairs):
+    """one() and four() in turns, 1 4 1 4 ... 1: each four() against the mean of the one()s
+    just before and just after it (n_pairs ratios)."""
+    out, ones = [], [one()]
     for _ in range(n_pairs):
-        four = concurrent(d, work, 4, tokens)["aggregate"]
-        ones.append(concurrent(d, work, 1, tokens)["aggregate"])
+        x = four()
+        ones.append(one())
         ref = (ones[-2] + ones[-1]) / 2
-        out.append(four / ref if ref else 0.0)
+        out.append(x / ref if ref else 0.0)
     return out
 
 
@@ -507,13 +513,7 @@ def engine_four_pairs(cmd1, cmd4, n_pairs):
     one-sequence rates just before and after it. The daemon decodes its four streams as one
     batch of four per pass, so this is the ratio its four streams can reach when HTTP costs
     nothing."""
-    out, ones = [], [engine_tg(cmd1)]
-    for _ in range(n_pairs):
-        four = engine_tg(cmd4)
-        ones.append(engine_tg(cmd1))
-        ref = (ones[-2] + ones[-1]) / 2
-        out.append(four / ref if ref else 0.0)
-    return out
+    return in_turns(lambda: engine_tg(cmd1), lambda: engine_tg(cmd4), n_pairs)
 
 
 def main(argv):
