@@ -652,7 +652,8 @@ def disconnect_once(d, stream=True):
     generates (nothing reaches its client before the end: the engine hands it over only then);
     returns (seconds until the cancellation counter moved with the slot freed, the bound those
     seconds must stay under, step seconds)."""
-    before = d.metrics()["edgellm_requests_cancelled_total"]
+    m = d.metrics()
+    before, gen0 = m["edgellm_requests_cancelled_total"], m["edgellm_generated_tokens_total"]
     s = socket.create_connection(("127.0.0.1", d.port))
     body = json.dumps({"model": "long", "messages": OK_MSG, "max_tokens": 4000,
                        "stream": stream, "logit_bias": NO_EOS}).encode()
@@ -664,7 +665,8 @@ def disconnect_once(d, stream=True):
     deadline = time.time() + 10 * SLOW
     while not stream and time.time() < deadline:
         m = d.metrics()
-        if m["edgellm_slots_active"] == 1 and m["edgellm_inter_token_latency_seconds_count"] > 0:
+        # decoding: past its first token (the counters are the daemon's totals)
+        if m["edgellm_slots_active"] == 1 and m["edgellm_generated_tokens_total"] > gen0 + 1:
             break
         time.sleep(0.01)
     # The engine's step time right now (one stream: its inter-token latency), and how long one
