@@ -478,11 +478,21 @@ static void on_mhd_poll(uv_poll_t *p, int status, int events) {
 void srv_http_kick(struct srv_server *s) {
     if (!s->mhd) return;
     MHD_run(s->mhd);
+    if (s->wake_engine) { /* the requests read in this run are queued: they start together */
+        s->wake_engine = false;
+        if (s->sched) srv_sched_wake(s->sched);
+    }
     MHD_UNSIGNED_LONG_LONG to;
     if (MHD_get_timeout(s->mhd, &to) == MHD_YES)
         uv_timer_start(&s->mhd_timer, on_mhd_timer, to, 0);
     else
         uv_timer_stop(&s->mhd_timer);
+}
+
+int srv_http_connections(struct srv_server *s) {
+    const union MHD_DaemonInfo *di =
+        s->mhd ? MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+    return di ? (int)di->num_connections : 0;
 }
 
 /* Percent-decoding of the URL path, in place, except %00: a NUL would cut the path short and

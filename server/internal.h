@@ -215,8 +215,12 @@ const struct eng_ctx *srv_sched_ctx(struct srv_sched *s); /* its parameters and 
 int srv_sched_n_slots(struct srv_sched *s);
 
 /* Queues job (takes a reference). ENG_EBUSY if max_queue jobs already wait, ENG_EINVAL if the
- * scheduler is not ready. Thread-safe. */
-int srv_sched_submit(struct srv_sched *s, struct srv_job *job, int max_queue);
+ * scheduler is not ready. Thread-safe. An idle engine is woken at once, or with defer_wake
+ * (more requests that came with this one are being read) by the caller's srv_sched_wake once
+ * they are queued too, so that they all start in its first step, unless the queued jobs already
+ * fill the free slots. */
+int srv_sched_submit(struct srv_sched *s, struct srv_job *job, int max_queue, bool defer_wake);
+void srv_sched_wake(struct srv_sched *s);
 /* Asks for job to be cancelled before the next step. Thread-safe. */
 void srv_sched_cancel(struct srv_sched *s, struct srv_job *job);
 /* Takes the jobs with new output: *out = malloc'd array (caller frees) of n jobs, each carrying
@@ -265,6 +269,7 @@ struct srv_server {
     int port;
     struct srv_req *reqs; /* generation requests in flight (doubly linked) */
     int n_reqs;
+    bool wake_engine; /* a job was queued with defer_wake in this MHD_run (srv_http_kick) */
     bool draining;
     double drain_deadline;
     bool drain_cancelled;
@@ -337,7 +342,8 @@ int srv_api_finish(struct srv_req *r);
 
 /* http.c: MHD plumbing used by api.c and daemon.c. */
 int srv_http_start(struct srv_server *s, char *err, size_t errlen);
-void srv_http_kick(struct srv_server *s); /* MHD_run + timer update */
+void srv_http_kick(struct srv_server *s);       /* MHD_run + timer update */
+int srv_http_connections(struct srv_server *s); /* open client connections */
 void srv_http_stop(struct srv_server *s);
 int srv_send_json(struct srv_req *r, int status, json_t *body); /* steals body */
 int srv_send_error(struct srv_req *r, const struct srv_error *e);

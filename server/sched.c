@@ -725,7 +725,7 @@ int srv_sched_n_slots(struct srv_sched *s) {
     return s->n_slots;
 }
 
-int srv_sched_submit(struct srv_sched *s, struct srv_job *job, int max_queue) {
+int srv_sched_submit(struct srv_sched *s, struct srv_job *job, int max_queue, bool defer_wake) {
     if (srv_sched_state(s) != SRV_SCHED_READY) return ENG_EINVAL;
     if (job->n_choices > s->n_slots) return ENG_ERANGE;
     pthread_mutex_lock(&s->mu);
@@ -742,9 +742,16 @@ int srv_sched_submit(struct srv_sched *s, struct srv_job *job, int max_queue) {
     s->q_tail = job;
     s->q_len++;
     srv_metrics_set_queue(s->q_len);
-    pthread_cond_signal(&s->cv);
+    /* deferred only while later requests could still join the first step */
+    if (!defer_wake || s->q_len >= s->n_slots - s->n_active) pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;
+}
+
+void srv_sched_wake(struct srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void srv_sched_cancel(struct srv_sched *s, struct srv_job *job) {

@@ -646,6 +646,49 @@ def parallel_streams_match_solo_kv_f32():
         expect(mib > KV_F16[0][1], f"f32 context {mib} MiB, fp16 {KV_F16[0][1]} MiB")
 
 
+@test
+def burst_starts_together():
+    """Requests that arrive together start in the same engine step. Four streamed completions
+    are sent while the daemon is stopped (SIGSTOP), so that when it runs again its loop reads
+    all four in one pass over its connections: they take max_tokens steps of four sequences
+    each, not a first step with the first request alone and the others a step later (one more
+    step, and a last one with three). Each answer is complete."""
+    d = Daemon("--slots", "4", "--threads", "2")
+    n = 8
+    body = json.dumps({"model": "small", "prompt": [1], "max_tokens": n, "temperature": 0,
+                       "logit_bias": NO_EOS, "stream": True}).encode()
+    try:
+        for burst in range(3):
+            m0 = d.metrics()
+            conns = [http.client.HTTPConnection("127.0.0.1", d.port, timeout=60 * SLOW)
+                     for _ in range(4)]
+            for c in conns:
+                c.connect()
+            time.sleep(0.2 * SLOW)  # the loop has taken the connections in
+            os.kill(d.proc.pid, signal.SIGSTOP)
+            try:
+                for c in conns:
+                    c.request("POST", "/v1/completions", body=body,
+                              headers={"Content-Type": "application/json"})
+            finally:
+                os.kill(d.proc.pid, signal.SIGCONT)
+            for c in conns:
+                r = c.getresponse()
+                raw = r.read()
+                c.close()
+                chunks = data_chunks(raw)
+                expect(r.status == 200 and raw.endswith(b"data: [DONE]\n\n"), raw[-300:])
+                expect(chunks[-1]["choices"][0]["finish_reason"] == "length", chunks[-1])
+            m = d.metrics()
+            steps = m["edgellm_batch_sequences_count"] - m0["edgellm_batch_sequences_count"]
+            seqs = m["edgellm_batch_sequences_sum"] - m0["edgellm_batch_sequences_sum"]
+            expect(steps == n and seqs == 4 * n,
+                   f"burst {burst}: four {n}-token requests read together took {steps:.0f} "
+                   f"steps of {seqs:.0f} sequences in all, want {n} of four")
+    finally:
+        expect(d.stop() == 0, "exit status")
+
+
 # ---------------------------------------------------------------------------------------------
 def disconnect_once(d, stream=True):
     """One stream closed after a few chunks, or a request that does not stream closed while it
