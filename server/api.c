@@ -434,11 +434,11 @@ int srv_api_generate(struct srv_req *r) {
     }
     make_id(r->id, sizeof(r->id), r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
     r->created = (long long)time(NULL);
-    /* Requests that arrive together start together: while other connections have no job in
-     * flight (their requests may be next in this MHD_run), an idle engine is woken once this run
-     * has read them (srv_http_kick), not for this one alone and then for the others a pass later
-     * (burst_starts_together). One request alone on its connection wakes it at once. */
-    const bool defer = srv_http_connections(s) > s->n_reqs + 1;
+    /* Requests that arrive together start together: while connections opened with this one have
+     * not sent their requests yet, an idle engine is woken once they have (or a moment later,
+     * srv_http_kick), not for this one alone and then for the others a pass later
+     * (burst_starts_together). Otherwise it is woken at once. */
+    const bool defer = srv_http_more_arriving(s);
     int rc = srv_sched_submit(s->sched, job, (int)s->cfg.queue, defer);
     s->wake_engine |= defer;
     if (rc) {

@@ -95,6 +95,7 @@ static void stop_now(struct srv_server *s) {
     s->sched = NULL;
     close_handle((uv_handle_t *)&s->mhd_poll);
     close_handle((uv_handle_t *)&s->mhd_timer);
+    close_handle((uv_handle_t *)&s->wake_timer);
     close_handle((uv_handle_t *)&s->tick);
     close_handle((uv_handle_t *)&s->watchdog);
     srv_wake_close(&s->wake);

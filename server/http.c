@@ -341,6 +341,57 @@ static int dispatch(struct srv_req *r, const char *model_id) {
     }
 }
 
+/* Connections whose first request has not begun yet (MHD socket contexts), newest first: what
+ * may still come with a request that is being submitted (srv_http_more_arriving). */
+struct srv_conn {
+    struct srv_conn *prev, *next;
+    double t_open;
+    bool fresh; /* in the server's list */
+};
+
+static void conn_unlink(struct srv_server *s, struct srv_conn *c) {
+    if (!c->fresh) return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->fresh = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->fresh = false;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    struct srv_server *s = cls;
+    struct srv_conn *c = *socket_context;
+    (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (!(c = calloc(1, sizeof(*c)))) return; /* then it only goes uncounted */
+        c->t_open = srv_now();
+        c->fresh = true;
+        c->next = s->fresh;
+        if (s->fresh) s->fresh->prev = c;
+        s->fresh = c;
+        *socket_context = c;
+    } else if (c) {
+        conn_unlink(s, c);
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+/* Connections opened within this many seconds that have not sent a request yet count as requests
+ * arriving with the others (a client starting several streams at once opens them together);
+ * older ones are idle, or never send. */
+#define FRESH_S 0.05
+
+bool srv_http_more_arriving(struct srv_server *s) {
+    const double now = srv_now();
+    for (const struct srv_conn *c = s->fresh; c; c = c->next)
+        if (now - c->t_open < FRESH_S) return true;
+    return false;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
@@ -348,6 +399,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct srv_req *r = *con_cls;
     (void)version;
     if (!r) {
+        const union MHD_ConnectionInfo *sc =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (sc && sc->socket_context) conn_unlink(s, sc->socket_context);
         if (!(r = calloc(1, sizeof(*r)))) return MHD_NO;
         r->refs = 1;
         r->srv = s;
@@ -475,24 +529,35 @@ static void on_mhd_poll(uv_poll_t *p, int status, int events) {
     srv_http_kick(p->data);
 }
 
+/* An idle engine whose wake-up a submission deferred (api.c) is woken once the connections
+ * opened with it have sent their requests too, or after WAKE_WAIT_MS at the latest. */
+#define WAKE_WAIT_MS 1
+
+static void wake_engine_now(struct srv_server *s) {
+    s->wake_engine = false;
+    uv_timer_stop(&s->wake_timer);
+    if (s->sched) srv_sched_wake(s->sched);
+}
+
+static void on_wake_timer(uv_timer_t *t) {
+    struct srv_server *s = t->data;
+    if (s->wake_engine) wake_engine_now(s);
+}
+
 void srv_http_kick(struct srv_server *s) {
     if (!s->mhd) return;
     MHD_run(s->mhd);
-    if (s->wake_engine) { /* the requests read in this run are queued: they start together */
-        s->wake_engine = false;
-        if (s->sched) srv_sched_wake(s->sched);
+    if (s->wake_engine) {
+        if (!srv_http_more_arriving(s))
+            wake_engine_now(s);
+        else if (!uv_is_active((uv_handle_t *)&s->wake_timer))
+            uv_timer_start(&s->wake_timer, on_wake_timer, WAKE_WAIT_MS, 0);
     }
     MHD_UNSIGNED_LONG_LONG to;
     if (MHD_get_timeout(s->mhd, &to) == MHD_YES)
         uv_timer_start(&s->mhd_timer, on_mhd_timer, to, 0);
     else
         uv_timer_stop(&s->mhd_timer);
-}
-
-int srv_http_connections(struct srv_server *s) {
-    const union MHD_DaemonInfo *di =
-        s->mhd ? MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
-    return di ? (int)di->num_connections : 0;
 }
 
 /* Percent-decoding of the URL path, in place, except %00: a NUL would cut the path short and
@@ -554,13 +619,14 @@ int srv_http_start(struct srv_server *s, char *err, size_t errlen) {
 
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (v6) flags |= MHD_USE_IPv6;
-    s->mhd = MHD_start_daemon(
-        flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(s->cfg.idle_timeout + 0.999),
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, s,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u, MHD_OPTION_END);
+    s->mhd =
+        MHD_start_daemon(flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(s->cfg.idle_timeout + 0.999),
+                         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_UNESCAPE_CALLBACK,
+                         unescape, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot listen on %s port %ld (address in use, or not permitted)",
                  s->cfg.host, s->cfg.port);
@@ -582,6 +648,8 @@ int srv_http_start(struct srv_server *s, char *err, size_t errlen) {
     uv_poll_start(&s->mhd_poll, UV_READABLE, on_mhd_poll);
     uv_timer_init(s->loop, &s->mhd_timer);
     s->mhd_timer.data = s;
+    uv_timer_init(s->loop, &s->wake_timer);
+    s->wake_timer.data = s;
     srv_http_kick(s);
     return 0;
 }
@@ -594,6 +662,7 @@ void srv_http_stop(struct srv_server *s) {
         srv_req_resume(r);
     }
     MHD_run(s->mhd);
+    if (s->wake_engine) wake_engine_now(s);
     uv_poll_stop(&s->mhd_poll);
     uv_timer_stop(&s->mhd_timer);
     MHD_stop_daemon(s->mhd);

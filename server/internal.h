@@ -243,11 +243,12 @@ struct MHD_Connection;
 struct srv_server {
     uv_loop_t *loop;
     struct MHD_Daemon *mhd;
-    uv_poll_t mhd_poll;   /* MHD's epoll fd */
-    uv_timer_t mhd_timer; /* MHD's next timeout */
-    uv_timer_t tick;      /* keep-alive comments, drain progress */
-    uv_timer_t watchdog;  /* WATCHDOG=1 */
-    struct srv_wake wake; /* engine → loop */
+    uv_poll_t mhd_poll;    /* MHD's epoll fd */
+    uv_timer_t mhd_timer;  /* MHD's next timeout */
+    uv_timer_t wake_timer; /* a deferred engine wake-up at the latest (srv_http_kick) */
+    uv_timer_t tick;       /* keep-alive comments, drain progress */
+    uv_timer_t watchdog;   /* WATCHDOG=1 */
+    struct srv_wake wake;  /* engine → loop */
     uv_signal_t sig_term, sig_int, sig_hup;
 
     struct srv_config cfg; /* live keys change on SIGHUP */
@@ -269,7 +270,8 @@ struct srv_server {
     int port;
     struct srv_req *reqs; /* generation requests in flight (doubly linked) */
     int n_reqs;
-    bool wake_engine; /* a job was queued with defer_wake in this MHD_run (srv_http_kick) */
+    bool wake_engine; /* a job was queued with defer_wake: the engine is to be woken (http.c) */
+    struct srv_conn *fresh; /* connections without a request yet (http.c), newest first */
     bool draining;
     double drain_deadline;
     bool drain_cancelled;
@@ -342,8 +344,10 @@ int srv_api_finish(struct srv_req *r);
 
 /* http.c: MHD plumbing used by api.c and daemon.c. */
 int srv_http_start(struct srv_server *s, char *err, size_t errlen);
-void srv_http_kick(struct srv_server *s);       /* MHD_run + timer update */
-int srv_http_connections(struct srv_server *s); /* open client connections */
+void srv_http_kick(struct srv_server *s); /* MHD_run + timer update */
+/* Whether connections opened a moment ago have not sent their request yet: requests that
+ * may be arriving with the one being submitted. */
+bool srv_http_more_arriving(struct srv_server *s);
 void srv_http_stop(struct srv_server *s);
 int srv_send_json(struct srv_req *r, int status, json_t *body); /* steals body */
 int srv_send_error(struct srv_req *r, const struct srv_error *e);

@@ -648,11 +648,11 @@ def parallel_streams_match_solo_kv_f32():
 
 @test
 def burst_starts_together():
-    """Requests that arrive together start in the same engine step. Four streamed completions
-    are sent while the daemon is stopped (SIGSTOP), so that when it runs again its loop reads
-    all four in one pass over its connections: they take max_tokens steps of four sequences
-    each, not a first step with the first request alone and the others a step later (one more
-    step, and a last one with three). Each answer is complete."""
+    """Requests that arrive together start in the same engine step. Four clients connect and
+    send streamed completions while the daemon is stopped (SIGSTOP), so that when it runs again
+    its loop takes all four in one pass over its connections: they take max_tokens steps of four
+    sequences each, not a first step with the first request alone and the others a step later
+    (one more step, and a last one with three). Each answer is complete."""
     d = Daemon("--slots", "4", "--threads", "2")
     n = 8
     body = json.dumps({"model": "small", "prompt": [1], "max_tokens": n, "temperature": 0,
@@ -662,12 +662,10 @@ def burst_starts_together():
             m0 = d.metrics()
             conns = [http.client.HTTPConnection("127.0.0.1", d.port, timeout=60 * SLOW)
                      for _ in range(4)]
-            for c in conns:
-                c.connect()
-            time.sleep(0.2 * SLOW)  # the loop has taken the connections in
             os.kill(d.proc.pid, signal.SIGSTOP)
             try:
                 for c in conns:
+                    c.connect()  # the kernel completes it; the daemon accepts it later
                     c.request("POST", "/v1/completions", body=body,
                               headers={"Content-Type": "application/json"})
             finally:
