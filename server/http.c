@@ -386,10 +386,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 #define FRESH_S 0.05
 
 bool srv_http_more_arriving(struct srv_server *s) {
-    const double now = srv_now();
-    for (const struct srv_conn *c = s->fresh; c; c = c->next)
-        if (now - c->t_open < FRESH_S) return true;
-    return false;
+    /* the list is newest first: when its head is older, so are the others */
+    return s->fresh && srv_now() - s->fresh->t_open < FRESH_S;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
