@@ -756,9 +756,7 @@ void srv_sched_wake(struct srv_sched *s) {
 
 void srv_sched_cancel(struct srv_sched *s, struct srv_job *job) {
     atomic_store(&job->cancel, true);
-    pthread_mutex_lock(&s->mu);
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    srv_sched_wake(s);
 }
 
 int srv_sched_take_dirty(struct srv_sched *s, struct srv_job ***out) {

@@ -683,6 +683,27 @@ def burst_starts_together():
             expect(steps == n and seqs == 4 * n,
                    f"burst {burst}: four {n}-token requests read together took {steps:.0f} "
                    f"steps of {seqs:.0f} sequences in all, want {n} of four")
+        # A connection opened with a request that never sends its own holds that request back
+        # for a moment only (the wake-up's timer), not until it sends or times out.
+        idle = socket.socket()
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60 * SLOW)
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            idle.connect(("127.0.0.1", d.port))
+            c.connect()
+            c.request("POST", "/v1/completions", headers={"Content-Type": "application/json"},
+                      body=json.dumps({"model": "small", "prompt": [1], "max_tokens": 2}).encode())
+            t0 = time.time()
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        r = c.getresponse()
+        r.read()
+        dt = time.time() - t0
+        c.close()
+        idle.close()
+        expect(r.status == 200 and dt < 1.0 * SLOW,
+               f"a request beside a connection that sends nothing: {r.status} after {dt:.3f} s")
+        print(f"    beside an idle new connection: answered in {dt * 1000:.1f} ms")
     finally:
         expect(d.stop() == 0, "exit status")
 
