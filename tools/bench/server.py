@@ -268,6 +268,13 @@ def fmt_s(x):
     return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
 
 
+def fmt_ttft(single):
+    """Time to first token: median and 90th percentile, to 0.1 ms below 100 ms."""
+    def one(x):
+        return f"{x * 1000:.1f} ms" if x < 0.1 else fmt_s(x)
+    return f"{one(single['ttft'])} (90th percentile {one(single['ttft_p90'])})"
+
+
 def engine_span(single):
     """The range of a pairs run's engine measurements: how far the host's speed moved."""
     e = single.get("engine") or []
@@ -327,7 +334,7 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     L.append(f"| `edgellm bench` tg{meta['tokens']} | {bench['tok_per_s']:.1f} | "
              f"{bench['tok_per_s_min']:.1f}–{bench['tok_per_s_max']:.1f} | - |")
     L.append(f"| HTTP stream, one client | {single['rate']:.1f} | {single['min']:.1f}–"
-             f"{single['max']:.1f} | {fmt_s(single['ttft'])} |")
+             f"{single['max']:.1f} | {fmt_ttft(single)} |")
     L.append("")
     L.append("HTTP / engine, in pairs: engine measurements (`-r 3`, median) and three streams "
              "one after another from one client process after a warm-up stream (median) in "
@@ -401,7 +408,7 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
                  + ", ".join(f"{100 * x:.1f}%" for x in big["single"]["pairs"])
                  + f" (engine measurements{engine_span(big['single'])})"
                  + f"; HTTP stream {big['single']['rate']:.1f} tok/s (median), time to first "
-                 f"token {fmt_s(big['single']['ttft'])}. " + spawned_text(big["single"]))
+                 f"token {fmt_ttft(big['single'])}. " + spawned_text(big["single"]))
         L.append(f"- 4 streams against one: median **{b4:.2f}×** (target ≥ 2.5× "
                  f"{'✓' if b4 >= 2.5 else '✗'}); pairs "
                  + ", ".join(f"{x:.2f}×" for x in big["four"]))
@@ -484,6 +491,7 @@ def http_pairs(d, work, one, tokens, n_pairs):
         spawned.append(meds[1] / ref if ref else 0.0)
     return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
             "ttft": statistics.median(ttfts), "pairs": pairs, "spawned": spawned,
+            "ttft_p90": sorted(ttfts)[(len(ttfts) - 1) * 9 // 10],
             "engine": eng}
 
 
