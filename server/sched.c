@@ -16,7 +16,6 @@
  */
 #include "internal.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +80,6 @@ struct srv_sched {
 
     _Atomic double stream_interval; /* seconds */
     struct eng_deferred wake_later; /* deliver's wake-up made by an engine worker */
-    struct eng_deferred wake_soon;  /* ... one that must not wait: the worker yields to the loop */
 };
 
 /* ---- jobs ---- */
@@ -131,14 +129,6 @@ static void wake_loop(struct srv_sched *s) {
 
 static void wake_from_worker(void *wake) {
     srv_wake_send(wake);
-}
-
-/* A wake-up that must not wait (deliver's "soon"): the worker also gives its CPU to the loop
- * thread, which runs there (daemon.c place_loop). Woken without that while the worker computed
- * or spun, the loop often ran only 1-4 ms later (see deliver). */
-static void wake_now_from_worker(void *wake) {
-    srv_wake_send(wake);
-    sched_yield();
 }
 
 /* mu held; engine thread. A non-stream job is handed over once done: the loop would only resume
@@ -545,30 +535,27 @@ static int step(struct srv_sched *s) {
  * give): 0.962 from the engine thread, 0.981 from the workers, 0.984 with none. L1B even (5 of
  * 10): a pass of 12 ms makes a wake-up per token, and each costs little against it.
  *
- * The wake-ups that must not wait (a first token, a job's end or failure) go through a worker
- * too while other sequences run on (the next pass has begun by then), and that worker yields
- * its CPU to the loop thread (wake_now_from_worker). Made by the engine thread, the wake-up
- * reached a loop thread whose CPU the worker kept for 1-4 ms in about one request of eight
- * (traced: first token decoded -> loop woken, 90th percentile 2.1-2.8 ms, median 0.12 ms):
- * one stream's time to first token was 1.4-1.6 ms at the median but 3.3-4.1 ms at the 90th
- * percentile. Now 1.6 ms at the 90th (L110M Q4_0, 2 threads, two daemons in turns, 30-40
- * rounds of 10 streams each, two runs: 3.34 -> 1.61 and 4.09 -> 1.59 ms; median 1.45 -> 1.36
- * and 1.50 -> 1.40 ms). Tokens per second did not move (+0.6%, 24 of 40; +1.4%, 21 of 30;
- * four streams -0.3%, 8 of 20). Tried and dropped: the interval's wake-ups yielding too, 2.4%
- * and 2.8% fewer tokens per second (slower in 23 of 30 and 33 of 40 rounds); the first token
- * deferred without the yield, 90th percentile unchanged (3.5 ms); a 0.1 ms scheduler slice
- * for the loop thread (sched_setattr), unchanged (3.7 ms). */
+ * A first token's wake-up, made here while the next pass runs, reaches the loop thread 1-4 ms
+ * late in about one request of eight (the worker keeps the loop's CPU; traced, 90th percentile
+ * 2.1-2.8 ms against a median of 0.12 ms), so one stream's time to first token is 1.4-1.6 ms
+ * at the median and 3.3-4.2 ms at the 90th percentile. Tried and dropped: that wake-up made by
+ * a worker which then yields its CPU to the loop (sched_yield) took the 90th percentile to
+ * 1.6-1.8 ms, but cost tokens per second in some of this host's phases: +0.6% (24 of 40
+ * rounds) and +1.4% (21 of 30) in one, -5.6% (faster in 1 of 30) in another; the interval's
+ * wake-ups yielding too, -2.4% and -2.8%; the first token's wake-up deferred without the
+ * yield, or a 0.1 ms scheduler slice for the loop thread (sched_setattr), left the 90th
+ * percentile at 3.5-3.7 ms. */
 static void deliver(struct srv_sched *s, double now) {
     if (!s->undelivered) return;
     double gap = atomic_load_explicit(&s->stream_interval, memory_order_relaxed);
-    bool running = s->n_active > 0, soon = s->wake_now;
-    if (!soon && running && now - s->t_wake < gap) return;
+    bool running = !s->wake_now && s->n_active > 0;
+    if (running && now - s->t_wake < gap) return;
     s->undelivered = s->wake_now = false;
     s->t_wake = now;
     /* a wake-up left to the workers that is still pending (no worker joined a job since) is
      * made here, with this one */
     bool stale = eng_ctx_defer_cancel(s->ctx);
-    if (running && !stale && eng_ctx_defer(s->ctx, soon ? &s->wake_soon : &s->wake_later)) return;
+    if (running && !stale && eng_ctx_defer(s->ctx, &s->wake_later)) return;
     wake_loop(s);
 }
 
@@ -675,7 +662,6 @@ struct srv_sched *srv_sched_start(const struct srv_sched_params *p, struct srv_w
     s->p = *p;
     s->wake = wake;
     s->wake_later = (struct eng_deferred){wake_from_worker, wake};
-    s->wake_soon = (struct eng_deferred){wake_now_from_worker, wake};
     atomic_init(&s->stream_interval, p->stream_interval);
     atomic_init(&s->state, SRV_SCHED_LOADING);
     if (!(s->model_path = strdup(p->model_path))) goto err_free;
