@@ -141,7 +141,12 @@ static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
  * this costs each thread the whole conversion, a few microseconds at most for PRIV_MAX_B rows.
  * Against those (edgellm bench, L110M Q4_0, 2 threads, four sequences, alternated): 2200.5 ->
  * 2229.2 tok/s (7 of 10 rounds). One row stays with the caller (a pool round trip costs more than
- * its conversion): converted by every thread, edgellmd's one stream measured about 4% slower. */
+ * its conversion): converted by every thread, edgellmd's one stream measured about 4% slower.
+ * Nor did converting once within the job pay, each row by whichever thread took it from a
+ * counter, into one buffer the threads then read after waiting for the last row: 0.953 of
+ * this (3 of 12 rounds faster). A thread's conversion is 4-7% of its samples at four
+ * sequences (perf), 40% of those samples on the first load of the floats, which the calling
+ * thread or both threads wrote just before. */
 /* Whether the threads of a product with B activation rows convert them themselves. */
 static bool convert_each(int nth, int B) {
     return nth > 1 && B >= PRIV_MIN_B && B <= PRIV_MAX_B;

@@ -26,11 +26,13 @@
  * columns (batched decode, prefill) spend more time per byte, and there 16 KiB ahead did not
  * pay: 4 / 8 / 16 KiB for the column kernels alone, L110M 4 sequences 1180 / 1136 / 1103 tok/s
  * (eight rounds), L1B 4 sequences 188.6 / 187.5 / 179.3 (six): they keep 4 KiB
- * (ENG_PF_DIST_COLS). The f16 kernels keep 4 KiB for one row as well (ENG_PF_DIST_F16): 16 KiB
- * went both ways there (L1B f16 15.1 -> 15.6 tok/s, 6 of 8 rounds faster; L110M f16 219.1 ->
- * 198.4, 2 of 8), so their distance stays as it was measured before. All three are build-time
- * overridable (-DENG_PF_DIST=, -DENG_PF_DIST_COLS=, -DENG_PF_DIST_F16=, -DENG_PF_INSN=) for
- * such measurements. Prefetching past a tensor's end is harmless (no fault). */
+ * (ENG_PF_DIST_COLS). Measured again with the q4_0x16 kernels (L110M 4 sequences, edgellm
+ * bench -s 4, builds alternated, ten rounds each, against 4 KiB): 2 KiB 0.972 (1 of 10
+ * faster), 8 KiB 1.010 (6 of 10), 16 KiB 0.949 (0 of 10). The f16 kernels keep 4 KiB for one row as
+ * well (ENG_PF_DIST_F16): 16 KiB went both ways there (L1B f16 15.1 -> 15.6 tok/s, 6 of 8 rounds
+ * faster; L110M f16 219.1 -> 198.4, 2 of 8), so their distance stays as it was measured before. All
+ * three are build-time overridable (-DENG_PF_DIST=, -DENG_PF_DIST_COLS=, -DENG_PF_DIST_F16=,
+ * -DENG_PF_INSN=) for such measurements. Prefetching past a tensor's end is harmless (no fault). */
 #ifndef ENG_PF_DIST
 #define ENG_PF_DIST 16384
 #endif
