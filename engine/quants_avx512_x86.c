@@ -432,7 +432,7 @@ static inline __m512i dpbusd_m4(__m512i acc, __m512i u, const uint8_t *p) {
  *
  * With four columns the kernel is bound by the vector pipes, not by memory: in cache 0.90-0.95
  * ns per 256 weights and column at best (bench-kernels -t q4_0x16 -n 768 -r 64; up to 1.35 in
- * this host's slow phases) is 4.3 vpdpbusd per ns, against 6.3-6.8 for a loop of independent
+ * this host's slow phases) is 4.3 vpdpbusd per ns, against 5.1-6.8 for a loop of independent
  * 512-bit vpdpbusd (about 2 per cycle); a block's 64 vpdpbusd come with 24 operations that
  * unpack its codes and 26 of scale arithmetic, which compete with them (that loop with a shift
  * and an and beside each vpdpbusd: 0.22-0.24 against 0.16-0.18 ns per vpdpbusd). Tried, in cache
@@ -441,7 +441,7 @@ static inline __m512i dpbusd_m4(__m512i acc, __m512i u, const uint8_t *p) {
  * 0.97-1.32; the scale arithmetic left out (wrong results, a bound only) 0.75-1.15. On L110M Q4_0
  * (2 threads, perf of edgellm bench tg128), a pass of four sequences spends 1.3 times the kernel
  * time of a pass of one, which reads the weights at the memory's rate: batched decode of a model
- * this small gains less than on larger ones (edgellmd four streams 2.4-2.8x one, L1B 3.6-4.2x). */
+ * this small gains less than on larger ones (edgellmd four streams 2.4-2.8x one, L1B 3.6-4.4x). */
 static inline __attribute__((always_inline)) void x16_rows(const int NC, int64_t n, int64_t nr,
                                                            float *s, size_t s_stride,
                                                            const uint8_t *vw, const uint8_t *a,
