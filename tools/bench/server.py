@@ -270,7 +270,7 @@ def fmt_s(x, ms_digits=0):
 
 def fmt_ttft(single):
     """Time to first token: median and 90th percentile, in tenths of a millisecond."""
-    return (f"{fmt_s(single['ttft'], 1)} (90th percentile {fmt_s(single['ttft_p90'], 1)})")
+    return f"{fmt_s(single['ttft'], 1)} (90th percentile {fmt_s(single['ttft_p90'], 1)})"
 
 
 def engine_span(single):
