@@ -379,11 +379,12 @@ static void kv_prefetch_rows(const struct eng_ctx *c, const struct eng_batch *b,
  * and the norms after them inside the next products (each thread normalizing the rows before
  * converting them), so that the calling thread does neither between the jobs. L110M Q4_0, 2
  * threads, edgellm bench tg128 alternated with the build before: four sequences 0.989 (faster
- * in 4 of 10 rounds), one 1.007 (6 of 10). By rdtsc with four sequences, the time between a
- * layer's jobs fell from 14.5 to 7.6 thousand cycles and the jobs grew by 13 thousand (the post
- * steps' adds about 5 thousand a product): the rows cross from one core to the other within
- * the jobs instead of between them. With the norms alone moved, the adds took what the adds
- * and norms had taken together. */
+ * in 4 of 10 rounds), one 1.007 (6 of 10). By rdtsc with four sequences (two runs of each
+ * build), the time between a layer's jobs fell from 13.5-14.5 to 7.6-7.7 thousand cycles and
+ * the jobs grew by 6.2 and 13.1 thousand (the output product, whose post step did the first
+ * add, by 5.3-5.7 thousand in both): the rows cross from one core to the other within the jobs
+ * instead of between them. With the norms alone moved, the adds took what the adds and norms
+ * had taken together. */
 static void add_to(float *restrict y, const float *restrict x, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
