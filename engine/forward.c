@@ -355,7 +355,16 @@ static inline void prefetch_for_write(const char *p) {
  * Since the stores moved into the q/k/v product's post step (qkv_post), on whichever thread
  * computed the head, the prefetch is even (2283.0 tok/s with it, 2262.9 without, 5 of 10
  * alternated rounds). Decode-sized batches only: a prefill's rows would not stay in cache
- * until they are written. */
+ * until they are written.
+ * Tried: prefetching the rows attention is about to read during the products before it, each
+ * thread those of its share of the work items, in step with the rows it had computed (edgellm
+ * bench, L110M Q4_0, 2 threads, four sequences, tg128, -r 3, against the build without). From
+ * the q/k/v post step: 2697.0 and 2723.0 against 2814.8 and 2762.1 tok/s. A few lines after
+ * every 64 rows of the product: 2561.9 and 2539.4 against 2703.4 and 2678.6; spread over the
+ * layer before's gate/up and down products as well: 2490.6 and 2319.4. Attention fell from 11%
+ * of the samples to 7-8% (perf), but the prefetching took 3.5-5%, its samples on the
+ * instruction after each prefetch: the prefetches wait for free miss buffers, which the
+ * products' weight stream and the cache rows share. */
 #define KV_PREFETCH_MAX_TOKENS 16
 static void kv_prefetch_rows(const struct eng_ctx *c, const struct eng_batch *b, int l) {
     const struct eng_hparams *hp = &c->m->hp;
@@ -565,7 +574,13 @@ static void attend(const struct eng_ctx *c, eng_attn_fn attn, int slot, int laye
  * (144 claims a pass for one L110M sequence, 576 for four); against that (edgellm bench, 2
  * threads, builds alternated):
  * L110M Q4_0 four sequences 1816.2 -> 1912.4 tok/s (7 of 8 rounds) and 1787.8 -> 1956.9 (6 of
- * 6), one sequence 980.2 -> 1026.4 (4 of 6); L1B four sequences and L110M pp512 even. */
+ * 6), one sequence 980.2 -> 1026.4 (4 of 6); L1B four sequences and L110M pp512 even.
+ * Tried: attention inside the q/k/v product's job, with no job and no wait of its own: claims
+ * of whole key/value heads (a head's q, k and v rows, their post steps, then its attention for
+ * every token). Against the build before (edgellm bench, L110M Q4_0, 2 threads, tg128, builds
+ * alternated): one head per claim four sequences 0.961 (faster in 1 of 8 rounds), one 0.945 (0
+ * of 6); a thread's whole share in one claim even (2042.0 and 2087.2 against 2073.1 and 2083.9
+ * tok/s). */
 static void attention(void *arg, int ith, int nth) {
     struct attn_job *j = arg;
     struct eng_ctx *c = j->c;

@@ -438,7 +438,9 @@ static inline __m512i dpbusd_m4(__m512i acc, __m512i u, const uint8_t *p) {
  * and an and beside each vpdpbusd: 0.22-0.24 against 0.16-0.18 ns per vpdpbusd). Tried, in cache
  * against the same build: the codes' broadcasts folded into each vpdpbusd ({1to16}, as one column
  * does) 1.22-1.37 ns; a column's 16 codes broadcast once per 128-bit lane and spread by vpshufd
- * 0.97-1.32; the scale arithmetic left out (wrong results, a bound only) 0.75-1.15. On L110M Q4_0
+ * 0.97-1.32; the scale arithmetic left out (wrong results, a bound only) 0.75-1.15; the high
+ * nibbles by one vgf2p8affineqb (the avx512gfni level's nib_hi) instead of a shift and an and,
+ * three alternated runs, 0.84 against 0.84-0.86 (even). On L110M Q4_0
  * (2 threads, perf of edgellm bench tg128), a pass of four sequences spends 1.3 times the kernel
  * time of a pass of one, which reads the weights at the memory's rate: batched decode of a model
  * this small gains less than on larger ones (edgellmd four streams 2.4-2.8x one, L1B 3.6-4.4x). */

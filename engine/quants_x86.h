@@ -15,7 +15,9 @@
  * about to read: the hardware prefetchers stop at 4 KiB page boundaries, so a row stream stalls
  * at every page start. The non-temporal hint (the weights are read once per token, so they need
  * not displace the KV cache and activations from L2/L3) beat prefetcht0 (L1B tg32 2 threads,
- * four rounds: q4_0 85-106 against 78-88 tok/s, Q4_K_M 74-92 against 64-85).
+ * four rounds: q4_0 85-106 against 78-88 tok/s, Q4_K_M 74-92 against 64-85). With the q4_0x16
+ * kernels, prefetcht0 for every weight stream against it (L110M Q4_0 tg128, six alternated
+ * rounds): four sequences 0.999 (faster in 3 of 6), one 0.985 (2 of 6).
  *
  * The distance depends on how fast the kernel consumes the stream. One activation row (decode of
  * one sequence: NC == 1) reads at the memory's rate, and since the model mapping gets 2 MiB
