@@ -146,7 +146,12 @@ static uint8_t *thread_rowbuf(struct eng_mm_ws *ws, int ith) {
  * counter, into one buffer the threads then read after waiting for the last row: 0.953 of
  * this (3 of 12 rounds faster). A thread's conversion is 4-7% of its samples at four
  * sequences (perf), 40% of those samples on the first load of the floats, which the calling
- * thread or both threads wrote just before. */
+ * thread or both threads wrote just before. Nor did converting in the job before: the down
+ * product's activations converted by the gate/up product's threads as each finished its rows'
+ * GLU (claims of 256 rows, one shared buffer the down product then read; bit for bit the same
+ * results). L110M Q4_0 tg128 (-r 10), 16 rounds of three builds in turn, the build before twice:
+ * one sequence 0.998 of the first copy (faster in 8 of 16), four 1.005 (12 of 16), where the
+ * second copy came out 1.001 and 0.988: even, within what identical builds differ by here. */
 /* Whether the threads of a product with B activation rows convert them themselves. */
 static bool convert_each(int nth, int B) {
     return nth > 1 && B >= PRIV_MIN_B && B <= PRIV_MAX_B;
