@@ -17,7 +17,11 @@
  * not displace the KV cache and activations from L2/L3) beat prefetcht0 (L1B tg32 2 threads,
  * four rounds: q4_0 85-106 against 78-88 tok/s, Q4_K_M 74-92 against 64-85). With the q4_0x16
  * kernels, prefetcht0 for every weight stream against it (L110M Q4_0 tg128, six alternated
- * rounds): four sequences 0.999 (faster in 3 of 6), one 0.985 (2 of 6).
+ * rounds): four sequences 0.999 (faster in 3 of 6), one 0.985 (2 of 6). Every line of the
+ * stream needs its own prefetch: with four columns, only the first lines of each 4 KiB page
+ * ahead (for the hardware prefetcher to follow) came out 0.89 (two lines) and 0.83 (eight) of
+ * this, and every other line (for the adjacent-line prefetcher to fetch its pair) 0.73 at 4 KiB
+ * ahead and 0.71 at 8 (L110M Q4_0 tg128 four sequences, -r 10, ten rounds, builds in turn).
  *
  * The distance depends on how fast the kernel consumes the stream. One activation row (decode of
  * one sequence: NC == 1) reads at the memory's rate, and since the model mapping gets 2 MiB
