@@ -358,13 +358,13 @@ static inline void prefetch_for_write(const char *p) {
  * until they are written.
  * Tried: prefetching the rows attention is about to read during the products before it, each
  * thread those of its share of the work items, in step with the rows it had computed (edgellm
- * bench, L110M Q4_0, 2 threads, four sequences, tg128, -r 3, against the build without). From
- * the q/k/v post step: 2697.0 and 2723.0 against 2814.8 and 2762.1 tok/s. A few lines after
- * every 64 rows of the product: 2561.9 and 2539.4 against 2703.4 and 2678.6; spread over the
- * layer before's gate/up and down products as well: 2490.6 and 2319.4. Attention fell from 11%
- * of the samples to 7-8% (perf), but the prefetching took 3.5-5%, its samples on the
- * instruction after each prefetch: the prefetches wait for free miss buffers, which the
- * products' weight stream and the cache rows share. */
+ * bench, L110M Q4_0, 2 threads, four sequences, tg128, -r 3, two rounds alternated with the
+ * build without). From the q/k/v post step: 2697.0 and 2723.0 against 2814.8 and 2762.1 tok/s.
+ * A few lines after every 64 rows of the product: 2561.9 and 2539.4 against 2703.4 and 2678.6;
+ * spread over the layer before's gate/up and down products as well: 2490.6 and 2319.4.
+ * Attention fell from 11% of the samples to 7-8% (perf), but the prefetching took 3.5-5%, its
+ * samples on the instruction after each prefetch: the prefetches wait for free miss buffers,
+ * which the products' weight stream and the cache rows share. */
 #define KV_PREFETCH_MAX_TOKENS 16
 static void kv_prefetch_rows(const struct eng_ctx *c, const struct eng_batch *b, int l) {
     const struct eng_hparams *hp = &c->m->hp;
