@@ -25,7 +25,9 @@
  * memory (bench-kernels -a, head 64 at 128 positions: 10.0-11.3 ns against 9.3-10.7). Every key
  * row of the work item after the current one prefetched as an item starts (prefetcht2,
  * forward.c's attention), keys and values: L110M Q4_0 four sequences tg128 0.994 and 0.980 of
- * the build without (faster in 3 and 2 of 8 alternated rounds). prefetchnta instead of
+ * the build without (faster in 3 and 2 of 8 alternated rounds); only the first 8 or 16 rows
+ * of the next item's keys and values (prefetcht0, -r 10, twelve rounds of four builds in turn):
+ * 0.985 and 0.997, where a second copy of the build before came out 1.003. prefetchnta instead of
  * prefetcht0 (so that the rows, read once a pass, need not take room in L3 from the weights):
  * L110M Q4_0 tg128 (-r 10), twelve rounds of three builds in turn, the build before twice: four
  * sequences 0.985 of the first copy, where the second came out 0.986; one 0.994 and 0.993. */
