@@ -21,7 +21,7 @@
  * of 8 rounds, by up to 12% (the eighth 2% slower; 819-941 / 842-957 tok/s without / with), tg1024
  * 326-361 / 343-367; tg32 even within this host's noise. 8 and 32 rows ahead measured no better.
  * Rows past the last one are not prefetched (at short contexts they would be most of what is
- * fetched). Into L2 instead (prefetcht1, prefetcht2; prefetcht1 32 rows ahead) no faster from
+ * fetched). The L2 hints instead (prefetcht1, prefetcht2; prefetcht1 32 rows ahead) no faster from
  * memory (bench-kernels -a, head 64 at 128 positions: 10.0-11.3 ns against 9.3-10.7). Every key
  * row of the work item after the current one prefetched as an item starts (prefetcht2,
  * forward.c's attention), keys and values: L110M Q4_0 four sequences tg128 0.994 and 0.980 of

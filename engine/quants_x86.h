@@ -22,7 +22,7 @@
  * ahead (for the hardware prefetcher to follow) came out 0.89 (two lines) and 0.83 (eight) of
  * this, and every other line (for the adjacent-line prefetcher to fetch its pair) 0.73 at 4 KiB
  * ahead and 0.71 at 8 (L110M Q4_0 tg128 four sequences, -r 10, ten rounds, builds in turn).
- * Nor into L2 only: prefetcht2 for the column kernels' stream 0.983 at 4 KiB ahead and 0.956 at
+ * Nor the L2 hint: prefetcht2 for the column kernels' stream 0.983 at 4 KiB ahead and 0.956 at
  * 12, where a second copy of the build before came out 0.992 (the same runs).
  *
  * The distance depends on how fast the kernel consumes the stream. One activation row (decode of
