@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TOL 1e-4f
@@ -945,14 +946,26 @@ static void note_deferred(void *arg) {
     atomic_fetch_add(&d->returns, 1);
 }
 
-/* One-token passes at positions from *pos on: n of them, or with until_called fewer, until d has
- * seen a call. */
-static void passes(struct eng_ctx *c, int *pos, int n, struct deferred_seen *until_called) {
-    for (int i = 0; i < n && !(until_called && calls_of(until_called)); i++) {
-        int32_t tok = 3 + *pos % 5, p = (*pos)++;
-        struct eng_batch b = {.n_tokens = 1, .token = &tok, .pos = &p};
-        ck_assert_msg(eng_forward(c, &b) == 0, "%s", eng_last_error());
-    }
+/* A one-token pass at position *pos (counted on, taken modulo the context). */
+static void pass(struct eng_ctx *c, int *pos) {
+    int32_t tok = 3 + *pos % 5, p = (*pos)++ % eng_ctx_get_params(c)->n_ctx;
+    struct eng_batch b = {.n_tokens = 1, .token = &tok, .pos = &p};
+    ck_assert_msg(eng_forward(c, &b) == 0, "%s", eng_last_error());
+}
+static void passes(struct eng_ctx *c, int *pos, int n) {
+    for (int i = 0; i < n; i++) pass(c, pos);
+}
+/* Passes until d has seen a call, for up to max_s seconds: a bound in time, not in passes, since
+ * under a sanitizer on a loaded machine a woken worker missed every job of 50 passes. */
+static void passes_until_called(struct eng_ctx *c, int *pos, struct deferred_seen *d,
+                                double max_s) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        pass(c, pos);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (!calls_of(d) &&
+             (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (t.tv_nsec - t0.tv_nsec) < max_s);
 }
 
 /* eng_ctx_defer: the call is made once, by a worker (not the thread running the passes), in a
@@ -961,7 +974,7 @@ static void passes(struct eng_ctx *c, int *pos, int n, struct deferred_seen *unt
  * still holds rows, makes the caller wait for it, and fails here); once made nothing is
  * pending; a call taken back with eng_ctx_defer_cancel is not made; a context of one thread
  * takes none (the caller makes it). A worker can miss a pass's jobs (asleep, or not given a CPU
- * in time), so the passes go on until the call is made, at most 50 of them. */
+ * in time), so the passes go on until the call is made, for up to 30 seconds. */
 START_TEST(deferred_call) {
     struct eng_model *m = eng_model_load(gen("m.gguf", "--arch llama --type f32 --seed 5"), NULL);
     ck_assert_msg(m != NULL, "%s", eng_last_error());
@@ -969,25 +982,25 @@ START_TEST(deferred_call) {
     struct deferred_seen seen = {.sleep_ms = 1000};
     struct eng_deferred d = {note_deferred, &seen};
     int pos = 0;
-    passes(c, &pos, 3, NULL); /* the worker has run and waits for jobs */
+    passes(c, &pos, 3); /* the worker has run and waits for jobs */
     ck_assert(eng_ctx_defer(c, &d));
     usleep(20000);
     ck_assert_int_eq(calls_of(&seen), 0); /* no pass since */
-    passes(c, &pos, 50, &seen);
+    passes_until_called(c, &pos, &seen, 30.0);
     ck_assert_int_eq(calls_of(&seen), 1);
     ck_assert(!pthread_equal(seen.thread, pthread_self()));
-    passes(c, &pos, 5, NULL);
+    passes(c, &pos, 5);
     ck_assert_msg(atomic_load(&seen.returns) == 0, "the passes waited for the call");
     ck_assert(!eng_ctx_defer_cancel(c)); /* made: nothing left */
     while (atomic_load(&seen.returns) == 0) usleep(1000);
     seen.sleep_ms = 0;
-    passes(c, &pos, 10, NULL);
+    passes(c, &pos, 10);
     ck_assert_int_eq(calls_of(&seen), 1); /* once */
     /* taken back before a pass: never made */
     ck_assert(eng_ctx_defer(c, &d));
     ck_assert(eng_ctx_defer_cancel(c));
     ck_assert(!eng_ctx_defer_cancel(c));
-    passes(c, &pos, 10, NULL);
+    passes(c, &pos, 10);
     ck_assert_int_eq(calls_of(&seen), 1);
     eng_ctx_free(c);
     struct eng_ctx_params p;
