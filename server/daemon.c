@@ -164,8 +164,13 @@ static void place_loop(struct srv_server *s) {
     for (int i = 0; i < n && i < CPU_SETSIZE; i++) CPU_CLR(cpus[i], &off_all);
     CPU_CLR(cpus[0], &off_first);
     cpu_set_t *use = CPU_COUNT(&off_all) ? &off_all : CPU_COUNT(&off_first) ? &off_first : NULL;
+    /* one CPU, a worker's: a worker's wake-up of the loop hands it over (wake.c) */
+    if (use == &off_first && CPU_COUNT(use) == 1)
+        for (int c = 0; c < CPU_SETSIZE; c++)
+            if (CPU_ISSET(c, use)) srv_wake_set_handoff_cpu(&s->wake, c);
     if (!use || CPU_EQUAL(use, &have)) return;
     if (pthread_setaffinity_np(pthread_self(), sizeof(*use), use) != 0) {
+        srv_wake_set_handoff_cpu(&s->wake, -1);
         srv_log(SRV_LOG_WARN, "cannot move the loop thread off the engine thread's CPU %d",
                 cpus[0]);
         return;

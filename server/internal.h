@@ -26,6 +26,9 @@ struct srv_wake {
     bool open;
     void (*cb)(struct srv_wake *w);
     void *data;
+    _Atomic unsigned handled; /* wake-ups the loop has handled: srv_wake_from_worker's futex */
+    atomic_int waiters;       /* workers waiting on handled */
+    atomic_int handoff_cpu;   /* see srv_wake_set_handoff_cpu; -1 when none */
 };
 /* Loop thread: cb(w) runs on the loop after one or more srv_wake_send. 0 or -1 (then
  * srv_wake_close, and a loop run, still release what was made). */
@@ -34,6 +37,13 @@ int srv_wake_init(uv_loop_t *loop, struct srv_wake *w, void (*cb)(struct srv_wak
 void srv_wake_send(struct srv_wake *w);
 /* Loop thread: stop watching; the fd closes with the handle. */
 void srv_wake_close(struct srv_wake *w);
+/* The loop thread runs on CPU cpu alone, and an engine worker runs there too (-1: it does not). */
+void srv_wake_set_handoff_cpu(struct srv_wake *w, int cpu);
+/* True if srv_wake_from_worker can hand a worker's CPU over to the loop. */
+bool srv_wake_hands_off(struct srv_wake *w);
+/* Engine worker, between two jobs: srv_wake_send; on the handoff CPU it then waits until the
+ * loop has handled the wake-up (wake.c: at most a millisecond). */
+void srv_wake_from_worker(struct srv_wake *w);
 
 /* ---- time ---- */
 

@@ -128,7 +128,7 @@ static void wake_loop(struct srv_sched *s) {
 }
 
 static void wake_from_worker(void *wake) {
-    srv_wake_send(wake);
+    srv_wake_from_worker(wake);
 }
 
 /* mu held; engine thread. A non-stream job is handed over once done: the loop would only resume
@@ -535,27 +535,38 @@ static int step(struct srv_sched *s) {
  * give): 0.962 from the engine thread, 0.981 from the workers, 0.984 with none. L1B even (5 of
  * 10): a pass of 12 ms makes a wake-up per token, and each costs little against it.
  *
- * A first token's wake-up, made here while the next pass runs, reaches the loop thread 1-4 ms
- * late in about one request of eight (the worker keeps the loop's CPU; traced, 90th percentile
- * 2.1-2.8 ms against a median of 0.12 ms), so one stream's time to first token is 1.4-1.6 ms
- * at the median and 3.3-4.2 ms at the 90th percentile. Tried and dropped: that wake-up made by
- * a worker which then yields its CPU to the loop (sched_yield) took the 90th percentile to
- * 1.6-1.8 ms, but cost tokens per second in some of this host's phases: +0.6% (24 of 40
- * rounds) and +1.4% (21 of 30) in one, -5.6% (faster in 1 of 30) in another; the interval's
- * wake-ups yielding too, -2.4% and -2.8%; the first token's wake-up deferred without the
- * yield, or a 0.1 ms scheduler slice for the loop thread (sched_setattr), left the 90th
- * percentile at 3.5-3.7 ms. */
+ * A first token's wake-up made here while the next pass runs reached the loop thread 1-4 ms
+ * late in about one request of eight (the worker kept the loop's CPU; traced, 90th percentile
+ * 2.1-2.8 ms against a median of 0.12 ms): one stream's time to first token was 1.4-1.6 ms at
+ * the median and 3.3-5 ms at the 90th percentile. Where the loop shares one worker's CPU
+ * (srv_wake_hands_off), every wake-up due while sequences run, a first token's and a job's end
+ * too, goes to the workers, and the worker that makes it sleeps until the loop has handled it
+ * (wake.c srv_wake_from_worker): the loop runs at once. L110M Q4_0, 2 threads, three daemons
+ * of each build started in turn and all six run in turn (40 rounds; in each, three 128-token
+ * streams from one client, the first a warm-up): time to first token at the 90th percentile 4.4-5.1
+ * ms -> 1.55-1.74 ms, mean 2.25-2.38 -> 1.39-1.51 ms; one stream's tok/s, against the first old
+ * daemon, old 0.945 and 1.012, new 0.987, 1.040 and 1.048; four streams (30 rounds) old 0.984
+ * and 1.009, new 0.985, 1.025 and 1.032. Daemons of one build differ by that much, and their order
+ * changes from one run to the next: the tokens per second are even to better, not more. Tried and
+ * dropped before that: the wake-up made by a worker which then yields its CPU to the loop
+ * (sched_yield) took the 90th percentile to 1.6-1.8 ms, but cost tokens per second in some of this
+ * host's phases: +0.6% (24 of 40 rounds) and +1.4% (21 of 30) in one, -5.6% (faster in 1 of 30) in
+ * another; the interval's wake-ups yielding too, -2.4% and -2.8%; the first token's wake-up
+ * deferred without the yield, or a 0.1 ms scheduler slice for the loop thread (sched_setattr), left
+ * the 90th percentile at 3.5-3.7 ms. */
 static void deliver(struct srv_sched *s, double now) {
     if (!s->undelivered) return;
     double gap = atomic_load_explicit(&s->stream_interval, memory_order_relaxed);
-    bool running = !s->wake_now && s->n_active > 0;
-    if (running && now - s->t_wake < gap) return;
+    bool running = s->n_active > 0;
+    if (running && !s->wake_now && now - s->t_wake < gap) return;
+    /* a wake-up due at once goes to the workers too when they hand their CPU over */
+    bool defer = running && (!s->wake_now || srv_wake_hands_off(s->wake));
     s->undelivered = s->wake_now = false;
     s->t_wake = now;
     /* a wake-up left to the workers that is still pending (no worker joined a job since) is
      * made here, with this one */
     bool stale = eng_ctx_defer_cancel(s->ctx);
-    if (running && !stale && eng_ctx_defer(s->ctx, &s->wake_later)) return;
+    if (defer && !stale && eng_ctx_defer(s->ctx, &s->wake_later)) return;
     wake_loop(s);
 }
 

@@ -1,12 +1,14 @@
 /*
  * check_server_wake.c — the engine → loop wake-up (server/wake.c, white-box through
  * server/internal.h): no signal is lost between the loop's callback and a sender on another
- * thread, a burst of signals coalesces into one callback, and closing releases the eventfd.
+ * thread, a burst of signals coalesces into one callback, closing releases the eventfd, and a
+ * worker's wake-up on the loop's CPU waits for the loop's callback, bounded.
  */
 #include "../server/internal.h"
 
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -18,7 +20,8 @@ struct rig {
     atomic_int seq; /* set by the sender before each signal */
     int seen;       /* seq as the last callback read it */
     int calls;
-    int slow_us; /* the callback's run time after it read seq */
+    int slow_us;         /* the callback's run time after it read seq */
+    atomic_int finished; /* callbacks that have returned */
     uv_timer_t deadline;
     bool timed_out;
 };
@@ -31,6 +34,7 @@ static void on_wake(struct srv_wake *w) {
         struct timespec ts = {0, 1000L * r->slow_us};
         nanosleep(&ts, NULL);
     }
+    atomic_fetch_add(&r->finished, 1);
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -44,6 +48,7 @@ static void rig_init(struct rig *r) {
     ck_assert_int_eq(srv_wake_init(&r->loop, &r->w, on_wake, r), 0);
     atomic_init(&r->seq, 0);
     atomic_init(&r->seen, 0);
+    atomic_init(&r->finished, 0);
 }
 
 static void rig_close(struct rig *r) {
@@ -132,6 +137,116 @@ START_TEST(close_without_signals) {
 }
 END_TEST
 
+/* ---- the handoff (srv_wake_from_worker) ---- */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The calling thread onto one CPU it may run on; that CPU. */
+static int pin_here(void) {
+    cpu_set_t set;
+    ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof(set), &set), 0);
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &set)) cpu++;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof(set), &set), 0);
+    ck_assert_int_eq(sched_getcpu(), cpu);
+    return cpu;
+}
+
+struct worker {
+    struct rig *r;
+    int handoff; /* 1: the handoff CPU is the worker's; 0: another; -1: none */
+    double took;
+    int finished_at_return; /* r->finished when srv_wake_from_worker returned */
+};
+
+static void *worker_wake(void *arg) {
+    struct worker *k = arg;
+    int cpu = pin_here();
+    srv_wake_set_handoff_cpu(&k->r->w, k->handoff > 0 ? cpu : k->handoff == 0 ? cpu + 1 : -1);
+    double t0 = now_s();
+    srv_wake_from_worker(&k->r->w);
+    k->took = now_s() - t0;
+    k->finished_at_return = atomic_load(&k->r->finished);
+    return NULL;
+}
+
+/* On the loop's CPU the worker returns once the loop's callback has returned, not before; a
+ * return before the millisecond bound can only come from the loop's count of handled wake-ups.
+ * A try in which the loop thread came too late (a loaded machine) waited the whole bound. */
+START_TEST(handoff_waits_for_the_callback) {
+    int waited_for_it = 0;
+    for (int i = 0; i < 10; i++) {
+        struct rig r;
+        rig_init(&r);
+        r.slow_us = 300; /* the worker waits at least this long when it waits for the callback */
+        struct worker k = {.r = &r, .handoff = 1};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, worker_wake, &k), 0);
+        while (atomic_load(&r.finished) == 0) uv_run(&r.loop, UV_RUN_ONCE);
+        pthread_join(th, NULL);
+        ck_assert_int_eq(atomic_load(&r.w.waiters), 0);
+        if (k.finished_at_return == 1) {
+            waited_for_it++;
+            ck_assert(k.took >= 300e-6);
+        } else {
+            ck_assert_int_eq(k.finished_at_return, 0);
+            ck_assert_msg(k.took >= 1e-3, "returned after %.3f ms, before the callback",
+                          k.took * 1e3);
+        }
+        rig_close(&r);
+    }
+    ck_assert_int_gt(waited_for_it, 0);
+}
+END_TEST
+
+/* Nobody runs the loop: the worker gives up after the bound and the wake-up is still pending
+ * for the loop's next turn. */
+START_TEST(handoff_is_bounded) {
+    struct rig r;
+    rig_init(&r);
+    struct worker k = {.r = &r, .handoff = 1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, worker_wake, &k), 0);
+    pthread_join(th, NULL);
+    ck_assert(k.took >= 1e-3);
+    ck_assert_msg(k.took < 5.0, "waited %.3f s", k.took);
+    ck_assert_int_eq(k.finished_at_return, 0);
+    ck_assert_int_eq(atomic_load(&r.w.waiters), 0);
+    for (int i = 0; i < 5; i++) uv_run(&r.loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(r.calls, 1);
+    rig_close(&r);
+}
+END_TEST
+
+/* Off the handoff CPU, or with none, the worker only signals: it never waits for the loop
+ * (which nobody runs here). Timed as the fastest of five tries, under the bound. */
+START_TEST(no_handoff_elsewhere) {
+    for (int handoff = -1; handoff <= 0; handoff++) {
+        double fastest = 1e9;
+        for (int i = 0; i < 5; i++) {
+            struct rig r;
+            rig_init(&r);
+            struct worker k = {.r = &r, .handoff = handoff};
+            pthread_t th;
+            ck_assert_int_eq(pthread_create(&th, NULL, worker_wake, &k), 0);
+            pthread_join(th, NULL);
+            if (k.took < fastest) fastest = k.took;
+            ck_assert_int_eq(k.finished_at_return, 0);
+            uint64_t v = 0; /* the signal was sent */
+            ck_assert_int_eq(read(r.w.fd, &v, sizeof(v)), (int)sizeof(v));
+            rig_close(&r);
+        }
+        ck_assert_msg(fastest < 1e-3, "handoff %d: %.3f ms", handoff, fastest * 1e3);
+    }
+}
+END_TEST
+
 Suite *server_wake_suite(void) {
     Suite *s = suite_create("server_wake");
     TCase *tc = tcase_create("wake");
@@ -140,6 +255,9 @@ Suite *server_wake_suite(void) {
     tcase_add_test(tc, burst_coalesces);
     tcase_add_test(tc, burst_writes_once);
     tcase_add_test(tc, close_without_signals);
+    tcase_add_test(tc, handoff_waits_for_the_callback);
+    tcase_add_test(tc, handoff_is_bounded);
+    tcase_add_test(tc, no_handoff_elsewhere);
     suite_add_tcase(s, tc);
     return s;
 }
