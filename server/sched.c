@@ -541,13 +541,14 @@ static int step(struct srv_sched *s) {
  * the median and 3.3-5 ms at the 90th percentile. Where the loop shares one worker's CPU
  * (srv_wake_hands_off), every wake-up due while sequences run, a first token's and a job's end
  * too, goes to the workers, and the worker that makes it sleeps until the loop has handled it
- * (wake.c srv_wake_from_worker): the loop runs at once. L110M Q4_0, 2 threads, three daemons
- * of each build started in turn and all six run in turn (40 rounds; in each, three 128-token
- * streams from one client, the first a warm-up): time to first token at the 90th percentile 4.4-5.1
- * ms -> 1.55-1.74 ms, mean 2.25-2.38 -> 1.39-1.51 ms; one stream's tok/s, against the first old
- * daemon, old 0.945 and 1.012, new 0.987, 1.040 and 1.048; four streams (30 rounds) old 0.984
- * and 1.009, new 0.985, 1.025 and 1.032. Daemons of one build differ by that much, and their order
- * changes from one run to the next: the tokens per second are even to better, not more. Tried and
+ * (wake.c srv_wake_from_worker): the loop runs at once. L110M Q4_0, 2 threads, two daemons,
+ * each switching the handoff on and off between measurements (a throwaway signal handler), the
+ * order swapped every round; a measurement is three streams of 128 tokens from one client, the
+ * first a warm-up. One stream, 30 rounds per daemon: time to first token at the 90th
+ * percentile 4.60 and 3.97 ms -> 1.65 and 1.65 ms, mean 2.39 and 2.15 -> 1.53 and 1.47 ms;
+ * tok/s on/off 0.999 (on faster in 14 of 30) and 1.007 (18 of 30). Four streams, 25 rounds:
+ * 1.003 (14 of 25) and 1.000 (12 of 25). Daemons compared across builds instead differed by
+ * up to 7% from one another whatever the build, in an order that changed between runs. Tried and
  * dropped before that: the wake-up made by a worker which then yields its CPU to the loop
  * (sched_yield) took the 90th percentile to 1.6-1.8 ms, but cost tokens per second in some of this
  * host's phases: +0.6% (24 of 40 rounds) and +1.4% (21 of 30) in one, -5.6% (faster in 1 of 30) in
