@@ -7,7 +7,8 @@ count:
      in pairs: engine measurements (median of 3 runs) in turns with three streams one after
      another from one client process after a warm-up stream (median), each against the mean of
      the engine measurements around it (target: HTTP >= 97% of the engine alone, median of 11
-     pairs); each pair also measures three streams from a client process started for each,
+     pairs), each pair on a daemon started for it, as each engine measurement is a process of
+     its own; each pair also measures three streams from a client process started for each,
      reported beside it;
   2. aggregate tok/s with 1, 2, 4 and 8 concurrent streams, and the target (>= 2.5x one stream
      at 4) in pairs: one stream and four in turns, each four against the mean of the ones
@@ -316,7 +317,8 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     L.append("### One stream over HTTP against `edgellm bench`\n")
     L.append(f"HTTP tok/s: the {meta['tokens']} tokens ÷ the time from sending the request to "
              "receiving the last token, as the client sees it (median of "
-             f"{3 * meta['pairs']}, after a warm-up): {meta['tokens']} passes over the weights, "
+             f"{3 * meta['pairs']}, from the pairs below: {meta['pairs']} daemon{'s' if meta['pairs'] != 1 else ''}, each after "
+             f"a warm-up stream): {meta['tokens']} passes over the weights, "
              "like "
              f"the engine's tg{meta['tokens']} (`{bench['cmd']}`, median), plus sampling, "
              "detokenizing, JSON and HTTP. Client: `sse-client` (tools/bench/sse_client.c), "
@@ -337,7 +339,9 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     L.append("HTTP / engine, in pairs: engine measurements (`-r 3`, median) and three streams "
              "one after another from one client process after a warm-up stream (median) in "
              "turns, each streams' median against the mean of the engine measurements just "
-             "before and after it "
+             "before and after it; each pair's streams on a daemon started for the pair, as "
+             "each engine measurement is a process of its own (processes of one binary differ "
+             "by a few percent here, each for its lifetime) "
              f"({meta['pairs']} pairs, {meta['pairs'] + 1} engine measurements"
              + engine_span(single) + "): "
              f"median **{100 * pair:.1f}%** (target ≥ 97% {ok}); pairs "
@@ -451,38 +455,34 @@ def engine_tg(cmd):
     return next(r for r in json.loads(run(cmd)) if r["test"] == "tg")["tok_per_s"]
 
 
-def http_pairs(d, work, one, tokens, n_pairs):
+def http_pairs(start_daemon, work, one, tokens, n_pairs):
     """The HTTP/engine target in pairs: engine measurements (`one`: -r 3, median) taken in turns
     with three streams (median), E S E S ... E, each streams' median against the mean of the
     engine measurements just before and just after it, so that a drift of the host's speed
     within a pair (this host's moves by more than the difference measured, in seconds) counts
     on both sides; both sides are medians of three, not one draw of a noisy distribution
-    against a centre. After a warm-up stream.
+    against a centre.
+
+    Each pair's streams go to a daemon started for the pair (start_daemon()) and stopped before
+    the next engine measurement, after a warm-up stream. Each engine measurement is a process
+    of its own too: on this host, processes of one binary run at speeds that differ by a few
+    percent, each for its lifetime (daemons of one build, streams in turns: 1.000, 1.001, 1.026
+    and 1.016 of the first, the fastest faster in 25 of 30 rounds), so one daemon for all the
+    pairs would have put one such draw against the median of twelve.
 
     The three streams follow each other from one client process, as the engine's three runs do
     within its process and as an application's requests do, after a warm-up stream from that
     process as the engine's runs follow its warm-up run. Each pair also takes three streams
     from a client process started for each (the way this script measured before), between the
     same engine measurements: reported beside the target; the two take turns going first."""
-    streams(d, work, 1, tokens)
     rates, ttfts, pairs, spawned = [], [], [], []
     eng = [engine_tg(one)]
     for i in range(n_pairs):
-        meds = {}
-        for mode in ((0, 1) if i % 2 == 0 else (1, 0)):
-            if mode == 0:
-                # after a warm-up stream, as the engine's runs come after its warm-up run: the
-                # first stream after another process has run reads slower (2.5% on L110M)
-                three = streams(d, work, 1, tokens, rounds=4)[1:]
-                for s in three:
-                    rates.append(stream_rate(s))
-                    ttfts.append(s["first"] - s["send"])
-            else:
-                three = [streams(d, work, 1, tokens)[0] for _ in range(3)]
-            for s in three:
-                if s["tokens"] != tokens:
-                    sys.exit(f"bench-server: {s['tokens']} tokens, asked for {tokens}")
-            meds[mode] = statistics.median(stream_rate(s) for s in three)
+        d = start_daemon()
+        try:
+            meds = pair_streams(d, work, tokens, i, rates, ttfts)
+        finally:
+            d.stop()
         eng.append(engine_tg(one))
         ref = (eng[-2] + eng[-1]) / 2
         pairs.append(meds[0] / ref if ref else 0.0)
@@ -490,6 +490,29 @@ def http_pairs(d, work, one, tokens, n_pairs):
     return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
             "ttft": statistics.median(ttfts), "ttft_p90": statistics.quantiles(ttfts, n=10)[8],
             "pairs": pairs, "spawned": spawned, "engine": eng}
+
+
+def pair_streams(d, work, tokens, i, rates, ttfts):
+    """One pair's streams on daemon d, after a warm-up stream: {0: the median of three from one
+    client process, 1: of three from a process each}; the two go first in turns (by i). The
+    one-process streams' rates and times to first token are added to rates and ttfts."""
+    streams(d, work, 1, tokens)
+    meds = {}
+    for mode in ((0, 1) if i % 2 == 0 else (1, 0)):
+        if mode == 0:
+            # after a warm-up stream, as the engine's runs come after its warm-up run: the
+            # first stream after another process has run reads slower (2.5% on L110M)
+            three = streams(d, work, 1, tokens, rounds=4)[1:]
+            for s in three:
+                rates.append(stream_rate(s))
+                ttfts.append(s["first"] - s["send"])
+        else:
+            three = [streams(d, work, 1, tokens)[0] for _ in range(3)]
+        for s in three:
+            if s["tokens"] != tokens:
+                sys.exit(f"bench-server: {s['tokens']} tokens, asked for {tokens}")
+        meds[mode] = statistics.median(stream_rate(s) for s in three)
+    return meds
 
 
 def four_pairs(d, work, tokens, n_pairs):
@@ -585,14 +608,15 @@ def main(argv):
     bench["cmd"] = " ".join(rel(c) for c in cmd[:-1]).replace(meta["model_rel"], "MODEL")
     log(f"edgellm bench tg{tokens}: {bench['tok_per_s']:.1f} tok/s")
 
+    # 2. One stream against the engine, in pairs (a daemon started for each pair).
+    single = http_pairs(lambda: Daemon(build, model, args.threads, work), work,
+                        bench_cmd(model, 3), tokens, n_pairs)
+    log(f"HTTP stream: {single['rate']:.1f} tok/s "
+        f"({100 * single['rate'] / bench['tok_per_s']:.1f}% of edgellm bench; "
+        f"pairs {', '.join(f'{100 * x:.1f}%' for x in single['pairs'])})")
+
     d = Daemon(build, model, args.threads, work)
     try:
-        # 2. One stream against the engine, in pairs (the daemon idle during each engine run).
-        single = http_pairs(d, work, bench_cmd(model, 3), tokens, n_pairs)
-        log(f"HTTP stream: {single['rate']:.1f} tok/s "
-            f"({100 * single['rate'] / bench['tok_per_s']:.1f}% of edgellm bench; "
-            f"pairs {', '.join(f'{100 * x:.1f}%' for x in single['pairs'])})")
-
         # 3. Concurrent streams (median of the repetitions by aggregate rate).
         conc = []
         for n in (int(x) for x in args.streams.split(",")):
@@ -622,11 +646,12 @@ def main(argv):
     if second != "none":
         model2, desc2 = shape_model(build, second)
         engine_tg(bench_cmd(model2, 1))  # reads the model in before the daemon maps it
+        big = {"desc": desc2, "size": os.path.getsize(model2), "rel": rel(model2),
+               "single": http_pairs(lambda: Daemon(build, model2, args.threads, work), work,
+                                    bench_cmd(model2, 3), tokens, n_pairs)}
         d = Daemon(build, model2, args.threads, work)
         try:
-            big = {"desc": desc2, "size": os.path.getsize(model2), "rel": rel(model2),
-                   "single": http_pairs(d, work, bench_cmd(model2, 3), tokens, n_pairs),
-                   "four": four_pairs(d, work, tokens, n_pairs)}
+            big["four"] = four_pairs(d, work, tokens, n_pairs)
         finally:
             d.stop()
         log(f"{second}: HTTP/engine pairs "
