@@ -317,8 +317,9 @@ def render(meta, bench, single, conc, conc_pairs, wrk, big=None):
     L.append("### One stream over HTTP against `edgellm bench`\n")
     L.append(f"HTTP tok/s: the {meta['tokens']} tokens ÷ the time from sending the request to "
              "receiving the last token, as the client sees it (median of "
-             f"{3 * meta['pairs']}, from the pairs below: {meta['pairs']} daemon{'s' if meta['pairs'] != 1 else ''}, each after "
-             f"a warm-up stream): {meta['tokens']} passes over the weights, "
+             f"{3 * meta['pairs']}, from the pairs below: {meta['pairs']} "
+             f"daemon{'s' if meta['pairs'] != 1 else ''}, each after a warm-up stream): "
+             f"{meta['tokens']} passes over the weights, "
              "like "
              f"the engine's tg{meta['tokens']} (`{bench['cmd']}`, median), plus sampling, "
              "detokenizing, JSON and HTTP. Client: `sse-client` (tools/bench/sse_client.c), "
