@@ -1,6 +1,8 @@
 /*
- * wake.c — the engine thread's wake-up of the loop thread: an eventfd watched by a uv_poll, and
- * an atomic flag so that a burst of signals costs one write(2).
+ * wake.c — the engine's wake-up of the loop thread: an eventfd watched by a uv_poll, and an
+ * atomic flag so that a burst of signals costs one write(2); and the handoff, in which an engine
+ * worker that shares the loop's CPU sleeps until the loop has handled its wake-up (a futex on
+ * the count of handled wake-ups).
  *
  * Not uv_async_t: libuv's uv_async_send marks the handle busy, writes to its eventfd and then
  * marks it done; the loop thread, woken by that write, spins on the busy mark and then calls
