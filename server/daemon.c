@@ -185,8 +185,10 @@ static void place_loop(struct srv_server *s) {
                                   : snprintf(list + used, 24, "%s%d", used ? "," : "", c));
         c = last;
     }
-    srv_log(SRV_LOG_INFO, "the loop thread runs on CPU %s, off the engine thread's CPU %d", list,
-            cpus[0]);
+    srv_log(SRV_LOG_INFO, "the loop thread runs on CPU %s, off the engine thread's CPU %d%s", list,
+            cpus[0],
+            srv_wake_hands_off(&s->wake) ? "; a worker there hands it the CPU when it wakes it"
+                                         : "");
 }
 
 static void on_loaded(struct srv_server *s) {

@@ -139,12 +139,6 @@ END_TEST
 
 /* ---- the handoff (srv_wake_from_worker) ---- */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 /* The calling thread onto one CPU it may run on; that CPU. */
 static int pin_here(void) {
     cpu_set_t set;
@@ -169,9 +163,9 @@ static void *worker_wake(void *arg) {
     struct worker *k = arg;
     int cpu = pin_here();
     srv_wake_set_handoff_cpu(&k->r->w, k->handoff > 0 ? cpu : k->handoff == 0 ? cpu + 1 : -1);
-    double t0 = now_s();
+    double t0 = srv_now();
     srv_wake_from_worker(&k->r->w);
-    k->took = now_s() - t0;
+    k->took = srv_now() - t0;
     k->finished_at_return = atomic_load(&k->r->finished);
     return NULL;
 }

@@ -1532,7 +1532,12 @@ def loop_thread_placement():
             expect(len(pinned) == 2 and engine_cpu in pinned.values() and
                    len(set(pinned.values())) == 2, pinned)
             expect(loop <= mine and loop, (loop, mine))
-            print(f"    loop thread on CPU {sorted(loop)}, engine threads on {sorted(pinned.values())}")
+            # the handoff (server/wake.c): exactly when the loop shares the one CPU of a worker
+            handoff = "hands it the CPU" in line[0]
+            shares = len(loop) == 1 and next(iter(loop)) in pinned.values()
+            expect(handoff == shares, (line[0], loop, pinned))
+            print(f"    loop thread on CPU {sorted(loop)}, engine threads on "
+                  f"{sorted(pinned.values())}, handoff {'on' if handoff else 'off'}")
         else:
             expect(not line and loop == mine, (line, loop, mine))
             print(f"    NOTICE: {len(mine)} CPU(s) allowed: nothing to place")
